@@ -1,0 +1,153 @@
+//! Server configuration: one clap-derived struct, every flag with a `WSECHO_*` twin.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A fast, hardened WebSocket echo service.
+///
+/// Every option can also be set through the environment variable named in
+/// brackets; a flag on the command line wins over the environment.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "wsecho", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "WSECHO_LISTEN", default_value = "127.0.0.1:9900")]
+    pub listen: SocketAddr,
+
+    /// Worker threads, each with its own runtime and SO_REUSEPORT listener
+    /// [default: the CPUs this process may run on].
+    #[arg(long, env = "WSECHO_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Largest message accepted, summed over its fragments (bytes; k/M/G and
+    /// KiB/MiB/GiB suffixes allowed). Past it the connection closes with 1009.
+    #[arg(long, env = "WSECHO_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// Largest single frame accepted (bytes, suffixes as above). The read
+    /// buffer grows to hold one whole frame, so this bounds per-connection
+    /// memory. Capped at --max-message-size.
+    #[arg(long, env = "WSECHO_MAX_FRAME_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub max_frame_size: usize,
+
+    /// Text sent first on every echo connection. Off by default: a greeting
+    /// breaks clients that expect pure echo.
+    #[arg(long, env = "WSECHO_GREETING")]
+    pub greeting: Option<String>,
+
+    /// Value of the `X-Server` header on handshake responses, so clients
+    /// behind a load balancer can tell instances apart [default: host name].
+    #[arg(long, env = "WSECHO_SERVER_NAME")]
+    pub server_name: Option<String>,
+
+    /// Time a client has to send its complete HTTP request head.
+    #[arg(long, env = "WSECHO_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// How long to wait for open WebSockets to answer our 1001 close on
+    /// shutdown before exiting anyway.
+    #[arg(long, env = "WSECHO_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    /// The frame limit handed to fastwebsockets: never above the message limit.
+    pub fn frame_limit(&self) -> usize {
+        self.max_frame_size.min(self.max_message_size)
+    }
+
+    pub fn server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(host_name)
+    }
+
+    pub fn worker_threads(&self) -> usize {
+        self.threads
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["wsecho"])
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "wsecho".to_owned())
+}
+
+/// Parses `1048576`, `64k`, `64KiB`, `16M`, `16MiB`, `1G`, `1GiB` (k/M/G are
+/// decimal, KiB/MiB/GiB binary).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "kB" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "M" | "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "G" | "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h`; a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?}"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    };
+    Ok(Duration::from_millis(n.saturating_mul(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("64k"), Ok(64_000));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9900");
+        assert_eq!(c.max_message_size, 64 << 20);
+        assert!(c.greeting.is_none());
+    }
+}

@@ -1,0 +1,172 @@
+//! The opening handshake (RFC 6455 §4.2): deciding whether a request is a
+//! WebSocket upgrade, checking it, and computing `Sec-WebSocket-Accept`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper::header::{CONNECTION, HeaderMap, HeaderValue, UPGRADE};
+use hyper::{Method, Request, StatusCode, Version};
+use sha1::{Digest, Sha1};
+
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Why a handshake was refused: an HTTP status and a one-line reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {reason}")]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    /// A short label for the handshake-failures metric.
+    pub label: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: StatusCode, label: &'static str, reason: &'static str) -> Self {
+        Refusal {
+            status,
+            reason,
+            label,
+        }
+    }
+}
+
+pub const WRONG_METHOD: Refusal = Refusal::new(
+    StatusCode::METHOD_NOT_ALLOWED,
+    "method",
+    "a WebSocket upgrade must be a GET",
+);
+pub const OLD_HTTP: Refusal = Refusal::new(
+    StatusCode::BAD_REQUEST,
+    "http_version",
+    "a WebSocket upgrade needs HTTP/1.1",
+);
+pub const NO_CONNECTION_UPGRADE: Refusal = Refusal::new(
+    StatusCode::BAD_REQUEST,
+    "connection",
+    "missing Connection: Upgrade",
+);
+pub const NO_VERSION: Refusal = Refusal::new(
+    StatusCode::BAD_REQUEST,
+    "version",
+    "missing Sec-WebSocket-Version",
+);
+/// §4.4: answered with 426 and the version we speak.
+pub const WRONG_VERSION: Refusal = Refusal::new(
+    StatusCode::UPGRADE_REQUIRED,
+    "version",
+    "unsupported Sec-WebSocket-Version; use 13",
+);
+pub const BAD_KEY: Refusal = Refusal::new(
+    StatusCode::BAD_REQUEST,
+    "key",
+    "missing or malformed Sec-WebSocket-Key (must be 16 bytes, base64)",
+);
+
+/// Does the request ask for a WebSocket (`Upgrade: websocket`)?
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    header_has_token(req.headers(), UPGRADE, "websocket")
+}
+
+/// Checks an upgrade request; returns the `Sec-WebSocket-Accept` value.
+pub fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Refusal> {
+    if req.method() != Method::GET {
+        return Err(WRONG_METHOD);
+    }
+    if req.version() != Version::HTTP_11 {
+        return Err(OLD_HTTP);
+    }
+    let headers = req.headers();
+    if !header_has_token(headers, CONNECTION, "upgrade") {
+        return Err(NO_CONNECTION_UPGRADE);
+    }
+    match headers.get("sec-websocket-version") {
+        None => return Err(NO_VERSION),
+        Some(v) if v.as_bytes() != b"13" => return Err(WRONG_VERSION),
+        Some(_) => {}
+    }
+    let key = headers.get("sec-websocket-key").ok_or(BAD_KEY)?;
+    match BASE64.decode(key.as_bytes()) {
+        Ok(nonce) if nonce.len() == 16 => Ok(accept_key(key.as_bytes())),
+        _ => Err(BAD_KEY),
+    }
+}
+
+/// `base64(sha1(key ++ GUID))` (§4.2.2).
+pub fn accept_key(key: &[u8]) -> HeaderValue {
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(GUID);
+    let encoded = BASE64.encode(sha1.finalize());
+    HeaderValue::try_from(encoded).expect("base64 is a valid header value")
+}
+
+/// Whether any `name` header holds `token` in its comma-separated list
+/// (case-insensitive, as `Connection: keep-alive, Upgrade` is common).
+fn header_has_token(headers: &HeaderMap, name: hyper::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::get("/");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("upgrade", "websocket"),
+        ("connection", "keep-alive, Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn accept_key_matches_the_rfc_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn well_formed_upgrade_is_accepted() {
+        assert_eq!(
+            accept(&request(&GOOD)).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn key_that_is_not_16_bytes_is_refused() {
+        let mut h = GOOD;
+        h[3].1 = "c2hvcnQ=";
+        assert_eq!(accept(&request(&h)), Err(BAD_KEY));
+    }
+
+    #[test]
+    fn other_versions_get_426() {
+        let mut h = GOOD;
+        h[2].1 = "8";
+        assert_eq!(
+            accept(&request(&h)).unwrap_err().status,
+            StatusCode::UPGRADE_REQUIRED
+        );
+    }
+
+    #[test]
+    fn missing_connection_upgrade_is_refused() {
+        let mut h = GOOD;
+        h[1].1 = "keep-alive";
+        assert_eq!(accept(&request(&h)), Err(NO_CONNECTION_UPGRADE));
+    }
+}

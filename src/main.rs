@@ -1,0 +1,81 @@
+//! The `wsecho` binary: parse flags, start one runtime per worker thread,
+//! serve until SIGINT/SIGTERM, drain, exit.
+
+use anyhow::Context;
+use clap::Parser;
+use mimalloc::MiMalloc;
+use tokio::net::TcpListener;
+use tokio::runtime;
+use tracing::{info, warn};
+use wsecho::{Config, Server, bind_reuseport};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let threads = config.worker_threads();
+    let control = runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listeners = control
+        .block_on(async { bind_reuseport(config.listen, threads) })
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let drain_timeout = config.drain_timeout;
+    let server = Server::new(config);
+    info!(addr = %listeners[0].local_addr()?, threads, "wsecho listening");
+
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let server = server.clone();
+        std::thread::Builder::new()
+            .name(format!("wsecho-{i}"))
+            .spawn(move || {
+                // One single-threaded runtime per worker: no work stealing, no
+                // cross-thread wake-ups; SO_REUSEPORT spreads the connections.
+                let rt = runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    server.serve(TcpListener::from_std(listener)?).await;
+                    // Keep the runtime alive: it drives this worker's sessions
+                    // through the drain. The process exits from main.
+                    std::future::pending::<()>().await;
+                    Ok::<_, std::io::Error>(())
+                })
+            })?;
+    }
+
+    control.block_on(async {
+        shutdown_signal().await;
+        info!(
+            sessions = server.sessions_open(),
+            ?drain_timeout,
+            "shutting down"
+        );
+        server.begin_shutdown();
+        if server.drained(drain_timeout).await {
+            info!("drained");
+        } else {
+            warn!(
+                sessions = server.sessions_open(),
+                "drain timeout; closing the rest"
+            );
+        }
+    });
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,164 @@
+//! Prometheus metrics behind `GET /metrics` (OpenMetrics text, via
+//! `prometheus-client`).
+//!
+//! Per-message counters are not touched per message: a session adds its
+//! counts every [`FLUSH_EVERY`] messages and when it ends, so worker threads
+//! do not fight over one cache line on the hot path.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::session::Counts;
+
+/// How many received messages a session counts locally before adding them to
+/// the shared counters.
+pub const FLUSH_EVERY: u64 = 64;
+
+type Labeled<V> = Family<[(&'static str, V); 1], Counter>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections_open: Gauge,
+    pub connections: Counter,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    handshake_failures: Labeled<&'static str>,
+    closes: Labeled<u16>,
+    limit_hits: Labeled<&'static str>,
+    pub rooms: Gauge,
+    pub room_peers: Gauge,
+    pub slow_consumers: Counter,
+    pub redis_up: Gauge,
+    resident_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("wsecho"),
+            connections_open: Gauge::default(),
+            connections: Counter::default(),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            handshake_failures: Family::default(),
+            closes: Family::default(),
+            limit_hits: Family::default(),
+            rooms: Gauge::default(),
+            room_peers: Gauge::default(),
+            slow_consumers: Counter::default(),
+            redis_up: Gauge::default(),
+            resident_bytes: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "connections_open",
+            "WebSocket connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections",
+            "WebSocket connections accepted",
+            m.connections.clone(),
+        );
+        r.register(
+            "messages_received",
+            "Data messages received",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "messages_sent",
+            "Data messages sent",
+            m.messages_out.clone(),
+        );
+        r.register(
+            "received_bytes",
+            "Payload bytes received",
+            m.bytes_in.clone(),
+        );
+        r.register("sent_bytes", "Payload bytes sent", m.bytes_out.clone());
+        r.register(
+            "handshake_failures",
+            "Refused handshakes by reason",
+            m.handshake_failures.clone(),
+        );
+        r.register(
+            "closes",
+            "Closed WebSockets by close code (1006: no close frame)",
+            m.closes.clone(),
+        );
+        r.register(
+            "limit_hits",
+            "Requests or connections stopped by a limit",
+            m.limit_hits.clone(),
+        );
+        r.register(
+            "rooms",
+            "Chat rooms with at least one local peer",
+            m.rooms.clone(),
+        );
+        r.register("room_peers", "Peers in chat rooms", m.room_peers.clone());
+        r.register(
+            "slow_consumers_dropped",
+            "Chat peers closed for not keeping up",
+            m.slow_consumers.clone(),
+        );
+        r.register(
+            "redis_up",
+            "1 while the Redis room link is connected",
+            m.redis_up.clone(),
+        );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident set size",
+            m.resident_bytes.clone(),
+        );
+        m
+    }
+}
+
+impl Metrics {
+    pub fn handshake_failed(&self, reason: &'static str) {
+        self.handshake_failures
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    pub fn closed(&self, code: u16) {
+        self.closes.get_or_create(&[("code", code)]).inc();
+    }
+
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limit_hits.get_or_create(&[("limit", limit)]).inc();
+    }
+
+    /// Adds what a session counted since its last flush.
+    pub fn add(&self, delta: Counts) {
+        self.messages_in.inc_by(delta.messages_in);
+        self.messages_out.inc_by(delta.messages_out);
+        self.bytes_in.inc_by(delta.bytes_in);
+        self.bytes_out.inc_by(delta.bytes_out);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        self.resident_bytes
+            .set(resident_bytes().unwrap_or(0) as i64);
+        let mut out = String::with_capacity(4096);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// This process's RSS, from `/proc/self/statm` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -1,0 +1,180 @@
+//! Accepting connections: the listener loop, per-connection HTTP/1.1 with
+//! upgrades, and the state every connection shares.
+//!
+//! [`Server::serve`] takes an already-bound listener, so tests bind port 0
+//! and production binds one SO_REUSEPORT listener per worker thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::router;
+use crate::session::Limits;
+use crate::stream::Liveness;
+
+/// Everything connections share. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub config: Config,
+    pub server_name: HeaderValue,
+    pub limits: Limits,
+    pub liveness: Option<Liveness>,
+    pub metrics: Arc<Metrics>,
+    /// Set when shutdown begins: `/healthz` answers 503 from then on.
+    pub draining: AtomicBool,
+    /// Cancelled when shutdown begins: listeners stop, sessions get 1001.
+    pub shutdown: CancellationToken,
+    /// Upgraded sessions, which hyper stops tracking after the 101.
+    pub sessions: TaskTracker,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Self {
+        let server_name = HeaderValue::try_from(config.server_name())
+            .unwrap_or_else(|_| HeaderValue::from_static("wsecho"));
+        let limits = Limits {
+            max_message: config.max_message_size,
+            max_frame: config.frame_limit(),
+            close_timeout: Duration::from_secs(5),
+        };
+        let liveness = Some(Liveness {
+            interval: Duration::from_secs(30),
+            limit_ticks: 3,
+            ping: true,
+        });
+        Server {
+            shared: Arc::new(Shared {
+                config,
+                server_name,
+                limits,
+                liveness,
+                metrics: Arc::new(Metrics::default()),
+                draining: AtomicBool::new(false),
+                shutdown: CancellationToken::new(),
+                sessions: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Accepts connections on `listener` until shutdown begins.
+    pub async fn serve(&self, listener: TcpListener) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = self.shared.shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    // Echo replies are small and must leave at once.
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(self.clone().serve_connection(stream, peer));
+                }
+                Err(e) => {
+                    // Out of file descriptors or memory: wait for connections
+                    // to close instead of spinning on accept.
+                    warn!(error = %e, ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Serves HTTP/1.1 on one connection; upgrades continue in their own task.
+    pub async fn serve_connection<S>(self, io: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(|req| {
+            let server = self.clone();
+            async move { Ok::<_, std::convert::Infallible>(router::route::<S, _>(&server, req, peer)) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            // Slowloris: the whole request head must arrive in time.
+            .header_read_timeout(self.shared.config.handshake_timeout)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => if let Err(e) = res {
+                debug!(%peer, error = %e, "http connection ended");
+            },
+            () = self.shared.shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+
+    /// Starts the shutdown: healthz turns 503, listeners stop, every session
+    /// is sent 1001.
+    pub fn begin_shutdown(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.shutdown.cancel();
+        self.shared.sessions.close();
+    }
+
+    /// Waits until every session has ended, or `timeout`. True if all ended.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.shared.sessions.wait())
+            .await
+            .is_ok()
+    }
+
+    pub fn sessions_open(&self) -> usize {
+        self.shared.sessions.len()
+    }
+}
+
+/// Binds `n` listeners to `addr` with SO_REUSEPORT, so the kernel spreads
+/// connections over worker threads. Binding port 0 gives all of them the port
+/// the first one got. Call inside a tokio runtime; the listeners come back as
+/// std listeners, ready to move to each worker's own runtime.
+pub fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        // A deep backlog absorbs connection bursts (10k clients at once).
+        let listener = socket.listen(4096)?;
+        addr = listener.local_addr()?;
+        out.push(listener.into_std()?);
+    }
+    Ok(out)
+}

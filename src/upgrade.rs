@@ -1,0 +1,87 @@
+//! An upgraded connection's life: recovering the socket from hyper, running
+//! the route's session, and the one log line per connection.
+//!
+//! hyper hands back the connection as `Upgraded`, a boxed trait object behind
+//! two adapters. `Upgraded::downcast` recovers the concrete stream the
+//! connection was served with (plus any bytes hyper read past the request
+//! head), so the frame loop does direct, monomorphic reads and writes.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{Instrument, debug, debug_span, info, warn};
+
+use crate::router::Route;
+use crate::server::Server;
+use crate::session::{End, Session};
+use crate::stream::SessionStream;
+use crate::{echo, tutorial};
+
+pub async fn run<S, B>(server: Server, req: Request<B>, route: Route, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: Send + 'static,
+{
+    let upgraded = match hyper::upgrade::on(req).await {
+        Ok(upgraded) => upgraded,
+        Err(e) => return debug!(%peer, error = %e, "upgrade failed"),
+    };
+    let (io, replay) = match upgraded.downcast::<TokioIo<S>>() {
+        Ok(parts) => (parts.io.into_inner(), parts.read_buf),
+        Err(_) => {
+            // Unreachable unless the accept loop and this call disagree on
+            // the stream type; refuse rather than run on the slow path.
+            return warn!(%peer, "upgraded stream has an unexpected type");
+        }
+    };
+    let span = debug_span!("ws", %peer, route = route.name());
+    session(server, io, replay, route, peer)
+        .instrument(span)
+        .await;
+}
+
+async fn session<S>(server: Server, io: S, replay: Bytes, route: Route, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = &server.shared;
+    let started = Instant::now();
+    shared.metrics.connections.inc();
+    shared.metrics.connections_open.inc();
+
+    let stream = SessionStream::new(io, replay)
+        .with_shutdown(shared.shutdown.child_token())
+        .with_liveness(shared.liveness);
+    let mut session = Session::new(stream, shared.limits, shared.metrics.clone());
+    let end = match route {
+        Route::Echo => echo::run(&mut session, shared.config.greeting.as_deref()).await,
+        Route::Tutorial => tutorial::run(&mut session).await,
+    };
+    let counts = session.counts;
+    session.shutdown().await;
+
+    shared.metrics.connections_open.dec();
+    shared.metrics.closed(end.code());
+    let reason = match &end {
+        End::Closed { reason, .. } => reason,
+        End::PeerClosed(_) => "peer closed",
+        End::Stalled => "peer stopped reading",
+        End::Dropped(_) => "connection dropped",
+    };
+    info!(
+        %peer,
+        route = route.name(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        messages_in = counts.messages_in,
+        messages_out = counts.messages_out,
+        bytes_in = counts.bytes_in,
+        bytes_out = counts.bytes_out,
+        close_code = end.code(),
+        reason,
+        "connection closed"
+    );
+}

@@ -1,0 +1,309 @@
+//! Test harness: the real server on an ephemeral loopback port, an
+//! independent client (tokio-tungstenite), and a raw TCP client for the
+//! malformed input no well-behaved client will send.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsecho::{Config, Server};
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A bound on every wait in a test, so a broken server fails the test
+/// instead of hanging it.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: Server,
+}
+
+/// Starts wsecho on 127.0.0.1:0 with these extra flags.
+pub async fn start(args: &[&str]) -> TestServer {
+    let config = Config::parse_from(std::iter::once("wsecho").chain(args.iter().copied()));
+    let server = Server::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(listener).await });
+    TestServer { addr, server }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Connects with tokio-tungstenite, limits raised to 64 MiB.
+    pub async fn connect(&self, path: &str) -> Client {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(64 << 20))
+            .max_frame_size(Some(64 << 20));
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(self.url(path), Some(config), false)
+                .await
+                .expect("handshake");
+        ws
+    }
+
+    pub async fn raw(&self) -> TcpStream {
+        TcpStream::connect(self.addr).await.unwrap()
+    }
+
+    /// A raw connection that has completed the handshake on `path`.
+    pub async fn raw_ws(&self, path: &str) -> RawWs {
+        let mut tcp = self.raw().await;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            self.addr
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let head = read_head(&mut tcp).await;
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "handshake refused: {head}"
+        );
+        RawWs {
+            tcp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends `request` as is and returns the status code and the whole response.
+    pub async fn http(&self, request: &str) -> (u16, String) {
+        let mut tcp = self.raw().await;
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+                if response_complete(&out) {
+                    break;
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    }
+}
+
+/// A GET with the given extra header lines (each ending in \r\n).
+pub fn get(path: &str, headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n")
+}
+
+/// Upgrade headers, valid unless a test overrides one.
+pub const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+fn response_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse::<usize>().ok());
+    match length {
+        Some(n) => bytes.len() >= end + 4 + n,
+        None => text.starts_with("HTTP/1.1 101"),
+    }
+}
+
+async fn read_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte, so no frame bytes after the head are swallowed.
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(PATIENCE, tcp.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n == 1, "connection closed during the handshake");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// A frame as the raw client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The close code, if this is a close frame with one.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+pub struct RawWs {
+    pub tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// Encodes a client frame: masked with a fixed key unless `masked` is false.
+pub fn encode(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![(fin as u8) << 7 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    if masked {
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+impl RawWs {
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).await.unwrap();
+    }
+
+    pub async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.send_raw(&encode(fin, opcode, payload, true)).await;
+    }
+
+    /// The next frame, or None when the server closed the connection.
+    pub async fn recv(&mut self) -> Option<RawFrame> {
+        tokio::time::timeout(PATIENCE, self.recv_inner())
+            .await
+            .expect("no frame in time")
+    }
+
+    async fn recv_inner(&mut self) -> Option<RawFrame> {
+        loop {
+            if let Some((frame, used)) = parse(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads frames until a close frame; returns its code (None: no code),
+    /// or panics if the connection ends without one.
+    pub async fn expect_close(&mut self) -> Option<u16> {
+        loop {
+            let frame = self
+                .recv()
+                .await
+                .expect("connection ended without a close frame");
+            if frame.opcode == 8 {
+                return frame.close_code();
+            }
+        }
+    }
+
+    /// True once the server has closed the TCP connection.
+    pub async fn expect_eof(&mut self) -> bool {
+        tokio::time::timeout(PATIENCE, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match self.tcp.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// Parses one server frame (never masked) from the front of `buf`.
+fn parse(buf: &[u8]) -> Option<(RawFrame, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let (fin, opcode) = (buf[0] & 0x80 != 0, buf[0] & 0x0f);
+    assert_eq!(buf[1] & 0x80, 0, "server frames must not be masked");
+    let (len, start) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf.len() < start + len {
+        return None;
+    }
+    let payload = buf[start..start + len].to_vec();
+    Some((
+        RawFrame {
+            fin,
+            opcode,
+            payload,
+        },
+        start + len,
+    ))
+}
+
+/// Deterministic test data of `len` bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Deterministic valid UTF-8 text of exactly `len` bytes, with multi-byte
+/// characters in it.
+pub fn text_of(len: usize) -> String {
+    let mut s = String::with_capacity(len);
+    let chars = ['a', 'é', '€', '𝄞', 'z'];
+    let mut i = 0;
+    while s.len() < len {
+        let c = chars[i % chars.len()];
+        if s.len() + c.len_utf8() > len {
+            s.push('.');
+        } else {
+            s.push(c);
+        }
+        i += 1;
+    }
+    s
+}
