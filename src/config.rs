@@ -1,9 +1,10 @@
 //! Server configuration: one clap-derived struct, every flag with a `WSECHO_*` twin.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// A fast, hardened WebSocket echo service.
 ///
@@ -46,10 +47,66 @@ pub struct Config {
     #[arg(long, env = "WSECHO_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Most WebSocket connections open at once; past it the handshake is
+    /// answered 503.
+    #[arg(long, env = "WSECHO_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+
+    /// A silent peer gets a ping this often (0: no pings).
+    #[arg(long, env = "WSECHO_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A peer that sends nothing (not even a pong) for this long, or reads
+    /// nothing we send for this long, is disconnected (0: never).
+    #[arg(long, env = "WSECHO_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How long to wait for the peer's close frame after sending ours.
+    #[arg(long, env = "WSECHO_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// Pings a peer may send per second (and in one burst); past it the
+    /// connection closes with 1008.
+    #[arg(long, env = "WSECHO_MAX_PING_RATE", default_value_t = 50)]
+    pub max_ping_rate: u32,
+
+    /// Comma-separated `Origin` values allowed to connect; others get 403.
+    /// Empty: any origin. Requests without `Origin` (non-browser clients)
+    /// are always allowed.
+    #[arg(long, env = "WSECHO_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Comma-separated subprotocols wsecho agrees to; the first one the
+    /// client offers that is in this list is selected. Empty: none.
+    #[arg(long, env = "WSECHO_SUBPROTOCOLS", value_delimiter = ',')]
+    pub subprotocols: Vec<String>,
+
+    /// PEM certificate chain: serve wss:// and https:// (needs --tls-key).
+    #[arg(long, env = "WSECHO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "WSECHO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// How long to wait for open WebSockets to answer our 1001 close on
     /// shutdown before exiting anyway.
     #[arg(long, env = "WSECHO_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Log line format.
+    #[arg(long, env = "WSECHO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter in RUST_LOG syntax, e.g. `info` or `wsecho=debug`.
+    #[arg(long, env = "WSECHO_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Config {

@@ -61,6 +61,19 @@ pub const BAD_KEY: Refusal = Refusal::new(
     "missing or malformed Sec-WebSocket-Key (must be 16 bytes, base64)",
 );
 
+pub const FORBIDDEN_ORIGIN: Refusal =
+    Refusal::new(StatusCode::FORBIDDEN, "origin", "origin not allowed");
+pub const TOO_MANY: Refusal = Refusal::new(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "max_connections",
+    "too many connections; try again later",
+);
+pub const SHUTTING_DOWN: Refusal = Refusal::new(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "draining",
+    "server is shutting down",
+);
+
 /// Does the request ask for a WebSocket (`Upgrade: websocket`)?
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     header_has_token(req.headers(), UPGRADE, "websocket")
@@ -88,6 +101,33 @@ pub fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Refusal> {
         Ok(nonce) if nonce.len() == 16 => Ok(accept_key(key.as_bytes())),
         _ => Err(BAD_KEY),
     }
+}
+
+/// Browsers send `Origin`; with an allow-list, only those origins may
+/// connect (§10.2). Requests without one are not from a browser page.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    match headers.get("origin") {
+        _ if allowed.is_empty() => true,
+        None => true,
+        Some(origin) => allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes())),
+    }
+}
+
+/// The first subprotocol the client offers that we support (§4.2.2 /subprotocol/).
+pub fn select_subprotocol(headers: &HeaderMap, supported: &[String]) -> Option<HeaderValue> {
+    if supported.is_empty() {
+        return None;
+    }
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|offer| supported.iter().any(|s| s == offer))
+        .and_then(|p| HeaderValue::from_str(p).ok())
 }
 
 /// `base64(sha1(key ++ GUID))` (§4.2.2).
@@ -161,6 +201,36 @@ mod tests {
             accept(&request(&h)).unwrap_err().status,
             StatusCode::UPGRADE_REQUIRED
         );
+    }
+
+    #[test]
+    fn first_offered_supported_subprotocol_is_selected() {
+        let req = request(&[
+            ("sec-websocket-protocol", "chat.v2, echo"),
+            ("sec-websocket-protocol", "chat.v1"),
+        ]);
+        let ours = ["chat.v1".to_owned(), "echo".to_owned()];
+        assert_eq!(select_subprotocol(req.headers(), &ours).unwrap(), "echo");
+        assert_eq!(
+            select_subprotocol(req.headers(), &["mqtt".to_owned()]),
+            None
+        );
+    }
+
+    #[test]
+    fn origin_allow_list_applies_only_to_browsers() {
+        let allowed = ["https://example.com".to_owned()];
+        let from = |o: &str| request(&[("origin", o)]);
+        assert!(origin_allowed(
+            from("https://example.com").headers(),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            from("https://evil.example").headers(),
+            &allowed
+        ));
+        assert!(origin_allowed(request(&[]).headers(), &allowed));
+        assert!(origin_allowed(from("https://evil.example").headers(), &[]));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`echo`], [`tutorial`]: the routes.
 //! - [`close`], [`utf8`]: close-frame rules; incremental UTF-8 validation.
 //! - [`metrics`]: the Prometheus exposition.
+//! - [`tls`]: rustls termination for `wss://`.
 
 pub mod close;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod tls;
 pub mod tutorial;
 pub mod upgrade;
 pub mod utf8;

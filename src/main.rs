@@ -7,6 +7,7 @@ use mimalloc::MiMalloc;
 use tokio::net::TcpListener;
 use tokio::runtime;
 use tracing::{info, warn};
+use wsecho::config::LogFormat;
 use wsecho::{Config, Server, bind_reuseport};
 
 #[global_allocator]
@@ -14,11 +15,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging(&config)?;
 
     let threads = config.worker_threads();
     let control = runtime::Builder::new_current_thread()
@@ -28,7 +25,7 @@ fn main() -> anyhow::Result<()> {
         .block_on(async { bind_reuseport(config.listen, threads) })
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let drain_timeout = config.drain_timeout;
-    let server = Server::new(config);
+    let server = Server::new(config)?;
     info!(addr = %listeners[0].local_addr()?, threads, "wsecho listening");
 
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -68,6 +65,17 @@ fn main() -> anyhow::Result<()> {
             );
         }
     });
+    Ok(())
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("bad --log filter {:?}", config.log))?;
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     Ok(())
 }
 

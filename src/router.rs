@@ -71,11 +71,19 @@ where
         Ok(accept) => accept,
         Err(refusal) => return refuse(server, refusal, peer),
     };
-    if shared.draining.load(Ordering::Relaxed) {
-        return refuse(server, SHUTTING_DOWN, peer);
+    if !handshake::origin_allowed(req.headers(), &shared.config.allowed_origins) {
+        return refuse(server, handshake::FORBIDDEN_ORIGIN, peer);
     }
+    if shared.draining.load(Ordering::Relaxed) {
+        return refuse(server, handshake::SHUTTING_DOWN, peer);
+    }
+    let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
+        shared.metrics.limit_hit("connections");
+        return refuse(server, handshake::TOO_MANY, peer);
+    };
+    let protocol = handshake::select_subprotocol(req.headers(), &shared.config.subprotocols);
     let route = ws_route(req.uri().path());
-    let task = upgrade::run::<S, B>(server.clone(), req, route, peer);
+    let task = upgrade::run::<S, B>(server.clone(), req, route, peer, slot);
     shared.sessions.spawn(task);
 
     let mut res = Response::new(Body::default());
@@ -85,14 +93,11 @@ where
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert("sec-websocket-accept", accept);
     h.insert("x-server", shared.server_name.clone());
+    if let Some(protocol) = protocol {
+        h.insert("sec-websocket-protocol", protocol);
+    }
     res
 }
-
-const SHUTTING_DOWN: Refusal = Refusal {
-    status: StatusCode::SERVICE_UNAVAILABLE,
-    label: "draining",
-    reason: "server is shutting down",
-};
 
 fn refuse(server: &Server, refusal: Refusal, peer: SocketAddr) -> Response<Body> {
     server.shared.metrics.handshake_failed(refusal.label);

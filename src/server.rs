@@ -14,7 +14,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -24,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::router;
 use crate::session::Limits;
 use crate::stream::Liveness;
+use crate::tls::{self, TlsError};
 
 /// Everything connections share. Cheap to clone.
 #[derive(Clone)]
@@ -37,6 +40,9 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub liveness: Option<Liveness>,
     pub metrics: Arc<Metrics>,
+    pub tls: Option<TlsAcceptor>,
+    /// One permit per open WebSocket (--max-connections).
+    pub connection_slots: Arc<Semaphore>,
     /// Set when shutdown begins: `/healthz` answers 503 from then on.
     pub draining: AtomicBool,
     /// Cancelled when shutdown begins: listeners stop, sessions get 1001.
@@ -46,31 +52,35 @@ pub(crate) struct Shared {
 }
 
 impl Server {
-    pub fn new(config: Config) -> Self {
+    /// Builds the server; fails only if the TLS files are unusable.
+    pub fn new(config: Config) -> Result<Self, TlsError> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let server_name = HeaderValue::try_from(config.server_name())
             .unwrap_or_else(|_| HeaderValue::from_static("wsecho"));
         let limits = Limits {
             max_message: config.max_message_size,
             max_frame: config.frame_limit(),
-            close_timeout: Duration::from_secs(5),
+            close_timeout: config.close_timeout,
+            max_ping_rate: config.max_ping_rate,
         };
-        let liveness = Some(Liveness {
-            interval: Duration::from_secs(30),
-            limit_ticks: 3,
-            ping: true,
-        });
-        Server {
+        let slots = config.max_connections.min(Semaphore::MAX_PERMITS);
+        Ok(Server {
             shared: Arc::new(Shared {
-                config,
                 server_name,
                 limits,
-                liveness,
+                liveness: liveness(&config),
                 metrics: Arc::new(Metrics::default()),
+                tls,
+                connection_slots: Arc::new(Semaphore::new(slots)),
                 draining: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 sessions: TaskTracker::new(),
+                config,
             }),
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -95,7 +105,12 @@ impl Server {
                     backoff = Duration::from_millis(5);
                     // Echo replies are small and must leave at once.
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.clone().serve_connection(stream, peer));
+                    match &self.shared.tls {
+                        None => tokio::spawn(self.clone().serve_connection(stream, peer)),
+                        Some(tls) => {
+                            tokio::spawn(self.clone().serve_tls(tls.clone(), stream, peer))
+                        }
+                    };
                 }
                 Err(e) => {
                     // Out of file descriptors or memory: wait for connections
@@ -104,6 +119,22 @@ impl Server {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
+            }
+        }
+    }
+
+    async fn serve_tls(self, tls: TlsAcceptor, stream: TcpStream, peer: SocketAddr) {
+        // The TLS handshake counts against the same slowloris deadline.
+        let timeout = self.shared.config.handshake_timeout;
+        match tokio::time::timeout(timeout, tls.accept(stream)).await {
+            Ok(Ok(stream)) => self.serve_connection(stream, peer).await,
+            Ok(Err(e)) => {
+                self.shared.metrics.handshake_failed("tls");
+                debug!(%peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                self.shared.metrics.handshake_failed("timeout");
+                debug!(%peer, "TLS handshake timed out");
             }
         }
     }
@@ -153,6 +184,31 @@ impl Server {
     pub fn sessions_open(&self) -> usize {
         self.shared.sessions.len()
     }
+}
+
+/// Keep-alive ticks from the flags: a tick per ping interval (or per idle
+/// timeout when pings are off), and as many silent ticks as fit in the idle
+/// timeout.
+fn liveness(c: &Config) -> Option<Liveness> {
+    let (idle, ping) = (c.idle_timeout, c.ping_interval);
+    let interval = match (idle.is_zero(), ping.is_zero()) {
+        (true, true) => return None,
+        (true, false) => ping,
+        (false, true) => idle,
+        (false, false) => ping.min(idle),
+    };
+    let limit_ticks = if idle.is_zero() {
+        u32::MAX
+    } else {
+        idle.as_millis()
+            .div_ceil(interval.as_millis().max(1))
+            .clamp(1, u32::MAX as u128) as u32
+    };
+    Some(Liveness {
+        interval,
+        limit_ticks,
+        ping: !ping.is_zero(),
+    })
 }
 
 /// Binds `n` listeners to `addr` with SO_REUSEPORT, so the kernel spreads

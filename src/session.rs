@@ -8,7 +8,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Role, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -27,6 +27,8 @@ pub struct Limits {
     pub max_frame: usize,
     /// How long to wait for the peer's close after we sent ours.
     pub close_timeout: Duration,
+    /// Pings accepted per second (0: any number).
+    pub max_ping_rate: u32,
 }
 
 /// How a session ended: what the connection log line and metrics report.
@@ -86,6 +88,8 @@ pub struct Session<S> {
     partial: Option<Partial>,
     utf8: Utf8Stream,
     close_sent: bool,
+    /// Pings seen in the current one-second window, and when it began.
+    pings: (u32, Instant),
     pub counts: Counts,
     flushed: Counts,
     metrics: Arc<Metrics>,
@@ -109,6 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             partial: None,
             utf8: Utf8Stream::default(),
             close_sent: false,
+            pings: (0, Instant::now()),
             counts: Counts::default(),
             flushed: Counts::default(),
             metrics,
@@ -142,6 +147,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return Ok(Frame::new(frame.fin, frame.opcode, None, frame.payload));
                 }
                 OpCode::Ping => {
+                    if self.ping_flood() {
+                        self.metrics.limit_hit("ping_rate");
+                        return Err(self.close(code::POLICY, "ping flood").await);
+                    }
                     // Length (<= 125) and fragmentation were checked by
                     // fastwebsockets. The pong reuses the ping's buffer.
                     self.write(Frame::pong(frame.payload)).await?;
@@ -155,6 +164,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 OpCode::Close => return Err(self.on_peer_close(&frame.payload).await),
             }
         }
+    }
+
+    /// Counts a ping; true when the peer is over its rate.
+    fn ping_flood(&mut self) -> bool {
+        let limit = self.limits.max_ping_rate;
+        if limit == 0 {
+            return false;
+        }
+        let (count, since) = &mut self.pings;
+        let now = Instant::now();
+        if now.duration_since(*since) >= Duration::from_secs(1) {
+            (*count, *since) = (0, now);
+        }
+        *count += 1;
+        *count > limit
     }
 
     /// Sends a data frame built by the route (an echo, a reply, a relay).
@@ -212,6 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 partial.len += len;
                 let (text, total) = (partial.text, partial.len);
                 if total > self.limits.max_message {
+                    self.metrics.limit_hit("message_size");
                     return Err(self.close(code::TOO_BIG, "message too big").await);
                 }
                 if frame.fin {
@@ -239,7 +264,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn on_read_error(&mut self, e: WebSocketError) -> End {
         match e {
             WebSocketError::InvalidUTF8 => self.close(code::INVALID_PAYLOAD, "invalid UTF-8").await,
-            WebSocketError::FrameTooLarge => self.close(code::TOO_BIG, "frame too big").await,
+            WebSocketError::FrameTooLarge => {
+                self.metrics.limit_hit("frame_size");
+                self.close(code::TOO_BIG, "frame too big").await
+            }
             WebSocketError::UnexpectedEOF => End::Dropped(io::ErrorKind::UnexpectedEof),
             WebSocketError::IoError(e) => match Interrupt::from_io(&e) {
                 Some(Interrupt::Shutdown) => {

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::router::Route;
@@ -21,8 +22,15 @@ use crate::session::{End, Session};
 use crate::stream::SessionStream;
 use crate::{echo, tutorial};
 
-pub async fn run<S, B>(server: Server, req: Request<B>, route: Route, peer: SocketAddr)
-where
+/// Runs the session once hyper has sent the 101. `slot` is the connection's
+/// place under --max-connections, held until the session ends.
+pub async fn run<S, B>(
+    server: Server,
+    req: Request<B>,
+    route: Route,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     B: Send + 'static,
 {
@@ -42,6 +50,7 @@ where
     session(server, io, replay, route, peer)
         .instrument(span)
         .await;
+    drop(slot);
 }
 
 async fn session<S>(server: Server, io: S, replay: Bytes, route: Route, peer: SocketAddr)

@@ -27,7 +27,7 @@ pub struct TestServer {
 /// Starts wsecho on 127.0.0.1:0 with these extra flags.
 pub async fn start(args: &[&str]) -> TestServer {
     let config = Config::parse_from(std::iter::once("wsecho").chain(args.iter().copied()));
-    let server = Server::new(config);
+    let server = Server::new(config).expect("server config");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let s = server.clone();
