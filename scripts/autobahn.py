@@ -202,6 +202,7 @@ class Server:
         if not os.access(self.binary, os.X_OK):
             raise HarnessError(f"server binary {self.binary} does not exist or is not executable")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.write_bytes(b"")  # this run's log only
         # A port picked free can be taken again before the server binds it: retry.
         for attempt in range(3):
             self.port = free_loopback_port()
@@ -216,7 +217,7 @@ class Server:
             if self.proc.poll() is None:
                 self.stop()
                 break
-            say(f"server exited during startup with status {self.proc.returncode} (attempt {attempt + 1})")
+            say(f"server {exit_text(self.proc.returncode)} during startup (attempt {attempt + 1})")
         raise HarnessError(f"server did not start listening; last lines of {rel(self.log_path)}:\n{self.log_tail()}")
 
     def _wait_ready(self) -> bool:
@@ -242,21 +243,30 @@ class Server:
             return "not started"
         self.stopping = True
         if self.proc.poll() is not None:
-            return f"had already exited with status {self.proc.returncode}"
+            return f"had already {exit_text(self.proc.returncode)}"
         self.proc.send_signal(signal.SIGTERM)
         try:
             status = self.proc.wait(timeout=grace)
-            return f"exited with status {status} after SIGTERM"
+            return "stopped by SIGTERM" if status == -signal.SIGTERM else f"{exit_text(status)} after SIGTERM"
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
             return f"did not exit within {grace:.0f}s of SIGTERM; killed"
 
-    def log_tail(self, n: int = 20) -> str:
+    def log_tail(self, n: int = 10) -> str:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+            return "\n".join("    | " + line for line in self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+def exit_text(status: int) -> str:
+    if status < 0:
+        try:
+            return f"exited on {signal.Signals(-status).name}"
+        except ValueError:
+            return f"exited on signal {-status}"
+    return f"exited with status {status}"
 
 
 def rel(path: Path) -> str:
@@ -416,9 +426,9 @@ def main(argv: list[str]) -> int:
         step(f"read expected results {rel(args.expected)}")
         expected = load_expected(args.expected)
         bad = validate_expected(expected)
-        if bad:
-            for line in bad:
-                say(f"  expected.json breaks SPEC: {line}")
+        for line in bad:
+            say(f"  expected.json breaks SPEC: {line}")
+        if bad and not args.update_expected:  # an update replaces the bad entries
             raise HarnessError(f"{rel(args.expected)} accepts outcomes that SPEC 1.2 does not ({len(bad)} entries)")
 
     server: Server | None = None
@@ -498,14 +508,23 @@ def main(argv: list[str]) -> int:
             say(f"kosoku report in {rel(args.kosoku_report)}/index.html")
 
     print(summary, flush=True)
+    not_run = [c for c in problems if c in entries and entries[c]["behavior"] == NOT_RUN]
+    if not_run:
+        notes = sorted({entries[c]["note"] for c in not_run})
+        say(f"  {len(not_run)} cases not run ({'; '.join(notes)}): {', '.join(not_run[:5])}"
+            + (f" ... {not_run[-1]}" if len(not_run) > 5 else ""))
     for case_id, plist in problems.items():
         got = entries.get(case_id)
+        if case_id in not_run:
+            continue
         if got is None:
             say(f"  {case_id}: {'; '.join(plist)}")
             continue
         exp = got.get("expected")
         exp_s = f"{fmt_set(exp['behavior'])}/{fmt_set(exp['behaviorClose'])}" if exp else "none"
-        say(f"  {case_id}: got {got['behavior']}/{got['behaviorClose']} (close code {got.get('remoteCloseCode')}), "
+        code = got.get("remoteCloseCode")
+        code_s = f" (close code {code})" if code is not None else ""
+        say(f"  {case_id}: got {got['behavior']}/{got['behaviorClose']}{code_s}, "
             f"expected {exp_s}: {'; '.join(plist)}")
         why = []
         if got["behavior"] not in ("OK", TIMEOUT, NOT_RUN):

@@ -113,5 +113,10 @@ if ((build)); then
 fi
 
 cd "$ROOT"
-# The harness stops the server when it gets SIGTERM from timeout.
-exec timeout --kill-after=30 "$RUN_TIMEOUT" "$VENV/bin/python" "$ROOT/scripts/autobahn.py" "${server[@]}" "${args[@]}"
+# On the run timeout the harness gets SIGTERM and still stops the server.
+rc=0
+timeout --kill-after=30 "$RUN_TIMEOUT" "$VENV/bin/python" "$ROOT/scripts/autobahn.py" "${server[@]}" "${args[@]}" || rc=$?
+if ((rc == 124 || rc == 137)); then
+    die "the run took longer than AUTOBAHN_RUN_TIMEOUT=${RUN_TIMEOUT}s and was stopped"
+fi
+exit "$rc"

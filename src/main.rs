@@ -1,6 +1,8 @@
 //! The `wsecho` binary: parse flags, start one runtime per worker thread,
 //! serve until SIGINT/SIGTERM, drain, exit.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use mimalloc::MiMalloc;
@@ -38,11 +40,9 @@ fn main() -> anyhow::Result<()> {
                 let rt = runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
+                // Serves until the process exits from main, after the drain.
                 rt.block_on(async {
                     server.serve(TcpListener::from_std(listener)?).await;
-                    // Keep the runtime alive: it drives this worker's sessions
-                    // through the drain. The process exits from main.
-                    std::future::pending::<()>().await;
                     Ok::<_, std::io::Error>(())
                 })
             })?;
@@ -71,7 +71,11 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .with_context(|| format!("bad --log filter {:?}", config.log))?;
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr, as a service manager expects; colour only on a tty.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),

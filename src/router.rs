@@ -9,7 +9,7 @@ use http_body_util::Full;
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::debug;
+use tracing::info;
 
 use crate::handshake::{self, Refusal};
 use crate::server::Server;
@@ -101,7 +101,7 @@ where
 
 fn refuse(server: &Server, refusal: Refusal, peer: SocketAddr) -> Response<Body> {
     server.shared.metrics.handshake_failed(refusal.label);
-    debug!(%peer, status = refusal.status.as_u16(), reason = refusal.reason, "handshake refused");
+    info!(%peer, status = refusal.status.as_u16(), reason = refusal.reason, "handshake refused");
     let mut res = text(refusal.status, format!("{}\n", refusal.reason));
     let h = res.headers_mut();
     if refusal.status == StatusCode::UPGRADE_REQUIRED {

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -91,16 +91,13 @@ impl Server {
         &self.shared.metrics
     }
 
-    /// Accepts connections on `listener` until shutdown begins.
+    /// Accepts connections on `listener` for as long as the process runs.
+    /// During the drain it keeps accepting, so that load balancers can still
+    /// read the 503 from `/healthz`; new upgrades are refused with 503.
     pub async fn serve(&self, listener: TcpListener) {
         let mut backoff = Duration::from_millis(5);
         loop {
-            let accepted = tokio::select! {
-                biased;
-                () = self.shared.shutdown.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
+            match listener.accept().await {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
                     // Echo replies are small and must leave at once.
@@ -130,11 +127,11 @@ impl Server {
             Ok(Ok(stream)) => self.serve_connection(stream, peer).await,
             Ok(Err(e)) => {
                 self.shared.metrics.handshake_failed("tls");
-                debug!(%peer, error = %e, "TLS handshake failed");
+                info!(%peer, error = %e, "TLS handshake failed");
             }
             Err(_) => {
                 self.shared.metrics.handshake_failed("timeout");
-                debug!(%peer, "TLS handshake timed out");
+                info!(%peer, "TLS handshake timed out");
             }
         }
     }
@@ -157,7 +154,7 @@ impl Server {
         let mut conn = std::pin::pin!(conn);
         tokio::select! {
             res = conn.as_mut() => if let Err(e) = res {
-                debug!(%peer, error = %e, "http connection ended");
+                self.http_failed(&e, peer);
             },
             () = self.shared.shutdown.cancelled() => {
                 conn.as_mut().graceful_shutdown();
@@ -166,8 +163,25 @@ impl Server {
         }
     }
 
-    /// Starts the shutdown: healthz turns 503, listeners stop, every session
-    /// is sent 1001.
+    /// Counts and logs a connection that ended in an HTTP-level error:
+    /// garbage, an oversized head, a head that never finished.
+    fn http_failed(&self, e: &hyper::Error, peer: SocketAddr) {
+        let reason = if e.is_timeout() {
+            "timeout"
+        } else if e.is_parse_too_large() {
+            "header_too_large"
+        } else if e.is_parse() {
+            "bad_request"
+        } else {
+            // The peer went away or reset: nothing worth a log line.
+            return debug!(%peer, error = %e, "http connection ended");
+        };
+        self.shared.metrics.handshake_failed(reason);
+        info!(%peer, reason, error = %e, "bad http request");
+    }
+
+    /// Starts the shutdown: `/healthz` and new upgrades get 503, idle HTTP
+    /// keep-alive connections close, every session is sent 1001.
     pub fn begin_shutdown(&self) {
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.shutdown.cancel();

@@ -303,7 +303,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if std::mem::replace(&mut self.close_sent, true) {
             return Ok(());
         }
-        self.write(Frame::close(code, reason.as_bytes())).await
+        self.write(Frame::close(code, reason.as_bytes())).await?;
+        // Out at once: the peer may still be sending, and the session will
+        // not wait for input before the close timeout.
+        self.flush().await
     }
 
     /// After our close, reads (and drops) frames until the peer's close, an
@@ -322,21 +325,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let _ = tokio::time::timeout(self.limits.close_timeout, wait).await;
     }
 
+    /// Writes a frame. Small frames are gathered by the stream and go out
+    /// when the session next waits for input (see [`crate::stream`]).
     async fn write(&mut self, frame: Frame<'_>) -> Flow<()> {
-        let res = match self.ws.write_frame(frame).await {
-            // Needed under TLS, a no-op on plain TCP.
-            Ok(()) => self.ws.flush().await,
-            Err(e) => Err(e),
-        };
-        res.map_err(|e| match e {
-            WebSocketError::IoError(e)
-                if Interrupt::from_io(&e) == Some(Interrupt::WriteStalled) =>
-            {
-                End::Stalled
-            }
-            WebSocketError::IoError(e) => End::Dropped(e.kind()),
-            _ => End::Dropped(io::ErrorKind::Other),
-        })
+        let res = self.ws.write_frame(frame).await;
+        res.map_err(write_error)
+    }
+
+    /// Writes out everything gathered, now.
+    async fn flush(&mut self) -> Flow<()> {
+        self.ws.flush().await.map_err(write_error)
+    }
+}
+
+fn write_error(e: WebSocketError) -> End {
+    match e {
+        WebSocketError::IoError(e) if Interrupt::from_io(&e) == Some(Interrupt::WriteStalled) => {
+            End::Stalled
+        }
+        WebSocketError::IoError(e) => End::Dropped(e.kind()),
+        _ => End::Dropped(io::ErrorKind::Other),
     }
 }
 

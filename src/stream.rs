@@ -1,12 +1,22 @@
-//! The byte stream under a WebSocket session, with the session's watchdogs.
+//! The byte stream under a WebSocket session: write coalescing, and the
+//! session's watchdogs.
 //!
-//! fastwebsockets' `read_frame` is not cancel-safe: dropping it mid-frame
-//! loses the header it already consumed. So timeouts and shutdown cannot be a
-//! `select!` around it. Instead they live here, below the frame parser: while
-//! the socket has nothing to read, `poll_read` also watches the shutdown token
-//! and a coarse tick, and answers with an [`Interrupt`] error when one fires.
-//! The tick also sends keep-alive pings to a silent peer. On the busy path
-//! this costs one flag store per read; the timer is only re-armed once per
+//! Coalescing: small frames (fastwebsockets copies frames up to its 1 KiB
+//! `writev_threshold` into one buffer and writes them with `write`) are
+//! gathered here and written when the session is about to wait for input,
+//! so a burst of pipelined messages or tiny fragments costs one `write`
+//! instead of one per frame. A ping-pong peer sees no delay: its echo is
+//! written the moment the socket has nothing more to read. Large frames
+//! (`writev(header, payload)`) pass straight through, after anything
+//! gathered before them.
+//!
+//! Watchdogs: fastwebsockets' `read_frame` is not cancel-safe (dropping it
+//! mid-frame loses the header it consumed), so timeouts and shutdown cannot
+//! be a `select!` around it. They live here instead, below the frame parser:
+//! while the socket has nothing to read, `poll_read` also watches the
+//! shutdown token and a coarse tick, and fails with an [`Interrupt`] when one
+//! fires. The tick also queues keep-alive pings to a silent peer. On the busy
+//! path this costs one flag store per read; the timer is re-armed once per
 //! tick, not per message.
 
 use std::future::Future;
@@ -19,6 +29,13 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Most bytes of small frames gathered before they must be written: enough
+/// for a burst of small echoes, small enough to hold per connection.
+const GATHER_MAX: usize = 16 << 10;
+
+/// An empty, unmasked ping frame (server frames are never masked).
+const PING: [u8; 2] = [0x89, 0x00];
 
 /// Why a session's stream stopped on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +53,10 @@ impl Interrupt {
     pub fn from_io(e: &io::Error) -> Option<Interrupt> {
         e.get_ref()?.downcast_ref::<Interrupt>().copied()
     }
+
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, self)
+    }
 }
 
 /// Keep-alive settings: a tick every `interval`; a ping after each silent
@@ -47,24 +68,61 @@ pub struct Liveness {
     pub ping: bool,
 }
 
-/// An empty, unmasked ping frame (server frames are never masked).
-const PING: [u8; 2] = [0x89, 0x00];
+/// What the tick decided.
+enum Tick {
+    Quiet,
+    Ping,
+    Stop(Interrupt),
+}
+
+/// Progress bookkeeping between ticks.
+struct Watchdog {
+    timer: Pin<Box<Sleep>>,
+    live: Liveness,
+    /// Read progress since the last tick, and silent ticks in a row.
+    heard: bool,
+    silent: u32,
+    /// Write progress since the last tick, whether a write is waiting, and
+    /// stalled ticks in a row.
+    wrote: bool,
+    write_blocked: bool,
+    stalled: u32,
+}
+
+impl Watchdog {
+    fn poll_tick(&mut self, cx: &mut Context<'_>) -> Tick {
+        let mut tick = Tick::Quiet;
+        while self.timer.as_mut().poll(cx).is_ready() {
+            self.timer
+                .as_mut()
+                .reset(Instant::now() + self.live.interval);
+            let heard = std::mem::take(&mut self.heard);
+            self.silent = if heard { 0 } else { self.silent + 1 };
+            let stalled = self.write_blocked && !std::mem::take(&mut self.wrote);
+            self.stalled = if stalled { self.stalled + 1 } else { 0 };
+            if self.stalled >= self.live.limit_ticks {
+                return Tick::Stop(Interrupt::WriteStalled);
+            }
+            if self.silent >= self.live.limit_ticks {
+                return Tick::Stop(Interrupt::Idle);
+            }
+            if self.live.ping && self.silent > 0 {
+                tick = Tick::Ping;
+            }
+        }
+        tick
+    }
+}
 
 pub struct SessionStream<S> {
     inner: S,
     /// Bytes hyper read past the request head; replayed before the socket.
     replay: Bytes,
+    /// Small frames gathered for one write; `written` of them are out.
+    gathered: Vec<u8>,
+    written: usize,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-    tick: Option<(Pin<Box<Sleep>>, Liveness)>,
-    /// Read progress since the last tick.
-    heard: bool,
-    silent_ticks: u32,
-    /// Write progress since the last tick, and whether a write is waiting.
-    wrote: bool,
-    write_blocked: bool,
-    stalled_ticks: u32,
-    /// How much of a keep-alive ping is still to be written.
-    ping_left: usize,
+    watchdog: Option<Watchdog>,
 }
 
 impl<S> SessionStream<S> {
@@ -72,14 +130,10 @@ impl<S> SessionStream<S> {
         SessionStream {
             inner,
             replay,
+            gathered: Vec::new(),
+            written: 0,
             shutdown: None,
-            tick: None,
-            heard: false,
-            silent_ticks: 0,
-            wrote: false,
-            write_blocked: false,
-            stalled_ticks: 0,
-            ping_left: 0,
+            watchdog: None,
         }
     }
 
@@ -90,77 +144,103 @@ impl<S> SessionStream<S> {
     }
 
     pub fn with_liveness(mut self, liveness: Option<Liveness>) -> Self {
-        self.tick = liveness
+        self.watchdog = liveness
             .filter(|l| !l.interval.is_zero())
-            .map(|l| (Box::pin(tokio::time::sleep(l.interval)), l));
+            .map(|live| Watchdog {
+                timer: Box::pin(tokio::time::sleep(live.interval)),
+                live,
+                heard: false,
+                silent: 0,
+                wrote: false,
+                write_blocked: false,
+                stalled: 0,
+            });
         self
     }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
-fn interrupted(why: Interrupt) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, why)
 }
 
 impl<S: AsyncWrite + Unpin> SessionStream<S> {
-    /// Called while the socket is not ready: polls shutdown and the tick.
-    /// `reading` tells which side is waiting; pings are only written from the
-    /// read side, where no frame write can be half done.
-    fn poll_watchdogs(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<io::Error> {
-        if reading
-            && let Some(shutdown) = &mut self.shutdown
+    /// Writes out everything gathered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.gathered.len() {
+            let pending = &self.gathered[self.written..];
+            let res = Pin::new(&mut self.inner).poll_write(cx, pending);
+            match ready!(self.note_write(cx, res))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => self.written += n,
+            }
+        }
+        self.gathered.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Called when there is nothing to read: writes what was gathered, then
+    /// polls shutdown and the tick.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if let Poll::Ready(Err(e)) = self.poll_flush_all(cx) {
+            return Poll::Ready(e);
+        }
+        if let Some(shutdown) = &mut self.shutdown
             && shutdown.as_mut().poll(cx).is_ready()
         {
             self.shutdown = None;
-            return Poll::Ready(interrupted(Interrupt::Shutdown));
+            return Poll::Ready(Interrupt::Shutdown.into_io());
         }
-        let Some((timer, live)) = &mut self.tick else {
+        let Some(watchdog) = &mut self.watchdog else {
             return Poll::Pending;
         };
-        let live = *live;
-        while timer.as_mut().poll(cx).is_ready() {
-            timer.as_mut().reset(Instant::now() + live.interval);
-            self.silent_ticks = if std::mem::take(&mut self.heard) {
-                0
-            } else {
-                self.silent_ticks + 1
-            };
-            let stalled = self.write_blocked && !std::mem::take(&mut self.wrote);
-            self.stalled_ticks = if stalled { self.stalled_ticks + 1 } else { 0 };
-            if self.stalled_ticks >= live.limit_ticks {
-                return Poll::Ready(interrupted(Interrupt::WriteStalled));
+        match watchdog.poll_tick(cx) {
+            Tick::Quiet => Poll::Pending,
+            Tick::Stop(why) => Poll::Ready(why.into_io()),
+            // No frame write is half done while the session reads, so a
+            // ping can go between frames. If the peer is not reading, the
+            // write-stall tick will end it.
+            Tick::Ping if self.gathered.len() + PING.len() <= GATHER_MAX => {
+                self.gathered.extend_from_slice(&PING);
+                match self.poll_flush_all(cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(e),
+                    _ => Poll::Pending,
+                }
             }
-            if self.silent_ticks >= live.limit_ticks {
-                return Poll::Ready(interrupted(Interrupt::Idle));
-            }
-            if live.ping && self.silent_ticks > 0 && self.ping_left == 0 {
-                self.ping_left = PING.len();
-            }
+            Tick::Ping => Poll::Pending,
         }
-        if reading && self.ping_left > 0 {
-            // Best effort: if the socket cannot take two bytes, the peer is
-            // not reading either, and the stall tick will catch it.
-            if self.poll_ping(cx).is_ready() {
-                let _ = Pin::new(&mut self.inner).poll_flush(cx);
-            }
-        }
-        Poll::Pending
     }
 
-    /// Writes what is left of a keep-alive ping.
-    fn poll_ping(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.ping_left > 0 {
-            let rest = &PING[PING.len() - self.ping_left..];
-            match ready!(Pin::new(&mut self.inner).poll_write(cx, rest)) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.ping_left -= n,
-                Err(e) => return Poll::Ready(Err(e)),
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.gathered.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_drain(cx))?;
+        // Pushes TLS records out; a no-op on TCP.
+        let res = Pin::new(&mut self.inner).poll_flush(cx);
+        self.note_write(cx, res)
+    }
+
+    /// Progress bookkeeping for every write to the socket; a write that
+    /// cannot proceed also polls the tick, which ends a stalled peer.
+    fn note_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let Some(watchdog) = &mut self.watchdog else {
+            return res;
+        };
+        match res {
+            Poll::Pending => {
+                watchdog.write_blocked = true;
+                match watchdog.poll_tick(cx) {
+                    Tick::Stop(why) => Poll::Ready(Err(why.into_io())),
+                    Tick::Quiet | Tick::Ping => Poll::Pending,
+                }
+            }
+            ready => {
+                watchdog.write_blocked = false;
+                watchdog.wrote = true;
+                ready
             }
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -181,9 +261,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SessionStream<S> {
             return Poll::Ready(Ok(()));
         }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Pending => this.poll_watchdogs(cx, true).map(Err),
+            Poll::Pending => this.poll_idle(cx).map(Err),
             ready => {
-                this.heard = true;
+                if let Some(watchdog) = &mut this.watchdog {
+                    watchdog.heard = true;
+                }
                 ready
             }
         }
@@ -191,32 +273,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SessionStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
+    /// Small frames: gathered, written when the session next waits to read.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let res = match this.poll_ping(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_write(cx, buf),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        };
-        this.after_write(cx, res)
+        if this.gathered.len() + buf.len() > GATHER_MAX {
+            ready!(this.poll_drain(cx))?;
+        }
+        if buf.len() > GATHER_MAX {
+            let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+            return this.note_write(cx, res);
+        }
+        this.gathered.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
+    /// Large frames: straight to the socket, after what was gathered.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let res = match this.poll_ping(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        };
-        this.after_write(cx, res)
+        ready!(this.poll_drain(cx))?;
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.note_write(cx, res)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -225,31 +309,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
         let res = Pin::new(&mut this.inner).poll_flush(cx);
-        this.after_write(cx, res)
+        this.note_write(cx, res)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> SessionStream<S> {
-    fn after_write<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        res: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        match res {
-            Poll::Pending => {
-                self.write_blocked = true;
-                self.poll_watchdogs(cx, false).map(Err)
-            }
-            ready => {
-                self.write_blocked = false;
-                self.wrote = true;
-                ready
-            }
-        }
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

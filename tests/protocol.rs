@@ -85,15 +85,6 @@ async fn close_reason_with_invalid_utf8_closes_with_1007() {
 }
 
 #[tokio::test]
-async fn invalid_utf8_text_closes_with_1007() {
-    let server = start(&[]).await;
-    let mut ws = server.raw_ws("/").await;
-    ws.send(true, TEXT, b"valid, then \xed\xa0\x80 a surrogate")
-        .await;
-    assert_eq!(ws.expect_close().await, Some(1007));
-}
-
-#[tokio::test]
 async fn invalid_utf8_in_a_fragment_closes_with_1007_before_the_message_ends() {
     let server = start(&[]).await;
     let mut ws = server.raw_ws("/").await;
@@ -118,59 +109,6 @@ async fn frame_over_the_limit_closes_with_1009() {
     assert_eq!(ws.recv().await.unwrap().payload.len(), 1024);
     ws.send(true, BINARY, &[0u8; 1025]).await;
     assert_eq!(ws.expect_close().await, Some(1009));
-}
-
-#[tokio::test]
-async fn fragmented_message_over_the_limit_closes_with_1009() {
-    let server = start(&["--max-message-size", "1KiB"]).await;
-    let mut ws = server.raw_ws("/").await;
-    ws.send(false, BINARY, &[1u8; 600]).await;
-    ws.send(false, CONT, &[2u8; 600]).await;
-    assert_eq!(ws.expect_close().await, Some(1009));
-}
-
-#[tokio::test]
-async fn unmasked_client_frame_closes_with_1002() {
-    let server = start(&[]).await;
-    let mut ws = server.raw_ws("/").await;
-    ws.send_raw(&encode(true, TEXT, b"no mask", false)).await;
-    assert_eq!(ws.expect_close().await, Some(1002));
-}
-
-#[tokio::test]
-async fn reserved_bits_close_with_1002() {
-    let server = start(&[]).await;
-    let mut ws = server.raw_ws("/").await;
-    let mut frame = encode(true, TEXT, b"rsv", true);
-    frame[0] |= 0x40;
-    ws.send_raw(&frame).await;
-    assert_eq!(ws.expect_close().await, Some(1002));
-}
-
-#[tokio::test]
-async fn reserved_opcode_closes_with_1002() {
-    let server = start(&[]).await;
-    for opcode in [3u8, 7, 0xb, 0xf] {
-        let mut ws = server.raw_ws("/").await;
-        ws.send(true, opcode, b"?").await;
-        assert_eq!(ws.expect_close().await, Some(1002), "opcode {opcode}");
-    }
-}
-
-#[tokio::test]
-async fn fragmented_ping_closes_with_1002() {
-    let server = start(&[]).await;
-    let mut ws = server.raw_ws("/").await;
-    ws.send(false, PING, b"half").await;
-    assert_eq!(ws.expect_close().await, Some(1002));
-}
-
-#[tokio::test]
-async fn ping_over_125_bytes_closes_with_1002() {
-    let server = start(&[]).await;
-    let mut ws = server.raw_ws("/").await;
-    ws.send(true, PING, &[b'p'; 126]).await;
-    assert_eq!(ws.expect_close().await, Some(1002));
 }
 
 #[tokio::test]

@@ -19,9 +19,22 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// instead of hanging it.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-pub struct TestServer {
+/// Where a server under test listens; every client helper lives here.
+pub struct Endpoint {
     pub addr: SocketAddr,
+}
+
+/// wsecho running in this test's runtime.
+pub struct TestServer {
+    pub endpoint: Endpoint,
     pub server: Server,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 /// Starts wsecho on 127.0.0.1:0 with these extra flags.
@@ -32,10 +45,13 @@ pub async fn start(args: &[&str]) -> TestServer {
     let addr = listener.local_addr().unwrap();
     let s = server.clone();
     tokio::spawn(async move { s.serve(listener).await });
-    TestServer { addr, server }
+    TestServer {
+        endpoint: Endpoint { addr },
+        server,
+    }
 }
 
-impl TestServer {
+impl Endpoint {
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
     }
@@ -306,4 +322,164 @@ pub fn text_of(len: usize) -> String {
         i += 1;
     }
     s
+}
+
+/// A well-behaved client that must keep being served whatever the test does
+/// to other connections.
+pub struct Bystander {
+    ws: Client,
+    sent: u32,
+}
+
+impl Endpoint {
+    pub async fn bystander(&self) -> Bystander {
+        let mut b = Bystander {
+            ws: self.connect("/").await,
+            sent: 0,
+        };
+        b.assert_served().await;
+        b
+    }
+}
+
+impl Endpoint {
+    /// The value of one sample from `GET /metrics`, e.g.
+    /// `wsecho_closes_total{code="1006"}`; 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (status, text) = self.http(&get("/metrics", "")).await;
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+
+    /// Waits (bounded) until `sample` reaches at least `value`.
+    pub async fn await_metric(&self, sample: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.metric(sample).await < value {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{sample} never reached {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Bystander {
+    /// Sends a message and checks its echo.
+    pub async fn assert_served(&mut self) {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        self.sent += 1;
+        let text = format!("still here #{}", self.sent);
+        self.ws.send(Message::text(text.clone())).await.unwrap();
+        loop {
+            let got = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("bystander echo in time");
+            match got.unwrap().unwrap() {
+                // Keep-alive pings (tungstenite answers them itself).
+                Message::Ping(_) | Message::Pong(_) => continue,
+                got => break assert_eq!(got, Message::text(text), "bystander was disturbed"),
+            }
+        }
+    }
+}
+
+/// The wsecho binary in a process of its own, for tests that need signals,
+/// exit codes or more descriptors than one process has.
+pub struct Spawned {
+    pub endpoint: Endpoint,
+    pub child: std::process::Child,
+    /// Everything the server logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl Spawned {
+    pub async fn start(args: &[&str]) -> Spawned {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn wsecho");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        // Keep draining stderr so the server never blocks on logging.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(PATIENCE))
+            .await
+            .unwrap()
+            .expect("server announced its address");
+        Spawned {
+            endpoint: Endpoint {
+                addr: addr.parse().unwrap(),
+            },
+            child,
+            log,
+        }
+    }
+
+    /// The server's resident set size.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub async fn exit_status(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
