@@ -201,6 +201,23 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_help_and_an_environment_twin() {
+        use clap::CommandFactory;
+        for arg in Config::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(arg.get_help().is_some(), "--{id} has no help");
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert!(
+                env.is_some_and(|e| e.starts_with("WSECHO_")),
+                "--{id} has no WSECHO_ variable"
+            );
+        }
+    }
+
+    #[test]
     fn defaults_match_the_documented_ones() {
         let c = Config::default();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9900");

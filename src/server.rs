@@ -145,21 +145,27 @@ impl Server {
             let server = self.clone();
             async move { Ok::<_, std::convert::Infallible>(router::route::<S, _>(&server, req, peer)) }
         });
+        // During the drain each connection gets one answer (a 503), then closes.
+        let draining = self.shared.draining.load(Ordering::Relaxed);
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             // Slowloris: the whole request head must arrive in time.
             .header_read_timeout(self.shared.config.handshake_timeout)
+            .keep_alive(!draining)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         let mut conn = std::pin::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => if let Err(e) = res {
-                self.http_failed(&e, peer);
-            },
-            () = self.shared.shutdown.cancelled() => {
+        let res = tokio::select! {
+            res = conn.as_mut() => res,
+            () = self.shared.shutdown.cancelled(), if !draining => {
+                // Shutdown began while this connection was open: finish the
+                // request in flight, then close instead of keeping alive.
                 conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
+                conn.await
             }
+        };
+        if let Err(e) = res {
+            self.http_failed(&e, peer);
         }
     }
 

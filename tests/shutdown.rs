@@ -1,0 +1,74 @@
+//! Graceful shutdown of the real binary on SIGTERM (SPEC §1.4): healthz and
+//! new upgrades turn 503, every open WebSocket gets a 1001 close, and the
+//! process exits 0 within the drain timeout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PATIENCE, Spawned, UPGRADE, get};
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+async fn expect_going_away(ws: &mut common::Client) {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return assert_eq!(frame.code, CloseCode::Away);
+            }
+            Some(Ok(Message::Ping(_))) => continue,
+            other => panic!("expected a 1001 close, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_sends_1001_to_every_peer_and_exits_0_after_the_drain() {
+    let mut server = Spawned::start(&["--drain-timeout", "2s", "--close-timeout", "30s"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(server.connect("/").await);
+    }
+    // A peer that never answers our close keeps the drain open to its end.
+    let mut mute = server.raw_ws("/tutorial").await;
+    mute.recv().await.unwrap();
+
+    server.signal("TERM");
+    for ws in &mut clients {
+        expect_going_away(ws).await;
+    }
+    assert_eq!(mute.expect_close().await, Some(1001));
+    // Draining: the listener still answers, so a load balancer sees it.
+    assert_eq!(server.http(&get("/healthz", "")).await.0, 503);
+    assert_eq!(server.http(&get("/", UPGRADE)).await.0, 503);
+
+    let status = server
+        .exit_status(Duration::from_secs(10))
+        .await
+        .expect("exited within the drain timeout");
+    assert!(status.success(), "exit status {status}");
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("drain timeout"), "{log}");
+}
+
+#[tokio::test]
+async fn sigterm_with_cooperative_peers_exits_0_without_waiting_out_the_drain() {
+    let mut server = Spawned::start(&["--drain-timeout", "60s"]).await;
+    let mut ws = server.connect("/echo").await;
+    server.signal("TERM");
+    expect_going_away(&mut ws).await;
+    // Polling on makes tungstenite send its close reply; the session ends,
+    // and the drain with it.
+    let _ = tokio::time::timeout(PATIENCE, async { while ws.next().await.is_some() {} }).await;
+    let status = server
+        .exit_status(Duration::from_secs(20))
+        .await
+        .expect("exited before the 60s drain timeout");
+    assert!(status.success(), "exit status {status}");
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("drained"), "{log}");
+}

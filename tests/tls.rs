@@ -1,0 +1,121 @@
+//! `wss://` and `https://` through rustls, with a throwaway certificate.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{PATIENCE, start};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Writes a self-signed certificate for `localhost` and its key; returns the
+/// two paths and a client configuration that trusts exactly that certificate.
+fn throwaway_cert(tag: &str) -> (String, String, Arc<ClientConfig>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("wsecho-tls-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let client =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    (
+        cert.display().to_string(),
+        key.display().to_string(),
+        Arc::new(client),
+    )
+}
+
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    client: Arc<ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    TlsConnector::from(client)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+#[tokio::test]
+async fn wss_echo_works_with_a_test_certificate() {
+    let (cert, key, client) = throwaway_cert("wss");
+    let server = start(&["--tls-cert", &cert, "--tls-key", &key]).await;
+    let tls = tls_connect(server.addr, client).await;
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/echo", tls)
+        .await
+        .unwrap();
+    for size in [0usize, 20, 1000, 70_000, 1 << 20] {
+        let data = common::pattern(size, 3);
+        ws.send(Message::binary(data.clone())).await.unwrap();
+        let got = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Message::binary(data), "size {size}");
+    }
+    ws.send(Message::Ping(b"tls ping".to_vec().into()))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Message::Pong(b"tls ping".to_vec().into()));
+}
+
+#[tokio::test]
+async fn https_healthz_answers_over_tls() {
+    let (cert, key, client) = throwaway_cert("https");
+    let server = start(&["--tls-cert", &cert, "--tls-key", &key]).await;
+    let mut tls = tls_connect(server.addr, client).await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut res = String::new();
+    tokio::time::timeout(PATIENCE, tls.read_to_string(&mut res))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with("ok\n"), "{res}");
+}
+
+#[tokio::test]
+async fn plain_http_to_a_tls_port_is_refused_and_counted() {
+    let (cert, key, _) = throwaway_cert("plain");
+    let server = start(&["--tls-cert", &cert, "--tls-key", &key]).await;
+    let mut tcp = server.raw().await;
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        !buf.starts_with(b"HTTP/1.1 200"),
+        "served plain HTTP on a TLS port"
+    );
+    assert_eq!(
+        server
+            .server
+            .metrics()
+            .render()
+            .contains("reason=\"tls\"} 1"),
+        true
+    );
+}
