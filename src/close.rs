@@ -57,7 +57,10 @@ pub fn is_sendable(c: u16) -> bool {
 /// A close payload: the code, big-endian, then the reason (which callers
 /// keep short and ASCII, so it stays within the 125-byte control limit).
 pub fn payload(code: u16, reason: &str) -> Vec<u8> {
-    debug_assert!(reason.len() <= 123);
+    debug_assert!(
+        reason.len() <= 123,
+        "close reason over the control-frame limit"
+    );
     let mut p = Vec::with_capacity(2 + reason.len());
     p.extend_from_slice(&code.to_be_bytes());
     p.extend_from_slice(reason.as_bytes());

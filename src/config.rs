@@ -81,6 +81,24 @@ pub struct Config {
     #[arg(long, env = "WSECHO_SUBPROTOCOLS", value_delimiter = ',')]
     pub subprotocols: Vec<String>,
 
+    /// Bytes of relayed messages a chat peer may have unread; past it the
+    /// peer is closed with 1008 as a slow consumer.
+    #[arg(long, env = "WSECHO_ROOM_QUEUE_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub room_queue_bytes: usize,
+
+    /// Most peers in one chat room; past it the handshake gets 503.
+    #[arg(long, env = "WSECHO_MAX_ROOM_PEERS", default_value_t = 1000)]
+    pub max_room_peers: usize,
+
+    /// Most chat rooms at once; past it the handshake gets 503.
+    #[arg(long, env = "WSECHO_MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: usize,
+
+    /// Share chat rooms with other instances through this Redis
+    /// (`redis://host:port/`). Without it rooms are local to this process.
+    #[arg(long, env = "WSECHO_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// PEM certificate chain: serve wss:// and https:// (needs --tls-key).
     #[arg(long, env = "WSECHO_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -12,16 +12,23 @@
 //! - [`stream`]: the socket under a session, with shutdown, idle and
 //!   keep-alive watchdogs that do not cancel the frame reader.
 //! - [`session`]: the protocol rules every route shares, on fastwebsockets.
-//! - [`echo`], [`tutorial`]: the routes.
+//! - [`echo`], [`tutorial`], [`chat`]: the routes.
+//! - [`rooms`], [`inbox`], [`redis_link`]: chat rooms, each peer's bounded
+//!   queue, rooms shared across instances through Redis.
+//! - [`watchdog`]: idle and write-stall detection, keep-alive pings.
 //! - [`close`], [`utf8`]: close-frame rules; incremental UTF-8 validation.
 //! - [`metrics`]: the Prometheus exposition.
 //! - [`tls`]: rustls termination for `wss://`.
 
+pub mod chat;
 pub mod close;
 pub mod config;
 pub mod echo;
 pub mod handshake;
+pub mod inbox;
 pub mod metrics;
+pub mod redis_link;
+pub mod rooms;
 pub mod router;
 pub mod server;
 pub mod session;
@@ -30,6 +37,7 @@ pub mod tls;
 pub mod tutorial;
 pub mod upgrade;
 pub mod utf8;
+pub mod watchdog;
 
 pub use config::Config;
 pub use server::{Server, bind_reuseport};

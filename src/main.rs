@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     control.block_on(async {
+        server.start_background().context("bad --redis-url")?;
         shutdown_signal().await;
         info!(
             sessions = server.sessions_open(),
@@ -64,8 +65,8 @@ fn main() -> anyhow::Result<()> {
                 "drain timeout; closing the rest"
             );
         }
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {

@@ -12,18 +12,24 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use crate::handshake::{self, Refusal};
+use crate::inbox::Inbox;
+use crate::rooms::{self, Membership};
 use crate::server::Server;
 use crate::upgrade;
 
 pub type Body = Full<Bytes>;
 
+/// The browser client: one self-contained file, no CDN, works offline.
+const PAGE: &str = include_str!("page.html");
+
 /// What an upgraded connection does.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// Every data message back to its sender.
     Echo,
     /// The tutorial's dialogue.
     Tutorial,
+    /// A seat in a chat room, taken before the 101 (so a full room is a 503).
+    Chat(Membership, Inbox),
 }
 
 impl Route {
@@ -31,6 +37,7 @@ impl Route {
         match self {
             Route::Echo => "echo",
             Route::Tutorial => "tutorial",
+            Route::Chat(..) => "chat",
         }
     }
 }
@@ -40,10 +47,17 @@ fn is_http_only(path: &str) -> bool {
     matches!(path, "/healthz" | "/metrics")
 }
 
-fn ws_route(path: &str) -> Route {
+fn ws_route(server: &Server, path: &str) -> Result<Route, Refusal> {
     match path {
-        "/tutorial" => Route::Tutorial,
-        _ => Route::Echo,
+        "/tutorial" => Ok(Route::Tutorial),
+        _ => match path.strip_prefix("/chat/") {
+            Some(room) if rooms::valid_name(room) => {
+                let (member, inbox) = server.shared.rooms.join(room)?;
+                Ok(Route::Chat(member, inbox))
+            }
+            Some(_) => Err(rooms::BAD_NAME),
+            None => Ok(Route::Echo),
+        },
     }
 }
 
@@ -82,7 +96,10 @@ where
         return refuse(server, handshake::TOO_MANY, peer);
     };
     let protocol = handshake::select_subprotocol(req.headers(), &shared.config.subprotocols);
-    let route = ws_route(req.uri().path());
+    let route = match ws_route(server, req.uri().path()) {
+        Ok(route) => route,
+        Err(refusal) => return refuse(server, refusal, peer),
+    };
     let task = upgrade::run::<S, B>(server.clone(), req, route, peer, slot);
     shared.sessions.spawn(task);
 
@@ -130,6 +147,14 @@ fn plain<B>(server: &Server, req: &Request<B>) -> Response<Body> {
         return res;
     }
     match path {
+        "/" | "/.ws" => {
+            let mut res = Response::new(Body::from(PAGE));
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            res
+        }
         "/healthz" if server.shared.draining.load(Ordering::Relaxed) => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
         }

@@ -23,6 +23,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
+use crate::rooms::{RoomLimits, Rooms};
 use crate::router;
 use crate::session::Limits;
 use crate::stream::Liveness;
@@ -41,6 +43,7 @@ pub(crate) struct Shared {
     pub liveness: Option<Liveness>,
     pub metrics: Arc<Metrics>,
     pub tls: Option<TlsAcceptor>,
+    pub rooms: Arc<Rooms>,
     /// One permit per open WebSocket (--max-connections).
     pub connection_slots: Arc<Semaphore>,
     /// Set when shutdown begins: `/healthz` answers 503 from then on.
@@ -67,12 +70,19 @@ impl Server {
             max_ping_rate: config.max_ping_rate,
         };
         let slots = config.max_connections.min(Semaphore::MAX_PERMITS);
+        let metrics = Arc::new(Metrics::default());
+        let room_limits = RoomLimits {
+            max_rooms: config.max_rooms,
+            max_peers: config.max_room_peers,
+            queue_bytes: config.room_queue_bytes,
+        };
         Ok(Server {
             shared: Arc::new(Shared {
                 server_name,
                 limits,
                 liveness: liveness(&config),
-                metrics: Arc::new(Metrics::default()),
+                rooms: Arc::new(Rooms::new(room_limits, metrics.clone())),
+                metrics,
                 tls,
                 connection_slots: Arc::new(Semaphore::new(slots)),
                 draining: AtomicBool::new(false),
@@ -81,6 +91,18 @@ impl Server {
                 config,
             }),
         })
+    }
+
+    /// Starts the background tasks (the Redis room link) on the current
+    /// runtime. Call once, inside a runtime, before serving.
+    pub fn start_background(&self) -> Result<(), redis::RedisError> {
+        let shared = &self.shared;
+        if let Some(url) = &shared.config.redis_url {
+            let link =
+                RedisLink::start(url, Arc::downgrade(&shared.rooms), shared.metrics.clone())?;
+            shared.rooms.set_link(link);
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &Config {

@@ -8,12 +8,14 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Role, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::close::{self, PeerClose, code};
+use crate::inbox::PeerState;
 use crate::metrics::{FLUSH_EVERY, Metrics};
 use crate::stream::{Interrupt, SessionStream};
 use crate::utf8::Utf8Stream;
@@ -93,12 +95,15 @@ pub struct Session<S> {
     pub counts: Counts,
     flushed: Counts,
     metrics: Arc<Metrics>,
+    /// A chat peer's relay state, shared with its stream.
+    peer: Option<Arc<PeerState>>,
 }
 
 type Flow<T> = Result<T, End>;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(stream: SessionStream<S>, limits: Limits, metrics: Arc<Metrics>) -> Self {
+        let peer = stream.peer_state().cloned();
         let mut ws = WebSocket::after_handshake(stream, Role::Server);
         // wsecho answers pings and closes itself: fastwebsockets' automatic
         // replies are unflushed under TLS and its close handling fails
@@ -117,6 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             counts: Counts::default(),
             flushed: Counts::default(),
             metrics,
+            peer,
         }
     }
 
@@ -194,8 +200,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Closes the connection from our side with `code` and ends the session;
     /// also how a protocol error fails the connection (§7.1.7).
     pub async fn close(&mut self, code: u16, reason: &'static str) -> End {
-        if let Err(end) = self.send_close(code, reason).await {
-            return end;
+        // Bounded: a peer that reads nothing cannot take our close either.
+        match tokio::time::timeout(self.limits.close_timeout, self.send_close(code, reason)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(end)) => return end,
+            Err(_) => return End::Stalled,
         }
         self.await_peer_close().await;
         End::Closed { code, reason }
@@ -203,6 +212,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Adds the counts since the last flush to the shared metrics.
     pub fn flush_counts(&mut self) {
+        if let Some(peer) = &self.peer {
+            self.counts.messages_out += peer.delivered.swap(0, Ordering::Relaxed);
+            self.counts.bytes_out += peer.delivered_bytes.swap(0, Ordering::Relaxed);
+        }
         self.metrics.add(self.counts - self.flushed);
         self.flushed = self.counts;
     }
@@ -275,6 +288,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Some(Interrupt::Idle) => self.close(code::GOING_AWAY, "idle timeout").await,
                 Some(Interrupt::WriteStalled) => End::Stalled,
+                Some(Interrupt::SlowConsumer) => {
+                    // 1008: the peer broke the policy of reading its room's
+                    // messages in time (1013 would invite a retry).
+                    self.close(code::POLICY, "slow consumer: too many unread messages")
+                        .await
+                }
                 None => End::Dropped(e.kind()),
             },
             // Reserved bits or opcodes, fragmented or oversized control frames.
@@ -285,28 +304,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn on_peer_close(&mut self, payload: &[u8]) -> End {
         match close::parse_peer_close(payload) {
             PeerClose::Valid(code) => {
-                if !self.close_sent {
-                    self.close_sent = true;
-                    // Echo the code (§5.5.1); an empty close gets an empty one.
-                    let reply = code.map_or_else(Vec::new, |c| close::payload(c, ""));
-                    if let Err(end) = self.write(Frame::close_raw(reply.into())).await {
-                        return end;
-                    }
+                // Echo the code (§5.5.1); an empty close gets an empty one.
+                let reply = code.map_or_else(Vec::new, |c| close::payload(c, ""));
+                match self.write_close(reply).await {
+                    Ok(()) => End::PeerClosed(code),
+                    Err(end) => end,
                 }
-                End::PeerClosed(code)
             }
             PeerClose::Invalid(code) => self.close(code, "invalid close frame").await,
         }
     }
 
     async fn send_close(&mut self, code: u16, reason: &'static str) -> Flow<()> {
-        if std::mem::replace(&mut self.close_sent, true) {
-            return Ok(());
-        }
-        self.write(Frame::close(code, reason.as_bytes())).await?;
+        self.write_close(close::payload(code, reason)).await?;
         // Out at once: the peer may still be sending, and the session will
         // not wait for input before the close timeout.
         self.flush().await
+    }
+
+    /// Writes our one close frame; nothing, relays included, follows it.
+    async fn write_close(&mut self, payload: Vec<u8>) -> Flow<()> {
+        if std::mem::replace(&mut self.close_sent, true) {
+            return Ok(());
+        }
+        if let Some(peer) = &self.peer {
+            peer.mark_closed();
+        }
+        self.write(Frame::close_raw(payload.into())).await
     }
 
     /// After our close, reads (and drops) frames until the peer's close, an

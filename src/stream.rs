@@ -18,21 +18,32 @@
 //! fires. The tick also queues keep-alive pings to a silent peer. On the busy
 //! path this costs one flag store per read; the timer is re-armed once per
 //! tick, not per message.
+//!
+//! Relay: a chat peer's stream also carries an [`Inbox`] of frames the other
+//! peers sent to its room. They are written between the session's own frames
+//! (never inside one: while the session reads, no frame write is half done),
+//! so the peer needs one task, not a reader and a writer.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::inbox::{Inbox, PeerState};
+pub use crate::watchdog::Liveness;
+use crate::watchdog::{Tick, Watchdog};
 
 /// Most bytes of small frames gathered before they must be written: enough
 /// for a burst of small echoes, small enough to hold per connection.
 const GATHER_MAX: usize = 16 << 10;
+
+/// Most relayed bytes written per read, so a fast reader's inbox cannot
+/// starve its own input.
+const RELAY_BUDGET: usize = 64 << 10;
 
 /// An empty, unmasked ping frame (server frames are never masked).
 const PING: [u8; 2] = [0x89, 0x00];
@@ -46,6 +57,8 @@ pub enum Interrupt {
     Idle,
     #[error("peer read nothing within the idle timeout")]
     WriteStalled,
+    #[error("peer fell behind on its room's messages")]
+    SlowConsumer,
 }
 
 impl Interrupt {
@@ -59,61 +72,6 @@ impl Interrupt {
     }
 }
 
-/// Keep-alive settings: a tick every `interval`; a ping after each silent
-/// tick; a silent (or write-stalled) peer is cut off after `limit_ticks`.
-#[derive(Debug, Clone, Copy)]
-pub struct Liveness {
-    pub interval: Duration,
-    pub limit_ticks: u32,
-    pub ping: bool,
-}
-
-/// What the tick decided.
-enum Tick {
-    Quiet,
-    Ping,
-    Stop(Interrupt),
-}
-
-/// Progress bookkeeping between ticks.
-struct Watchdog {
-    timer: Pin<Box<Sleep>>,
-    live: Liveness,
-    /// Read progress since the last tick, and silent ticks in a row.
-    heard: bool,
-    silent: u32,
-    /// Write progress since the last tick, whether a write is waiting, and
-    /// stalled ticks in a row.
-    wrote: bool,
-    write_blocked: bool,
-    stalled: u32,
-}
-
-impl Watchdog {
-    fn poll_tick(&mut self, cx: &mut Context<'_>) -> Tick {
-        let mut tick = Tick::Quiet;
-        while self.timer.as_mut().poll(cx).is_ready() {
-            self.timer
-                .as_mut()
-                .reset(Instant::now() + self.live.interval);
-            let heard = std::mem::take(&mut self.heard);
-            self.silent = if heard { 0 } else { self.silent + 1 };
-            let stalled = self.write_blocked && !std::mem::take(&mut self.wrote);
-            self.stalled = if stalled { self.stalled + 1 } else { 0 };
-            if self.stalled >= self.live.limit_ticks {
-                return Tick::Stop(Interrupt::WriteStalled);
-            }
-            if self.silent >= self.live.limit_ticks {
-                return Tick::Stop(Interrupt::Idle);
-            }
-            if self.live.ping && self.silent > 0 {
-                tick = Tick::Ping;
-            }
-        }
-        tick
-    }
-}
-
 pub struct SessionStream<S> {
     inner: S,
     /// Bytes hyper read past the request head; replayed before the socket.
@@ -123,6 +81,7 @@ pub struct SessionStream<S> {
     written: usize,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     watchdog: Option<Watchdog>,
+    inbox: Option<Inbox>,
 }
 
 impl<S> SessionStream<S> {
@@ -134,6 +93,7 @@ impl<S> SessionStream<S> {
             written: 0,
             shutdown: None,
             watchdog: None,
+            inbox: None,
         }
     }
 
@@ -146,26 +106,70 @@ impl<S> SessionStream<S> {
     pub fn with_liveness(mut self, liveness: Option<Liveness>) -> Self {
         self.watchdog = liveness
             .filter(|l| !l.interval.is_zero())
-            .map(|live| Watchdog {
-                timer: Box::pin(tokio::time::sleep(live.interval)),
-                live,
-                heard: false,
-                silent: 0,
-                wrote: false,
-                write_blocked: false,
-                stalled: 0,
-            });
+            .map(Watchdog::new);
         self
+    }
+
+    /// Relays this inbox's frames to the peer.
+    pub fn with_inbox(mut self, inbox: Option<Inbox>) -> Self {
+        self.inbox = inbox;
+        self
+    }
+
+    pub fn peer_state(&self) -> Option<&std::sync::Arc<PeerState>> {
+        self.inbox.as_ref().map(Inbox::state)
+    }
+}
+
+/// Progress bookkeeping for every write to the socket; a write that cannot
+/// proceed also polls the tick, which ends a stalled peer.
+fn note_write<T>(
+    watchdog: &mut Option<Watchdog>,
+    cx: &mut Context<'_>,
+    res: Poll<io::Result<T>>,
+) -> Poll<io::Result<T>> {
+    let Some(watchdog) = watchdog else {
+        return res;
+    };
+    match res {
+        Poll::Pending => {
+            watchdog.write_blocked = true;
+            match watchdog.poll_tick(cx) {
+                Tick::Stop(why) => Poll::Ready(Err(why.into_io())),
+                Tick::Quiet | Tick::Ping => Poll::Pending,
+            }
+        }
+        ready => {
+            watchdog.write_blocked = false;
+            watchdog.wrote = true;
+            ready
+        }
     }
 }
 
 impl<S: AsyncWrite + Unpin> SessionStream<S> {
+    /// Finishes a relayed frame that is partly written, so that no other
+    /// frame lands inside it.
+    fn poll_finish_relay(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(inbox) = &mut self.inbox else {
+            return Poll::Ready(Ok(()));
+        };
+        while let Some(rest) = inbox.unfinished() {
+            let res = Pin::new(&mut self.inner).poll_write(cx, rest);
+            match ready!(note_write(&mut self.watchdog, cx, res))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => inbox.consumed(n),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Writes out everything gathered.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_finish_relay(cx))?;
         while self.written < self.gathered.len() {
-            let pending = &self.gathered[self.written..];
-            let res = Pin::new(&mut self.inner).poll_write(cx, pending);
-            match ready!(self.note_write(cx, res))? {
+            let res = Pin::new(&mut self.inner).poll_write(cx, &self.gathered[self.written..]);
+            match ready!(note_write(&mut self.watchdog, cx, res))? {
                 0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 n => self.written += n,
             }
@@ -173,6 +177,66 @@ impl<S: AsyncWrite + Unpin> SessionStream<S> {
         self.gathered.clear();
         self.written = 0;
         Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.gathered.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_drain(cx))?;
+        // Pushes TLS records out; a no-op on TCP.
+        let res = Pin::new(&mut self.inner).poll_flush(cx);
+        note_write(&mut self.watchdog, cx, res)
+    }
+
+    /// Writes relayed frames, after anything gathered, within the budget.
+    fn poll_relay(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(inbox) = &mut self.inbox else {
+            return Ok(());
+        };
+        if inbox.is_closed() {
+            return Ok(());
+        }
+        if inbox.state().is_slow() {
+            return Err(Interrupt::SlowConsumer.into_io());
+        }
+        if self.written < self.gathered.len() && self.poll_flush_all(cx)?.is_pending() {
+            return Ok(());
+        }
+        let Some(inbox) = &mut self.inbox else {
+            return Ok(());
+        };
+        let mut budget = RELAY_BUDGET;
+        let mut wrote = false;
+        loop {
+            if budget == 0 {
+                // More may be queued, and nothing else would wake us for it:
+                // come back after this turn.
+                cx.waker().wake_by_ref();
+                break;
+            }
+            let Some(frame) = inbox.poll_next(cx) else {
+                break;
+            };
+            let res = Pin::new(&mut self.inner).poll_write(cx, frame);
+            match note_write(&mut self.watchdog, cx, res) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    inbox.consumed(n);
+                    budget = budget.saturating_sub(n);
+                    wrote = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if wrote {
+            let res = Pin::new(&mut self.inner).poll_flush(cx);
+            if let Poll::Ready(Err(e)) = note_write(&mut self.watchdog, cx, res) {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Called when there is nothing to read: writes what was gathered, then
@@ -206,42 +270,6 @@ impl<S: AsyncWrite + Unpin> SessionStream<S> {
             Tick::Ping => Poll::Pending,
         }
     }
-
-    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.gathered.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(self.poll_drain(cx))?;
-        // Pushes TLS records out; a no-op on TCP.
-        let res = Pin::new(&mut self.inner).poll_flush(cx);
-        self.note_write(cx, res)
-    }
-
-    /// Progress bookkeeping for every write to the socket; a write that
-    /// cannot proceed also polls the tick, which ends a stalled peer.
-    fn note_write<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        res: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        let Some(watchdog) = &mut self.watchdog else {
-            return res;
-        };
-        match res {
-            Poll::Pending => {
-                watchdog.write_blocked = true;
-                match watchdog.poll_tick(cx) {
-                    Tick::Stop(why) => Poll::Ready(Err(why.into_io())),
-                    Tick::Quiet | Tick::Ping => Poll::Pending,
-                }
-            }
-            ready => {
-                watchdog.write_blocked = false;
-                watchdog.wrote = true;
-                ready
-            }
-        }
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SessionStream<S> {
@@ -260,6 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SessionStream<S> {
             this.replay.advance(n);
             return Poll::Ready(Ok(()));
         }
+        this.poll_relay(cx)?;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Pending => this.poll_idle(cx).map(Err),
             ready => {
@@ -284,8 +313,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
             ready!(this.poll_drain(cx))?;
         }
         if buf.len() > GATHER_MAX {
+            ready!(this.poll_finish_relay(cx))?;
             let res = Pin::new(&mut this.inner).poll_write(cx, buf);
-            return this.note_write(cx, res);
+            return note_write(&mut this.watchdog, cx, res);
         }
         this.gathered.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
@@ -300,7 +330,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.note_write(cx, res)
+        note_write(&mut this.watchdog, cx, res)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -311,7 +341,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         let res = Pin::new(&mut this.inner).poll_flush(cx);
-        this.note_write(cx, res)
+        note_write(&mut this.watchdog, cx, res)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

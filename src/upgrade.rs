@@ -20,7 +20,7 @@ use crate::router::Route;
 use crate::server::Server;
 use crate::session::{End, Session};
 use crate::stream::SessionStream;
-use crate::{echo, tutorial};
+use crate::{chat, echo, tutorial};
 
 /// Runs the session once hyper has sent the 101. `slot` is the connection's
 /// place under --max-connections, held until the session ends.
@@ -62,14 +62,24 @@ where
     shared.metrics.connections.inc();
     shared.metrics.connections_open.inc();
 
+    let name = route.name();
+    let (member, inbox, tutorial) = match route {
+        Route::Chat(member, inbox) => (Some(member), Some(inbox), false),
+        Route::Tutorial => (None, None, true),
+        Route::Echo => (None, None, false),
+    };
     let stream = SessionStream::new(io, replay)
         .with_shutdown(shared.shutdown.child_token())
-        .with_liveness(shared.liveness);
+        .with_liveness(shared.liveness)
+        .with_inbox(inbox);
     let mut session = Session::new(stream, shared.limits, shared.metrics.clone());
-    let end = match route {
-        Route::Echo => echo::run(&mut session, shared.config.greeting.as_deref()).await,
-        Route::Tutorial => tutorial::run(&mut session).await,
+    let end = match &member {
+        Some(member) => chat::run(&mut session, member).await,
+        None if tutorial => tutorial::run(&mut session).await,
+        None => echo::run(&mut session, shared.config.greeting.as_deref()).await,
     };
+    // Leave the room before the last writes: nothing more is relayed here.
+    drop(member);
     let counts = session.counts;
     session.shutdown().await;
 
@@ -83,7 +93,7 @@ where
     };
     info!(
         %peer,
-        route = route.name(),
+        route = name,
         duration_ms = started.elapsed().as_millis() as u64,
         messages_in = counts.messages_in,
         messages_out = counts.messages_out,

@@ -483,3 +483,100 @@ impl Drop for Spawned {
         let _ = self.child.wait();
     }
 }
+
+/// A real redis-server on a free loopback port, owned by the test.
+pub struct Redis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Self::spawn(port);
+        Redis { port, child }
+    }
+
+    fn spawn(port: u16) -> std::process::Child {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills Redis and starts a fresh one on the same port.
+    pub fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(self.port);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends numbered markers from `from` until `to` receives one (a relay path
+/// that is still being set up loses the first ones), then an end marker, and
+/// reads `to` up to it, so both are in step afterwards.
+pub async fn until_delivered(from: &mut Client, to: &mut Client, tag: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for k in 0.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{tag}: nothing delivered"
+        );
+        from.send(Message::text(format!("{tag}#{k}")))
+            .await
+            .unwrap();
+        if let Ok(Some(Ok(Message::Text(_)))) =
+            tokio::time::timeout(Duration::from_millis(250), to.next()).await
+        {
+            break;
+        }
+    }
+    let end = format!("{tag}-end");
+    from.send(Message::text(end.clone())).await.unwrap();
+    loop {
+        match tokio::time::timeout(PATIENCE, to.next())
+            .await
+            .expect("end marker in time")
+        {
+            Some(Ok(Message::Text(t))) if t.as_str() == end => return,
+            Some(Ok(_)) => {}
+            other => panic!("{tag}: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Chat rooms: who is in which room, and fan-out of each message to every
+//! other peer of its room, encoded once and shared (SPEC §1.3).
+//!
+//! A room exists while it has peers. The registry lock is taken only to join
+//! and leave; a broadcast locks just its room, so rooms do not contend with
+//! each other. Fan-out never waits on a peer: each has a byte-bounded
+//! [`Outbox`], and one that overflows is closed as a slow consumer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{Frame, OpCode, Payload};
+use hyper::StatusCode;
+
+use crate::handshake::Refusal;
+use crate::inbox::{self, Inbox, Offer, Outbox};
+use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
+
+pub const BAD_NAME: Refusal = Refusal {
+    status: StatusCode::BAD_REQUEST,
+    label: "room_name",
+    reason: "room names are 1-64 characters of A-Z a-z 0-9 . _ -",
+};
+const ROOM_FULL: Refusal = Refusal {
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    label: "room_full",
+    reason: "this room is full",
+};
+const TOO_MANY_ROOMS: Refusal = Refusal {
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    label: "max_rooms",
+    reason: "too many rooms",
+};
+
+/// Room names are URL-safe as they are: no decoding, nothing to escape in
+/// logs, metrics or Redis channel names.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RoomLimits {
+    pub max_rooms: usize,
+    pub max_peers: usize,
+    pub queue_bytes: usize,
+}
+
+pub struct Rooms {
+    map: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    limits: RoomLimits,
+    metrics: Arc<Metrics>,
+    next_id: AtomicU64,
+    link: OnceLock<RedisLink>,
+}
+
+pub struct Room {
+    name: Arc<str>,
+    members: Mutex<Vec<(u64, Outbox)>>,
+}
+
+/// A peer's place in a room; leaving is dropping it.
+pub struct Membership {
+    rooms: Arc<Rooms>,
+    room: Arc<Room>,
+    id: u64,
+}
+
+impl Rooms {
+    pub fn new(limits: RoomLimits, metrics: Arc<Metrics>) -> Self {
+        Rooms {
+            map: Mutex::default(),
+            limits,
+            metrics,
+            next_id: AtomicU64::new(1),
+            link: OnceLock::new(),
+        }
+    }
+
+    /// Shares rooms with other instances from now on.
+    pub fn set_link(&self, link: RedisLink) {
+        let _ = self.link.set(link);
+    }
+
+    /// The names of the rooms with local peers (to subscribe after a reconnect).
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.map.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Joins `name`, creating the room if needed; refused (503) past the limits.
+    pub fn join(self: &Arc<Self>, name: &str) -> Result<(Membership, Inbox), Refusal> {
+        let mut map = self.map.lock().unwrap();
+        let room = match map.get(name) {
+            Some(room) => room.clone(),
+            None if map.len() >= self.limits.max_rooms => {
+                self.metrics.limit_hit("rooms");
+                return Err(TOO_MANY_ROOMS);
+            }
+            None => {
+                let name: Arc<str> = name.into();
+                let room = Arc::new(Room {
+                    name: name.clone(),
+                    members: Mutex::default(),
+                });
+                map.insert(name.clone(), room.clone());
+                self.metrics.rooms.inc();
+                if let Some(link) = self.link.get() {
+                    link.subscribe(name);
+                }
+                room
+            }
+        };
+        let mut members = room.members.lock().unwrap();
+        if members.len() >= self.limits.max_peers {
+            self.metrics.limit_hit("room_peers");
+            drop(members);
+            self.remove_if_empty(&mut map, &room);
+            return Err(ROOM_FULL);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (outbox, inbox) = inbox::channel(self.limits.queue_bytes);
+        members.push((id, outbox));
+        self.metrics.room_peers.inc();
+        drop(members);
+        Ok((
+            Membership {
+                rooms: self.clone(),
+                room,
+                id,
+            },
+            inbox,
+        ))
+    }
+
+    /// Delivers a message that another instance published to every local
+    /// peer of the room.
+    pub fn deliver_remote(&self, name: &str, opcode: OpCode, payload: &[u8]) {
+        let room = self.map.lock().unwrap().get(name).cloned();
+        if let Some(room) = room {
+            self.fan_out(&room, &encode(opcode, payload), None);
+        }
+    }
+
+    fn fan_out(&self, room: &Room, frame: &Bytes, except: Option<u64>) {
+        let members = room.members.lock().unwrap();
+        for (id, outbox) in members.iter() {
+            if Some(*id) != except && outbox.offer(frame) == Offer::BecameSlow {
+                self.metrics.slow_consumers.inc();
+            }
+        }
+    }
+
+    fn leave(&self, room: &Arc<Room>, id: u64) {
+        let mut map = self.map.lock().unwrap();
+        room.members
+            .lock()
+            .unwrap()
+            .retain(|(member, _)| *member != id);
+        self.metrics.room_peers.dec();
+        self.remove_if_empty(&mut map, room);
+    }
+
+    fn remove_if_empty(&self, map: &mut HashMap<Arc<str>, Arc<Room>>, room: &Arc<Room>) {
+        if room.members.lock().unwrap().is_empty() && map.remove(&room.name).is_some() {
+            self.metrics.rooms.dec();
+            if let Some(link) = self.link.get() {
+                link.unsubscribe(room.name.clone());
+            }
+        }
+    }
+}
+
+impl Membership {
+    /// Sends a message to every other peer of the room, here and, with
+    /// Redis, on the other instances.
+    pub fn broadcast(&self, opcode: OpCode, payload: &[u8]) {
+        self.rooms
+            .fan_out(&self.room, &encode(opcode, payload), Some(self.id));
+        if let Some(link) = self.rooms.link.get() {
+            link.publish(&self.room.name, opcode, payload);
+        }
+    }
+
+    pub fn room(&self) -> &str {
+        &self.room.name
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.rooms.leave(&self.room, self.id);
+    }
+}
+
+/// A whole unmasked message frame: the one copy of the payload a broadcast
+/// makes, shared by every recipient.
+fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut head = [0u8; 16];
+    let n = Frame::new(true, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
+    let mut frame = BytesMut::with_capacity(n + payload.len());
+    frame.extend_from_slice(&head[..n]);
+    frame.extend_from_slice(payload);
+    frame.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rooms(max_rooms: usize, max_peers: usize) -> Arc<Rooms> {
+        let limits = RoomLimits {
+            max_rooms,
+            max_peers,
+            queue_bytes: 1 << 20,
+        };
+        Arc::new(Rooms::new(limits, Arc::default()))
+    }
+
+    #[test]
+    fn room_names_are_checked() {
+        assert!(valid_name("lobby-1.test_2"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name("caf%C3%A9"));
+        assert!(!valid_name(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn a_room_exists_while_it_has_peers() {
+        let rooms = rooms(10, 10);
+        let a = rooms.join("r").unwrap();
+        let b = rooms.join("r").unwrap();
+        assert_eq!(rooms.names().len(), 1);
+        drop(a);
+        assert_eq!(rooms.names().len(), 1);
+        drop(b);
+        assert!(rooms.names().is_empty());
+    }
+
+    #[test]
+    fn limits_refuse_with_503() {
+        let rooms = rooms(1, 1);
+        let _a = rooms.join("one").unwrap();
+        assert_eq!(rooms.join("one").err(), Some(ROOM_FULL));
+        assert_eq!(rooms.join("two").err(), Some(TOO_MANY_ROOMS));
+        assert_eq!(rooms.names().len(), 1);
+    }
+
+    #[test]
+    fn encoded_frames_are_final_and_unmasked() {
+        assert_eq!(&encode(OpCode::Text, b"hi")[..], &[0x81, 2, b'h', b'i']);
+        let big = encode(OpCode::Binary, &[0u8; 300]);
+        assert_eq!(&big[..4], &[0x82, 126, 1, 44]);
+        assert_eq!(big.len(), 304);
+    }
+}
