@@ -49,12 +49,11 @@ fn check_exposition(text: &str) -> Result<usize, String> {
             {
                 return Err(format!("bad metric name: {line}"));
             }
-            if let Some(labels) = series.strip_prefix(name) {
-                if !labels.is_empty()
-                    && !(labels.starts_with('{') && labels.ends_with('}') && labels.contains("=\""))
-                {
-                    return Err(format!("bad labels: {line}"));
-                }
+            let labels = &series[name.len()..];
+            let well_formed =
+                labels.starts_with('{') && labels.ends_with('}') && labels.contains("=\"");
+            if !labels.is_empty() && !well_formed {
+                return Err(format!("bad labels: {line}"));
             }
             let known = families.iter().any(|(f, kind)| {
                 name == f

@@ -110,5 +110,7 @@ async fn plain_http_to_a_tls_port_is_refused_and_counted() {
         !buf.starts_with(b"HTTP/1.1 200"),
         "served plain HTTP on a TLS port"
     );
-    server.await_metric("wsecho_handshake_failures_total{reason=\"tls\"}", 1.0).await;
+    server
+        .await_metric("wsecho_handshake_failures_total{reason=\"tls\"}", 1.0)
+        .await;
 }
