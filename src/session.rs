@@ -222,10 +222,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Ends the TCP connection after the close handshake: the server closes
     /// first (§7.1.1), so the client does not hold TIME_WAIT.
-    pub async fn shutdown(mut self) {
+    /// Returns the session's final counts.
+    pub async fn shutdown(mut self) -> Counts {
         self.flush_counts();
         let mut stream = self.ws.into_inner();
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        self.counts
     }
 
     async fn check_data(&mut self, frame: &Frame<'_>) -> Flow<()> {

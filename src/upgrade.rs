@@ -80,8 +80,7 @@ where
     };
     // Leave the room before the last writes: nothing more is relayed here.
     drop(member);
-    let counts = session.counts;
-    session.shutdown().await;
+    let counts = session.shutdown().await;
 
     shared.metrics.connections_open.dec();
     shared.metrics.closed(end.code());
