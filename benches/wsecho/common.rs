@@ -1,0 +1,107 @@
+//! What the benchmark groups share: sizes, seeded data, client frames, and
+//! the two echo implementations under test.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use wsecho::metrics::Metrics;
+use wsecho::session::{Limits, Session};
+use wsecho::stream::SessionStream;
+
+/// Payload sizes swept by the echo groups.
+pub const SIZES: [(&str, usize); 6] = [
+    ("16B", 16),
+    ("128B", 128),
+    ("1KiB", 1 << 10),
+    ("16KiB", 16 << 10),
+    ("64KiB", 64 << 10),
+    ("1MiB", 1 << 20),
+];
+
+/// Buffer of the in-memory duplex pipe: a socket buffer's order of size.
+pub const DUPLEX_BUF: usize = 256 << 10;
+
+/// Seeded pseudo-random bytes (xorshift), the same on every run.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A masked client binary frame carrying `payload`.
+pub fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5a, 0x13, 0xc4, 0x7e];
+    let mut out = vec![0x82];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n < 65536 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Length of the unmasked server frame that echoes `len` bytes.
+pub fn server_frame_len(len: usize) -> usize {
+    len + match len {
+        n if n < 126 => 2,
+        n if n < 65536 => 4,
+        _ => 10,
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn limits() -> Limits {
+    Limits {
+        max_message: 64 << 20,
+        max_frame: 64 << 20,
+        close_timeout: std::time::Duration::from_secs(1),
+        max_ping_rate: 0,
+    }
+}
+
+/// wsecho's echo path on a stream that has completed its handshake.
+pub async fn wsecho_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
+    let mut session = Session::new(
+        SessionStream::new(io, Bytes::new()),
+        limits(),
+        Arc::new(Metrics::default()),
+    );
+    wsecho::echo::run(&mut session, None).await;
+}
+
+/// The same echo through tokio-tungstenite, as its own echo example does it.
+pub async fn tungstenite_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
+    let mut ws =
+        tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_binary() || msg.is_text()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}

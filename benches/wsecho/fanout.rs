@@ -1,0 +1,41 @@
+//! `fanout`: a chat message encoded once and relayed to 1, 10 and 100
+//! peers' queues, then taken off each queue as the peer's stream would.
+
+use std::sync::Arc;
+use std::task::{Context, Waker};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use fastwebsockets::OpCode;
+use wsecho::rooms::{RoomLimits, Rooms};
+
+use crate::common::data;
+
+pub fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout");
+    let payload = data(64, 3);
+    for peers in [1usize, 10, 100] {
+        let limits = RoomLimits {
+            max_rooms: 1,
+            max_peers: peers + 1,
+            queue_bytes: 64 << 20,
+        };
+        let rooms = Arc::new(Rooms::new(limits, Arc::default()));
+        let (sender, _own) = rooms.join("bench").unwrap();
+        let mut inboxes: Vec<_> = (0..peers).map(|_| rooms.join("bench").unwrap()).collect();
+        let mut cx = Context::from_waker(Waker::noop());
+        // Deliveries per second.
+        group.throughput(Throughput::Elements(peers as u64));
+        group.bench_function(BenchmarkId::new("64B", format!("{peers} peers")), |b| {
+            b.iter(|| {
+                sender.broadcast(OpCode::Text, &payload);
+                for (_, inbox) in inboxes.iter_mut() {
+                    while let Some(frame) = inbox.poll_next(&mut cx) {
+                        let n = frame.len();
+                        inbox.consumed(n);
+                    }
+                }
+            })
+        });
+    }
+    group.finish();
+}
