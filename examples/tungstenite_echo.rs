@@ -11,7 +11,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9902".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9902".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     while let Ok((stream, _)) = listener.accept().await {
         tokio::spawn(accept_connection(stream));
@@ -22,10 +24,15 @@ async fn main() -> std::io::Result<()> {
 async fn accept_connection(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     // The same 64 MiB message limit as wsecho's default.
-    let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     let (write, read) = ws.split();
-    let _ = read.try_filter(|msg| future::ready(msg.is_text() || msg.is_binary())).forward(write).await;
+    let _ = read
+        .try_filter(|msg| future::ready(msg.is_text() || msg.is_binary()))
+        .forward(write)
+        .await;
 }

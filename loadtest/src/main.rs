@@ -1,1 +1,65 @@
-fn main() {}
+//! The `wsecho-load` binary: parse the command line, run (or merge), print,
+//! write the files, and exit 0 (clean), 1 (errors or thresholds) or 2 (usage).
+
+#![allow(clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use mimalloc::MiMalloc;
+use wsecho_load::cli::{Cli, Command, OutputArgs, Thresholds};
+use wsecho_load::report::Report;
+use wsecho_load::{merge, output, run};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Merge(m)) => merge_files(&m.files).map(|r| (r, m.out, m.thresholds)),
+        None => {
+            if let Err(msg) = run::validate(&cli.run) {
+                Cli::command()
+                    .error(clap::error::ErrorKind::ValueValidation, msg)
+                    .exit();
+            }
+            let (out, thresholds) = (cli.run.out.clone(), cli.run.thresholds.clone());
+            run::plan(cli.run)
+                .and_then(run::run)
+                .map(|r| (r, out, thresholds))
+        }
+    };
+    match result.and_then(|(report, out, thresholds)| finish(&report, &out, &thresholds)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("wsecho-load: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn merge_files(files: &[std::path::PathBuf]) -> anyhow::Result<Report> {
+    let reports = files
+        .iter()
+        .map(|f| output::read_json(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    merge::merge(reports).map_err(anyhow::Error::msg)
+}
+
+/// Prints and writes the report; true when the run was clean.
+fn finish(report: &Report, out: &OutputArgs, thresholds: &Thresholds) -> anyhow::Result<bool> {
+    output::text::print(report);
+    if let Some(path) = &out.json {
+        output::write_json(path, report)?;
+    }
+    if let Some(path) = &out.csv {
+        output::csv::append(path, report)?;
+    }
+    let reasons = merge::verdict(report, thresholds);
+    for reason in &reasons {
+        eprintln!("FAIL: {reason}");
+    }
+    Ok(reasons.is_empty())
+}

@@ -1,0 +1,375 @@
+//! The command line: one clap-derived struct per command, and the parsers
+//! for `10s`, `500ms`, `10k`, `16KiB` and `127.0.0.2-127.0.0.9` values.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A WebSocket load generator that verifies every echo and measures latency
+/// honestly (HDR histograms, coordinated-omission-corrected open loop).
+///
+/// Exit status: 0 clean run; 1 an echo failed verification, a connection
+/// failed, or a threshold was broken (the reason is printed); 2 usage error.
+#[derive(Debug, Parser)]
+#[command(name = "wsecho-load", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Combine result files (e.g. one per load machine) into one report.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Result files written with --json.
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    #[command(flatten)]
+    pub thresholds: Thresholds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Send, verify every echo, measure round trips.
+    Echo,
+    /// Connection churn: open, handshake, one echo, close, repeat.
+    Connect,
+    /// Open N connections and hold them for the duration.
+    Idle,
+    /// N peers in --rooms rooms on /chat/room-{i}; fan-out latency.
+    Chat,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Echo => "echo",
+            Scenario::Connect => "connect",
+            Scenario::Idle => "idle",
+            Scenario::Chat => "chat",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Endpoint: `ws://host:port/path` or `wss://...`
+    #[arg(required = true)]
+    pub url: Option<String>,
+
+    /// Connections (chat: peers).
+    #[arg(short = 'c', long, default_value = "10", value_parser = parse_count)]
+    pub connections: u64,
+
+    /// Length of the counted window.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Traffic before the counted window, excluded from the figures (it
+    /// starts once every connection is up).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
+    /// Payload bytes per message (k/M = 1000s, KiB/MiB = 1024s).
+    #[arg(short = 's', long, default_value = "20", value_parser = parse_size)]
+    pub size: usize,
+
+    /// Send text messages (ASCII, so always valid UTF-8).
+    #[arg(long, conflicts_with = "binary")]
+    pub text: bool,
+
+    /// Send binary messages (the default).
+    #[arg(long)]
+    pub binary: bool,
+
+    /// Closed loop: messages outstanding per connection.
+    #[arg(long, default_value = "1", value_parser = parse_count, conflicts_with = "rate")]
+    pub in_flight: u64,
+
+    /// Open loop: messages per second in total, spread over the
+    /// connections; latency is measured from the intended send time.
+    /// Chat: total messages per second sent by all peers [default: 10 per peer].
+    #[arg(long, value_parser = parse_count)]
+    pub rate: Option<u64>,
+
+    /// New connections per second (ramp-up; connect scenario: churn rate).
+    #[arg(long, value_parser = parse_per_second)]
+    pub connect_rate: Option<u64>,
+
+    /// Worker threads, each with its own single-threaded runtime
+    /// [default: the CPUs this process may run on].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Extra request header on the handshake, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Ask for this subprotocol; the server must select it.
+    #[arg(long)]
+    pub subprotocol: Option<String>,
+
+    /// wss://: accept any certificate (self-signed test servers).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Local addresses to dial from, `a,b,c` or `first-last`, used in turn:
+    /// past ~28k connections to one address the ephemeral ports run out.
+    #[arg(long, value_parser = parse_source_ips)]
+    pub source_ip: Option<SourceIps>,
+
+    /// A message not echoed within this long is lost; also bounds connect,
+    /// handshake and the drain after the window.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    #[command(flatten)]
+    pub out: OutputArgs,
+
+    #[command(flatten)]
+    pub thresholds: Thresholds,
+
+    /// What to do with the connections.
+    #[arg(long, value_enum, default_value = "echo")]
+    pub scenario: Scenario,
+
+    /// Chat: rooms the peers are spread over (peer i joins room i % R).
+    #[arg(long, default_value = "1", value_parser = parse_count)]
+    pub rooms: u64,
+
+    /// PID of a server on this machine: its CPU over the window and its
+    /// memory growth (idle: per connection) are reported.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// No live line on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Write the whole result (with serialized histograms) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Append one CSV row (header first if the file is new).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct Thresholds {
+    /// Fail (exit 1) when the p99 round trip is above this.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_p99: Option<Duration>,
+
+    /// Fail (exit 1) when fewer messages per second came back (connect:
+    /// handshakes; chat: deliveries).
+    #[arg(long, value_parser = parse_count)]
+    pub min_rate: Option<u64>,
+}
+
+/// Local addresses to bind before connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceIps(pub Vec<IpAddr>);
+
+/// The most addresses a range may expand to.
+const MAX_SOURCE_IPS: u128 = 65_536;
+
+/// Parses `250ms`, `10s`, `1.5s`, `2m`, `1h`, `500us`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit.trim() {
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration: {s:?}"))
+}
+
+/// Parses `100000`, `10k`, `1.5M`, `2G`.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("not a number: {s:?}"))?;
+    let scale = match unit.trim() {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "m" | "M" => 1e6,
+        "g" | "G" => 1e9,
+        other => return Err(format!("unknown suffix {other:?} in {s:?}")),
+    };
+    let v = n * scale;
+    if v.fract() != 0.0 || v > u64::MAX as f64 {
+        return Err(format!("not a whole count: {s:?}"));
+    }
+    Ok(v as u64)
+}
+
+/// A count with an optional `/s`: `500`, `500/s`, `2k/s`.
+pub fn parse_per_second(s: &str) -> Result<u64, String> {
+    parse_count(s.trim().trim_end_matches("/s"))
+}
+
+/// Parses `1024`, `64k` (decimal), `16KiB`, `1MiB` (binary), `1M`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "kB" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "M" | "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+/// `Name: value` (the value may be empty).
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected `Name: value`, got {s:?}"))?;
+    let name = name.trim();
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid_name || value.contains(['\r', '\n']) {
+        return Err(format!("not a valid header: {s:?}"));
+    }
+    Ok((name.to_owned(), value.trim().to_owned()))
+}
+
+/// `127.0.0.2,127.0.0.3` or `127.0.0.2-127.0.0.9` (IPv4 or IPv6).
+pub fn parse_source_ips(s: &str) -> Result<SourceIps, String> {
+    let bad = |p: &str| format!("not an IP address: {p:?}");
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((a, b)) = part.split_once('-') else {
+            out.push(part.parse::<IpAddr>().map_err(|_| bad(part))?);
+            continue;
+        };
+        let a: IpAddr = a.trim().parse().map_err(|_| bad(a))?;
+        let b: IpAddr = b.trim().parse().map_err(|_| bad(b))?;
+        let (lo, hi) = match (a, b) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+            _ => return Err(format!("range mixes IPv4 and IPv6: {part:?}")),
+        };
+        if hi < lo || hi - lo >= MAX_SOURCE_IPS {
+            return Err(format!(
+                "bad range {part:?} (at most {MAX_SOURCE_IPS} addresses)"
+            ));
+        }
+        out.extend((lo..=hi).map(|n| match a {
+            IpAddr::V4(_) => IpAddr::from((n as u32).to_be_bytes()),
+            IpAddr::V6(_) => IpAddr::from(n.to_be_bytes()),
+        }));
+    }
+    if out.is_empty() {
+        return Err("no addresses given".to_owned());
+    }
+    Ok(SourceIps(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_fractions() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn counts_accept_k_m_g() {
+        assert_eq!(parse_count("10k"), Ok(10_000));
+        assert_eq!(parse_count("1.5M"), Ok(1_500_000));
+        assert_eq!(parse_count("42"), Ok(42));
+        assert!(parse_count("1.5").is_err());
+        assert!(parse_count("ten").is_err());
+        assert_eq!(parse_per_second("2k/s"), Ok(2000));
+    }
+
+    #[test]
+    fn sizes_accept_decimal_and_binary_units() {
+        assert_eq!(parse_size("20"), Ok(20));
+        assert_eq!(parse_size("16KiB"), Ok(16 << 10));
+        assert_eq!(parse_size("1k"), Ok(1000));
+        assert!(parse_size("1 parsec").is_err());
+    }
+
+    #[test]
+    fn headers_need_a_name_and_a_colon() {
+        assert_eq!(
+            parse_header("X-Token: abc:d"),
+            Ok(("X-Token".into(), "abc:d".into()))
+        );
+        assert!(parse_header("nocolon").is_err());
+        assert!(parse_header("Bad Name: x").is_err());
+        assert!(parse_header("X: a\r\nInjected: 1").is_err());
+    }
+
+    #[test]
+    fn source_ips_expand_ranges_and_lists() {
+        let r = parse_source_ips("127.0.0.2-127.0.0.4,10.0.0.1").unwrap();
+        let want: Vec<IpAddr> = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "10.0.0.1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(r.0, want);
+        assert_eq!(parse_source_ips("::1-::2").unwrap().0.len(), 2);
+        assert!(parse_source_ips("127.0.0.9-127.0.0.2").is_err());
+        assert!(parse_source_ips("127.0.0.1-::1").is_err());
+        assert!(parse_source_ips("").is_err());
+    }
+
+    #[test]
+    fn merge_is_a_subcommand_and_url_is_required_otherwise() {
+        let cli = Cli::try_parse_from(["wsecho-load", "merge", "a.json", "b.json"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Merge(m)) if m.files.len() == 2));
+        assert!(Cli::try_parse_from(["wsecho-load"]).is_err());
+        let cli =
+            Cli::try_parse_from(["wsecho-load", "ws://x/", "-c", "1k", "-d", "500ms"]).unwrap();
+        assert_eq!(cli.run.connections, 1000);
+        assert!(
+            Cli::try_parse_from(["wsecho-load", "ws://x/", "--rate", "1", "--in-flight", "2"])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! One connection: its stream, its buffers, and the one poll loop that
+//! drives it.
+//!
+//! Why one task and no split: [`Conn::event`] polls, in one `poll`, "write
+//! what is queued", "read what has arrived" and "the timer", and returns
+//! when any of them has news. Nothing is awaited half-way, so nothing can
+//! be lost by a cancelled future (the frame parser works on bytes already
+//! read), reads and writes never block each other (no echo-server deadlock
+//! when both socket buffers fill), and there is no `Arc`, lock or second
+//! task per connection. Queued frames go out in one `write` however many
+//! there are, and one `read` brings in as many echoes as have arrived.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::clock::Rng;
+use crate::codec::{
+    self, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+};
+use crate::codec::{Parsed, ProtocolError};
+use crate::net::Stream;
+use crate::pacer::Pacer;
+use crate::payload::Layout;
+
+/// Keep at least this much free space to read into, so a read is never
+/// wasted on a few bytes at the end of the buffer.
+const MIN_READ: usize = 1024;
+
+/// What woke the connection up.
+#[derive(Debug)]
+pub enum Event {
+    /// New bytes are in the read buffer: call [`Conn::next_message`].
+    Data,
+    Timer,
+    /// The server closed the TCP connection.
+    Eof,
+    Failed(io::Error),
+}
+
+/// A message from the server.
+#[derive(Debug)]
+pub enum Msg<'a> {
+    Data {
+        opcode: u8,
+        payload: &'a [u8],
+    },
+    /// A close frame and its status code, if it had one.
+    Close(Option<u16>),
+}
+
+/// Frames waiting to be written, back to back.
+struct Outbox {
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    unflushed: bool,
+}
+
+impl Outbox {
+    /// Appends the header of a masked frame of `len` bytes and returns the
+    /// space for its payload, to be written there in place.
+    fn frame(&mut self, opcode: u8, len: usize, mask: [u8; 4]) -> &mut [u8] {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
+        let need = self.end + MAX_HEADER + len;
+        if self.buf.len() < need {
+            // Grows to the largest burst once; afterwards the send path
+            // writes into memory it already has.
+            self.buf.resize(need.next_power_of_two(), 0);
+        }
+        let h = codec::write_header(&mut self.buf[self.end..], opcode, len, mask);
+        let start = self.end + h;
+        self.end = start + len;
+        &mut self.buf[start..start + len]
+    }
+}
+
+/// A precise wake-up (open loop) waiting in the thread's [`Pacer`].
+struct Pace {
+    pacer: Rc<Pacer>,
+    due_ns: u64,
+    registered: bool,
+}
+
+pub struct Conn {
+    io: Stream,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// Bytes needed from `rstart` to hold the frame being received.
+    need: usize,
+    out: Outbox,
+    /// A fragmented message being put together (other servers may fragment).
+    frag: Vec<u8>,
+    frag_opcode: Option<u8>,
+    timer: Pin<Box<Sleep>>,
+    timer_armed: bool,
+    pace: Option<Pace>,
+    rng: Rng,
+    max_message: usize,
+    /// Set once we have sent a close frame.
+    closing: bool,
+}
+
+impl Conn {
+    /// Wraps a stream after the handshake; `leftover` is what was read past
+    /// the response head. `read_buf` is the read buffer's starting size.
+    pub fn new(
+        io: Stream,
+        leftover: Vec<u8>,
+        read_buf: usize,
+        rng: Rng,
+        max_message: usize,
+    ) -> Conn {
+        let mut rbuf = vec![0u8; read_buf.max(leftover.len()).max(4 * MIN_READ)];
+        rbuf[..leftover.len()].copy_from_slice(&leftover);
+        Conn {
+            io,
+            rend: leftover.len(),
+            rbuf,
+            rstart: 0,
+            need: 0,
+            out: Outbox {
+                buf: Vec::new(),
+                pos: 0,
+                end: 0,
+                unflushed: false,
+            },
+            frag: Vec::new(),
+            frag_opcode: None,
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            timer_armed: false,
+            pace: None,
+            rng,
+            max_message,
+            closing: false,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_write(&self) -> usize {
+        self.out.end - self.out.pos
+    }
+
+    /// The timer fires once at `deadline` (replacing any earlier arming).
+    pub fn arm(&mut self, deadline: tokio::time::Instant) {
+        if !self.timer_armed || self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer_armed = true;
+    }
+
+    /// A [`Event::Timer`] at run time `due_ns`, to the microsecond (the
+    /// tokio timer above is for coarse deadlines: it rounds to 1 ms).
+    pub fn pace(&mut self, pacer: &Rc<Pacer>, due_ns: u64) {
+        if self.pace.as_ref().is_none_or(|p| p.due_ns != due_ns) {
+            self.pace = Some(Pace {
+                pacer: pacer.clone(),
+                due_ns,
+                registered: false,
+            });
+        }
+    }
+
+    /// Queues message `(conn, seq)` of `layout`, generated already masked.
+    #[inline]
+    pub fn queue_message(&mut self, layout: &Layout, conn: u32, seq: u64, sent_ns: u64) {
+        let mask = self.rng.mask();
+        let dst = self.out.frame(layout.opcode(), layout.size, mask);
+        layout.write_masked(dst, conn, seq, sent_ns, mask);
+    }
+
+    fn queue_control(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = self.rng.mask();
+        let dst = self.out.frame(opcode, payload.len(), mask);
+        dst.copy_from_slice(payload);
+        codec::apply_mask(dst, mask, 0);
+    }
+
+    /// Queues a close frame (once).
+    pub fn queue_close(&mut self, code: u16) {
+        if !self.closing {
+            self.closing = true;
+            self.queue_control(OP_CLOSE, &code.to_be_bytes());
+        }
+    }
+
+    /// Waits until there is something to do.
+    pub async fn event(&mut self) -> Event {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Err(e) = self.poll_write_out(cx) {
+            return Poll::Ready(Event::Failed(e));
+        }
+        self.make_room();
+        let mut buf = ReadBuf::new(&mut self.rbuf[self.rend..]);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Event::Eof),
+            Poll::Ready(Ok(())) => {
+                self.rend += buf.filled().len();
+                return Poll::Ready(Event::Data);
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
+            Poll::Pending => {}
+        }
+        if let Some(p) = &mut self.pace {
+            if p.pacer.now_ns() >= p.due_ns {
+                self.pace = None;
+                return Poll::Ready(Event::Timer);
+            }
+            if !p.registered {
+                p.pacer.wake_at(p.due_ns, cx.waker());
+                p.registered = true;
+            }
+        }
+        if self.timer_armed && self.timer.as_mut().poll(cx).is_ready() {
+            self.timer_armed = false;
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    }
+
+    /// Writes as much of the outbox as the socket takes; flushes (TLS) once
+    /// it is empty.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let out = &mut self.out;
+        while out.pos < out.end {
+            match Pin::new(&mut self.io).poll_write(cx, &out.buf[out.pos..out.end]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    out.pos += n;
+                    out.unflushed = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        out.pos = 0;
+        out.end = 0;
+        if out.unflushed {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => out.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes space to read into: starts over when everything was parsed,
+    /// moves a partial frame to the front when the tail is short, grows for
+    /// a frame larger than the buffer.
+    fn make_room(&mut self) {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        let len = self.rbuf.len();
+        if len - self.rend >= MIN_READ && len - self.rstart >= self.need {
+            return;
+        }
+        if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        let want = self.need.max(self.rend + MIN_READ);
+        if want > len {
+            self.rbuf.resize(want.next_power_of_two(), 0);
+        }
+    }
+
+    /// The next complete message in the read buffer, if any. Pings are
+    /// answered and fragments put together on the way.
+    pub fn next_message(&mut self) -> Result<Option<Msg<'_>>, ProtocolError> {
+        loop {
+            let head = match codec::parse(&self.rbuf[self.rstart..self.rend], self.max_message)? {
+                Parsed::Need(n) => {
+                    self.need = n;
+                    return Ok(None);
+                }
+                Parsed::Frame(head) => head,
+            };
+            let (start, end) = (
+                self.rstart + head.header_len,
+                self.rstart + head.frame_len(),
+            );
+            self.rstart = end;
+            self.need = 0;
+            match head.opcode {
+                OP_TEXT | OP_BINARY if self.frag_opcode.is_some() => {
+                    return Err(ProtocolError::Interleaved);
+                }
+                OP_TEXT | OP_BINARY if head.fin => {
+                    let payload = &self.rbuf[start..end];
+                    return Ok(Some(Msg::Data {
+                        opcode: head.opcode,
+                        payload,
+                    }));
+                }
+                OP_TEXT | OP_BINARY | OP_CONTINUATION => {
+                    if let Some(opcode) = self.fragment(head.opcode, head.fin, start, end)? {
+                        return Ok(Some(Msg::Data {
+                            opcode,
+                            payload: &self.frag,
+                        }));
+                    }
+                }
+                OP_PING if !self.closing => {
+                    // RFC 6455 §5.5.2: answer with the same payload (at most
+                    // 125 bytes, copied out so the outbox can borrow `self`).
+                    let mut copy = [0u8; 125];
+                    let n = end - start;
+                    copy[..n].copy_from_slice(&self.rbuf[start..end]);
+                    self.queue_control(OP_PONG, &copy[..n]);
+                }
+                OP_CLOSE => {
+                    let code = codec::close_code(&self.rbuf[start..end])?;
+                    return Ok(Some(Msg::Close(code)));
+                }
+                _ => {} // pong, or ping while closing
+            }
+        }
+    }
+
+    /// Adds a fragment (the first one, or a continuation) to the message
+    /// being put together; returns its opcode once the last one is in.
+    fn fragment(
+        &mut self,
+        opcode: u8,
+        fin: bool,
+        start: usize,
+        end: usize,
+    ) -> Result<Option<u8>, ProtocolError> {
+        if opcode != OP_CONTINUATION {
+            self.frag.clear();
+            self.frag_opcode = Some(opcode);
+        }
+        let message_opcode = self
+            .frag_opcode
+            .ok_or(ProtocolError::UnexpectedContinuation)?;
+        let total = self.frag.len() + (end - start);
+        if total > self.max_message {
+            return Err(ProtocolError::TooLarge(total as u64));
+        }
+        self.frag.extend_from_slice(&self.rbuf[start..end]);
+        if !fin {
+            return Ok(None);
+        }
+        self.frag_opcode = None;
+        Ok(Some(message_opcode))
+    }
+
+    /// The closing handshake from our side: sends close `code` (unless
+    /// already sent), waits for the server's close frame and then for it to
+    /// close the TCP connection (RFC 6455 §7.1.1: the server closes first,
+    /// so TIME_WAIT stays on its side and churn does not use up our ports).
+    /// Returns the server's code: 1005 for none, 1006 for no close frame.
+    pub async fn close(&mut self, code: u16, deadline: tokio::time::Instant) -> u16 {
+        self.queue_close(code);
+        self.arm(deadline);
+        let mut got: Option<u16> = None;
+        // Until EOF, an error or the deadline.
+        while let Event::Data = self.event().await {
+            loop {
+                match self.next_message() {
+                    Ok(Some(Msg::Close(c))) => got = got.or(Some(c.unwrap_or(1005))),
+                    Ok(Some(Msg::Data { .. })) => {}
+                    Ok(None) => break,
+                    Err(_) => return got.unwrap_or(1002),
+                }
+            }
+        }
+        let _ = self.io.shutdown().await;
+        got.unwrap_or(1006)
+    }
+
+    /// Answers a close the server started, then waits for its EOF briefly.
+    pub async fn answer_close(&mut self, code: Option<u16>, deadline: tokio::time::Instant) {
+        self.queue_close(code.unwrap_or(1000));
+        self.arm(deadline);
+        while let Event::Data = self.event().await {
+            self.rstart = self.rend;
+        }
+    }
+}

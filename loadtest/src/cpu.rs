@@ -1,0 +1,154 @@
+//! CPU and memory from `/proc`: our own threads, to tell when the generator
+//! rather than the server was the bottleneck, and a local server's (given
+//! `--server-pid`), sampled at the start and end of the counted window.
+
+use std::fs;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// `/proc` counts CPU time in USER_HZ ticks, which the Linux ABI fixes at
+/// 100 per second (reading `sysconf(_SC_CLK_TCK)` would need unsafe FFI).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// A worker thread at or above this share of one core was saturated.
+pub const BOTTLENECK_PCT: f64 = 90.0;
+
+#[derive(Debug, Clone)]
+pub struct ThreadSample {
+    pub tid: u32,
+    pub name: String,
+    pub ticks: u64,
+}
+
+/// CPU time used so far by this process and by each of its threads.
+#[derive(Debug, Clone)]
+pub struct CpuSample {
+    pub at: Instant,
+    pub process: u64,
+    pub threads: Vec<ThreadSample>,
+}
+
+/// One thread's share of a core over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadCpu {
+    pub name: String,
+    pub cpu_pct: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CpuUsage {
+    /// Whole process, in % of one core (can exceed 100).
+    pub total_pct: f64,
+    pub threads: Vec<ThreadCpu>,
+}
+
+pub fn sample_self() -> Option<CpuSample> {
+    let at = Instant::now();
+    let process = stat_ticks(&fs::read_to_string("/proc/self/stat").ok()?)?;
+    let mut threads = Vec::new();
+    for entry in fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = entry.path();
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let ticks = fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| stat_ticks(&s));
+        let name = fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if let Some(ticks) = ticks {
+            threads.push(ThreadSample {
+                tid,
+                name: name.trim().to_owned(),
+                ticks,
+            });
+        }
+    }
+    threads.sort_by_key(|t| t.tid);
+    Some(CpuSample {
+        at,
+        process,
+        threads,
+    })
+}
+
+/// CPU use between two samples; threads are those alive in both.
+pub fn usage(before: &CpuSample, after: &CpuSample) -> CpuUsage {
+    let secs = after.at.duration_since(before.at).as_secs_f64();
+    if secs <= 0.0 {
+        return CpuUsage::default();
+    }
+    let pct = |ticks: u64| ticks as f64 / TICKS_PER_SEC / secs * 100.0;
+    let threads = after
+        .threads
+        .iter()
+        .filter_map(|t| {
+            let b = before.threads.iter().find(|b| b.tid == t.tid)?;
+            Some(ThreadCpu {
+                name: t.name.clone(),
+                cpu_pct: round1(pct(t.ticks.saturating_sub(b.ticks))),
+            })
+        })
+        .collect();
+    CpuUsage {
+        total_pct: round1(pct(after.process.saturating_sub(before.process))),
+        threads,
+    }
+}
+
+/// Another process's CPU time so far, in ticks.
+pub fn process_ticks(pid: u32) -> Option<u64> {
+    stat_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// % of one core a process used between two tick readings `secs` apart.
+pub fn pct_of_core(ticks: u64, secs: f64) -> f64 {
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    round1(ticks as f64 / TICKS_PER_SEC / secs * 100.0)
+}
+
+/// A process's resident memory, in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// utime + stime from a `stat` line. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after the last `)`.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After ')': state is field 3, so utime (14) and stime (15) are the
+    // 12th and 13th.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let line = "1234 (odd) name)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1";
+        assert_eq!(stat_ticks(line), Some(300));
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let a = sample_self().expect("/proc is mounted");
+        assert!(!a.threads.is_empty());
+        assert!(process_ticks(std::process::id()).is_some());
+        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        let b = sample_self().unwrap();
+        assert!(usage(&a, &b).total_pct >= 0.0);
+    }
+}

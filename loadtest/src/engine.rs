@@ -1,0 +1,239 @@
+//! The run: worker threads, the phases every connection follows, and the
+//! main thread's part (live line, CPU samples, collecting the results).
+//!
+//! Threading: one single-threaded tokio runtime per worker thread, each
+//! connection pinned to one of them (connection `i` on thread `i % T`). No
+//! work stealing means no cross-core wake-ups and no `Send` bounds, so a
+//! thread's connections share its [`Stats`] through an `Rc<RefCell>`: the
+//! hot path touches no atomic and no lock. Worker threads talk to the main
+//! thread only through a channel: "my connections are up" once, one
+//! [`Tick`] a second, and their `Stats` at the end.
+//!
+//! Phases, in run time (ns since start): every connection is dialled
+//! (`--connect-rate` spaces the dials); once all are up (or failed) the
+//! main thread sets [`Phases`]: traffic starts at once, the counted window
+//! opens after `--warmup` and lasts `--duration`; then each connection
+//! stops sending, waits for its outstanding echoes (up to `--timeout`) and
+//! closes.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::LocalSet;
+
+use crate::cli::{RunArgs, Scenario};
+use crate::clock::Clock;
+use crate::handshake::Upgrade;
+use crate::net::Dialer;
+use crate::pacer::Pacer;
+use crate::payload::Layout;
+use crate::scenario::{self, chat::PeerEnd};
+use crate::stats::{Stats, Tick};
+use crate::target::Target;
+
+/// Everything the workers share, fixed before the first dial.
+pub struct Plan {
+    pub args: RunArgs,
+    pub target: Target,
+    pub clock: Clock,
+    pub dialer: Dialer,
+    pub upgrade: Upgrade,
+    pub layout: Layout,
+    pub threads: usize,
+    pub timeout_ns: u64,
+    /// Largest message accepted from the server.
+    pub max_message: usize,
+}
+
+impl Plan {
+    pub fn scenario(&self) -> Scenario {
+        self.args.scenario
+    }
+
+    /// Run time at which connection `n` may be dialled.
+    pub fn dial_at_ns(&self, n: u64) -> u64 {
+        match self.args.connect_rate {
+            Some(rate) if rate > 0 => n.saturating_mul(1_000_000_000) / rate,
+            _ => 0,
+        }
+    }
+
+    /// The read buffer each connection starts with: room for a few
+    /// messages, so one `read` takes in every echo that has arrived.
+    pub fn read_buf(&self) -> usize {
+        let frame = self.layout.size + crate::codec::MAX_HEADER;
+        let burst = frame.saturating_mul(2 * self.args.in_flight.clamp(1, 64) as usize);
+        burst.clamp(4 << 10, 256 << 10)
+    }
+}
+
+/// When the traffic starts, when the counted window opens and closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    pub start_ns: u64,
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
+}
+
+impl Phases {
+    #[inline]
+    pub fn counts(&self, t_ns: u64) -> bool {
+        t_ns >= self.window_start_ns && t_ns < self.window_end_ns
+    }
+
+    pub fn window_secs(&self) -> f64 {
+        (self.window_end_ns - self.window_start_ns) as f64 / 1e9
+    }
+}
+
+/// From a worker thread to the main thread.
+pub enum WorkerMsg {
+    /// Every connection of this worker has been dialled (or failed).
+    Ready,
+    Tick(Tick),
+}
+
+/// One worker thread's view: the plan, its stats, its channels.
+pub struct WorkerCtx {
+    pub plan: Arc<Plan>,
+    pub index: usize,
+    pub stats: RefCell<Stats>,
+    /// Precise send timing, when something sends on a schedule.
+    pub pacer: Option<Rc<Pacer>>,
+    tx: mpsc::Sender<WorkerMsg>,
+    go: watch::Receiver<Option<Phases>>,
+    /// Connections of this worker still being dialled.
+    pending: Cell<u64>,
+}
+
+impl WorkerCtx {
+    /// Global indices of this worker's connections.
+    pub fn connection_ids(&self) -> impl Iterator<Item = u64> + use<> {
+        let (threads, index) = (self.plan.threads as u64, self.index as u64);
+        (index..self.plan.args.connections).step_by(threads as usize)
+    }
+
+    /// One of this worker's connections is up or has failed.
+    pub fn dialled(&self) {
+        let left = self.pending.get().saturating_sub(1);
+        self.pending.set(left);
+        if left == 0 {
+            let _ = self.tx.send(WorkerMsg::Ready);
+        }
+    }
+
+    /// Waits for the main thread to start the traffic.
+    pub async fn phases(&self) -> Phases {
+        let mut go = self.go.clone();
+        match go.wait_for(Option::is_some).await {
+            Ok(p) => p.unwrap_or_else(|| unreachable!("waited for Some")),
+            // The main thread is gone: nothing will be counted.
+            Err(_) => Phases {
+                start_ns: 0,
+                window_start_ns: 0,
+                window_end_ns: 0,
+            },
+        }
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.plan.clock.now_ns()
+    }
+}
+
+/// What a worker hands back.
+pub struct WorkerResult {
+    pub stats: Stats,
+    pub peers: Vec<PeerEnd>,
+}
+
+/// Starts the worker threads. The main thread keeps `rx` and `go`.
+pub fn spawn_workers(
+    plan: &Arc<Plan>,
+    tx: mpsc::Sender<WorkerMsg>,
+    go: watch::Receiver<Option<Phases>>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<WorkerResult>>> {
+    (0..plan.threads)
+        .map(|index| {
+            let (plan, tx, go) = (plan.clone(), tx.clone(), go.clone());
+            std::thread::Builder::new()
+                // Thread names show in /proc, where the CPU check finds them.
+                .name(format!("wsecho-load-{index}"))
+                .spawn(move || worker_main(plan, index, tx, go))
+        })
+        .collect()
+}
+
+fn worker_main(
+    plan: Arc<Plan>,
+    index: usize,
+    tx: mpsc::Sender<WorkerMsg>,
+    go: watch::Receiver<Option<Phases>>,
+) -> WorkerResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime (out of file descriptors?)");
+    LocalSet::new().block_on(&rt, async move {
+        let scheduled = match plan.scenario() {
+            Scenario::Chat => true,
+            Scenario::Echo => plan.args.rate.is_some(),
+            _ => false,
+        };
+        // Without a timerfd (never seen on Linux) sends fall back to the
+        // millisecond tokio timer, which only makes corrected latency coarser.
+        let pacer = scheduled
+            .then(|| Pacer::new(plan.clock).ok())
+            .flatten()
+            .map(Rc::new);
+        let ctx = Rc::new(WorkerCtx {
+            plan,
+            index,
+            stats: RefCell::new(Stats::default()),
+            pacer,
+            tx,
+            go,
+            pending: Cell::new(0),
+        });
+        let pending = match ctx.plan.scenario() {
+            // Churn dials all the time: nothing to wait for before it starts.
+            Scenario::Connect => 0,
+            _ => ctx.connection_ids().count() as u64,
+        };
+        ctx.pending.set(pending);
+        if pending == 0 {
+            let _ = ctx.tx.send(WorkerMsg::Ready);
+        }
+        let ticker = tokio::task::spawn_local(ticker(ctx.clone()));
+        let pacer = ctx
+            .pacer
+            .clone()
+            .map(|p| tokio::task::spawn_local(async move { p.run().await }));
+        let peers = scenario::run(ctx.clone()).await;
+        ticker.abort();
+        if let Some(p) = pacer {
+            p.abort();
+        }
+        let stats = ctx.stats.replace(Stats::default());
+        WorkerResult { stats, peers }
+    })
+}
+
+/// Once a second, hands this thread's interval figures to the main thread.
+async fn ticker(ctx: Rc<WorkerCtx>) {
+    let second = Duration::from_secs(1);
+    let mut interval = tokio::time::interval_at(ctx.plan.clock.at(1_000_000_000), second);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        // The second this tick closes, rounded: a late tick keeps its number.
+        let index = (ctx.now_ns() + 500_000_000) / 1_000_000_000;
+        let tick = ctx.stats.borrow_mut().take_tick(index);
+        if ctx.tx.send(WorkerMsg::Tick(tick)).is_err() {
+            return;
+        }
+    }
+}

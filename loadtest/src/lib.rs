@@ -1,0 +1,46 @@
+//! wsecho-load: a WebSocket load generator that verifies every echo and
+//! measures latency honestly.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap derive) and its value parsers.
+//! - [`target`]: the `ws://` / `wss://` URL; [`net`]: dialling (source
+//!   addresses, TCP_NODELAY, TLS) and the stream type; [`tls`]: rustls.
+//! - [`handshake`]: the HTTP/1.1 upgrade, timed apart from the connect.
+//! - [`codec`]: the client side of RFC 6455 framing, cancel-safe by design.
+//! - [`payload`]: what each message carries and how an echo is verified;
+//!   [`window`]: per-connection sequence bookkeeping (lost, duplicated,
+//!   reordered, late).
+//! - [`clock`]: run time in ns and the mask-key generator.
+//! - [`conn`]: one connection's buffers and its single poll loop.
+//! - [`engine`]: worker threads and the phases every connection follows
+//!   (connect, warm-up, counted window, drain); [`pacer`]: open loop's
+//!   microsecond send timing; [`scenario`]: echo, connect, idle, chat.
+//! - [`run`]: the main thread (start, live line, samples); [`summary`]: from
+//!   merged figures to a report.
+//! - [`stats`]: mergeable per-thread counters and HDR histograms;
+//!   [`cpu`]: `/proc` sampling of our threads and of a local server.
+//! - [`report`]: the result document (JSON, `schema.json`); [`merge`]:
+//!   combining reports and judging one (errors, thresholds, exit status);
+//!   [`output`]: live line, text summary, JSON and CSV.
+
+pub mod cli;
+pub mod clock;
+pub mod codec;
+pub mod conn;
+pub mod cpu;
+pub mod engine;
+pub mod handshake;
+pub mod merge;
+pub mod net;
+pub mod output;
+pub mod pacer;
+pub mod payload;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod stats;
+pub mod summary;
+pub mod target;
+pub mod tls;
+pub mod window;

@@ -1,0 +1,233 @@
+//! The result document: what `--json` writes (schema: `loadtest/schema.json`),
+//! what the text summary and the CSV row show, and what `merge` combines.
+//! Histograms travel inside it (HdrHistogram V2 encoding, base64), so merged
+//! percentiles are computed from the merged distributions, never averaged.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::ThreadCpu;
+use crate::stats::{Errors, Hist};
+
+/// Bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: String,
+    /// Runs combined into this report (1 unless merged).
+    pub runs: u32,
+    pub url: String,
+    pub scenario: String,
+    pub started_unix_s: u64,
+    pub config: RunConfig,
+    /// The counted window, in seconds.
+    pub duration_s: f64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub rates: Rates,
+    /// Round trip (chat: send to delivery); open loop: from the intended
+    /// send time.
+    pub latency_us: Percentiles,
+    /// Open loop only: from the actual send time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_uncorrected_us: Option<Percentiles>,
+    /// TCP connect.
+    pub connect_us: Percentiles,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_us: Option<Percentiles>,
+    /// Upgrade request to `101` response.
+    pub handshake_us: Percentiles,
+    pub errors: Errors,
+    /// The first message seen for each error kind.
+    pub error_details: BTreeMap<String, String>,
+    /// Close codes the server sent (1005: close without code, 1006: no
+    /// close frame at all), over the whole run.
+    pub close_codes: BTreeMap<String, u64>,
+    pub connections: Connections,
+    /// Connect scenario: completed open-handshake-echo-close cycles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<Churn>,
+    /// Chat scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
+    /// Unsolicited first messages (greetings), not counted as echoes.
+    pub greetings: u64,
+    /// The generator's own CPU over the window, % of one core (the sum
+    /// over its threads; merged reports: the busiest run's).
+    pub client_cpu_pct: f64,
+    pub client_threads: Vec<ThreadCpu>,
+    /// A worker thread was at or above 90 % of a core: the generator may
+    /// have limited the run.
+    pub generator_bottleneck: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<Server>,
+    pub histograms: Histograms,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub connections: u64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub size: usize,
+    pub text: bool,
+    /// Closed loop: messages outstanding per connection (null: open loop).
+    pub in_flight: Option<u64>,
+    /// Open loop (and chat): messages per second in total.
+    pub rate: Option<u64>,
+    pub connect_rate: Option<u64>,
+    pub threads: usize,
+    pub rooms: Option<u64>,
+    pub timeout_s: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rates {
+    pub messages_sent_per_s: f64,
+    pub messages_received_per_s: f64,
+    pub bytes_sent_per_s: f64,
+    pub bytes_received_per_s: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Connections {
+    pub requested: u64,
+    /// Handshakes completed (connect scenario: over the whole run).
+    pub opened: u64,
+    /// Failed to connect or to complete the handshake.
+    pub failed: u64,
+    /// Idle scenario: still up at the end of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Churn {
+    pub handshakes: u64,
+    pub handshakes_per_s: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Chat {
+    pub rooms: u64,
+    pub deliveries: u64,
+    pub deliveries_per_s: f64,
+    /// What the messages sent in the window should have made.
+    pub expected_deliveries: u64,
+    /// Deliveries never made (sequence gaps plus what was missing at the end).
+    pub drops: u64,
+}
+
+/// A server on this machine, watched through `/proc/PID`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Server {
+    pub pid: u32,
+    /// Over the window, % of one core.
+    pub cpu_pct: Option<f64>,
+    /// Before the first connection was dialled.
+    pub rss_before_kib: Option<u64>,
+    /// Just before the end of the window.
+    pub rss_after_kib: Option<u64>,
+    /// (after - before) / connections up.
+    pub rss_per_connection_bytes: Option<f64>,
+}
+
+/// HdrHistogram V2 encoding in base64; values in µs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Histograms {
+    pub latency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_uncorrected: Option<String>,
+    pub connect: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    pub handshake: String,
+}
+
+impl Percentiles {
+    pub fn of(h: &Hist) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+pub fn encode_hist(h: &Hist) -> String {
+    let mut bytes = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serializing to memory cannot fail");
+    BASE64.encode(bytes)
+}
+
+pub fn decode_hist(s: &str) -> Result<Hist, String> {
+    let bytes = BASE64.decode(s).map_err(|e| format!("histogram: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("histogram: {e:?}"))
+}
+
+impl Report {
+    /// The rate `--min-rate` is held against: echoes (connect: handshakes;
+    /// chat: deliveries) per second. None for idle.
+    pub fn primary_rate(&self) -> Option<(f64, &'static str)> {
+        match self.scenario.as_str() {
+            "idle" => None,
+            "connect" => Some((self.churn.as_ref()?.handshakes_per_s, "handshakes/s")),
+            "chat" => Some((self.rates.messages_received_per_s, "deliveries/s")),
+            _ => Some((self.rates.messages_received_per_s, "echoes/s")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::new_hist;
+
+    #[test]
+    fn histograms_round_trip_through_base64() {
+        let mut h = new_hist();
+        for v in [10, 20, 30, 4000, 3_000_000] {
+            h.record(v).unwrap();
+        }
+        let back = decode_hist(&encode_hist(&h)).unwrap();
+        assert_eq!(Percentiles::of(&back), Percentiles::of(&h));
+        assert!(decode_hist("not base64!").is_err());
+    }
+
+    #[test]
+    fn percentiles_of_nothing_are_zero() {
+        assert_eq!(Percentiles::of(&new_hist()), Percentiles::default());
+    }
+}

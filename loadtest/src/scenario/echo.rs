@@ -1,0 +1,313 @@
+//! The echo scenario: send on each connection, verify every echo, time
+//! every round trip. Closed loop keeps `--in-flight` messages outstanding;
+//! open loop (`--rate`) sends on a fixed schedule whatever comes back, and
+//! times each echo from the moment its message was *meant* to go, so a
+//! stalled server cannot hide its stall by slowing the sender down
+//! (coordinated omission).
+
+use std::rc::Rc;
+
+use crate::conn::{Conn, Event, Msg};
+use crate::engine::{Phases, WorkerCtx};
+use crate::payload::{Corrupt, Layout};
+use crate::scenario::{self, chat::PeerEnd};
+use crate::stats::{ErrorKind, Stats};
+use crate::window::{Echo, Window};
+
+/// Open loop: at most this many overdue messages are queued per wake-up,
+/// so a connection that fell behind catches up without starving the
+/// others on its thread.
+const MAX_BURST: u32 = 256;
+/// Open loop: stop queuing while this much is still unwritten (the server
+/// is not reading); the schedule keeps its times, so the wait shows up in
+/// the corrected latency.
+const MAX_BACKLOG: usize = 4 << 20;
+
+pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) -> Option<PeerEnd> {
+    scenario::ramp(&ctx, id).await;
+    let conn = scenario::open(&ctx, id, &ctx.plan.upgrade, true).await;
+    ctx.dialled();
+    let mut conn = conn?;
+    let phases = ctx.phases().await;
+    let mut echo = EchoLoop::new(&ctx, id, phases, None);
+    let end = echo.drive(&mut conn).await;
+    echo.finish(&mut conn, end).await;
+    scenario::closed(&ctx);
+    None
+}
+
+/// How a connection's run ended.
+pub enum End {
+    /// Window over and every echo back (or given up): we close.
+    Done,
+    /// The server sent a close frame (with this code).
+    ServerClosed(Option<u16>),
+    /// EOF, I/O or protocol error: nothing more to say on it.
+    Broken,
+}
+
+/// The open-loop timetable of one connection.
+struct Schedule {
+    next_ns: u64,
+    interval_ns: u64,
+}
+
+pub struct EchoLoop<'a> {
+    ctx: &'a WorkerCtx,
+    id: u32,
+    layout: Layout,
+    phases: Phases,
+    window: Window,
+    in_flight: u32,
+    schedule: Option<Schedule>,
+    /// Connect scenario: stop after this many messages.
+    budget: Option<u64>,
+    timeout_ns: u64,
+    seen_any: bool,
+}
+
+impl<'a> EchoLoop<'a> {
+    pub fn new(ctx: &'a WorkerCtx, id: u64, phases: Phases, budget: Option<u64>) -> Self {
+        let args = &ctx.plan.args;
+        let schedule = args.rate.filter(|_| budget.is_none()).map(|rate| {
+            // Connection k sends at start + k/rate + n·c/rate: the c
+            // connections interleave evenly into one stream of `rate`.
+            let per_ns = 1e9 / rate.max(1) as f64;
+            Schedule {
+                next_ns: phases.start_ns + (id as f64 * per_ns) as u64,
+                interval_ns: ((args.connections as f64 * per_ns) as u64).max(1),
+            }
+        });
+        let in_flight = args.in_flight.clamp(1, u32::MAX as u64) as u32;
+        let window = Window::new(if schedule.is_some() {
+            64
+        } else {
+            in_flight as usize
+        });
+        EchoLoop {
+            ctx,
+            id: id as u32,
+            layout: ctx.plan.layout,
+            phases,
+            window,
+            in_flight,
+            schedule,
+            budget,
+            timeout_ns: ctx.plan.timeout_ns,
+            seen_any: false,
+        }
+    }
+
+    /// Sends and receives until the window is over and the echoes are in.
+    pub async fn drive(&mut self, conn: &mut Conn) -> End {
+        let clock = self.ctx.plan.clock;
+        let mut now = clock.now_ns();
+        self.send(conn, now);
+        self.rearm(conn, now);
+        loop {
+            let event = conn.event().await;
+            now = clock.now_ns();
+            let timer = match event {
+                Event::Data => {
+                    if let Some(end) = self.receive(conn, now) {
+                        return end;
+                    }
+                    false
+                }
+                Event::Timer => true,
+                Event::Eof => return self.broken("server closed the TCP connection".into(), true),
+                Event::Failed(e) => return self.broken(format!("connection failed: {e}"), true),
+            };
+            let expired = self.window.expire(now, self.timeout_ns);
+            self.ctx
+                .stats
+                .borrow_mut()
+                .error(ErrorKind::Lost, expired, || {
+                    format!("no echo within {:?}", self.ctx.plan.args.timeout)
+                });
+            let sent = self.send(conn, now);
+            if self.sending_over(now) && self.window.outstanding() == 0 {
+                return End::Done;
+            }
+            if timer || (sent && self.schedule.is_some()) {
+                self.rearm(conn, now);
+            }
+        }
+    }
+
+    fn sending_over(&self, now: u64) -> bool {
+        match (&self.schedule, self.budget) {
+            (_, Some(budget)) => self.window.next_seq() >= budget,
+            (Some(s), None) => s.next_ns >= self.phases.window_end_ns,
+            (None, None) => now >= self.phases.window_end_ns,
+        }
+    }
+
+    /// Queues what is due: closed loop, enough to have `in_flight`
+    /// outstanding; open loop, every message whose time has come.
+    fn send(&mut self, conn: &mut Conn, now: u64) -> bool {
+        if self.sending_over(now) {
+            return false;
+        }
+        let ctx = self.ctx;
+        let mut stats = ctx.stats.borrow_mut();
+        let counts = self.phases.counts(now);
+        let mut n = 0u32;
+        loop {
+            let intended = match &self.schedule {
+                None if self.window.outstanding() >= self.in_flight => break,
+                None => now,
+                Some(s) if s.next_ns > now || n >= MAX_BURST => break,
+                Some(_) if conn.pending_write() >= MAX_BACKLOG => break,
+                Some(s) => s.next_ns,
+            };
+            let (seq, lost) = self.window.push(intended, now);
+            conn.queue_message(&self.layout, self.id, seq, now);
+            stats.on_sent(counts, self.layout.size);
+            stats.error(ErrorKind::Lost, lost, || "echo window overflowed".into());
+            n += 1;
+            if let Some(s) = &mut self.schedule {
+                s.next_ns += s.interval_ns;
+            }
+            if self.sending_over(now) {
+                break;
+            }
+        }
+        n > 0
+    }
+
+    /// The timer: the next scheduled send, the end of the window, or the
+    /// oldest message's timeout, whichever comes first. Closed loop re-arms
+    /// only when it fires (a stall check), not per message.
+    fn rearm(&mut self, conn: &mut Conn, now: u64) {
+        let mut deadline = self
+            .window
+            .next_expiry(self.timeout_ns)
+            .unwrap_or(now + self.timeout_ns);
+        if now < self.phases.window_end_ns {
+            deadline = deadline.min(self.phases.window_end_ns);
+        }
+        if let Some(s) = &self.schedule
+            && s.next_ns < self.phases.window_end_ns
+        {
+            match &self.ctx.pacer {
+                Some(pacer) => conn.pace(pacer, s.next_ns),
+                None => deadline = deadline.min(s.next_ns),
+            }
+        }
+        conn.arm(self.ctx.plan.clock.at(deadline));
+    }
+
+    /// Checks every message the last read brought.
+    fn receive(&mut self, conn: &mut Conn, now: u64) -> Option<End> {
+        let ctx = self.ctx;
+        let mut stats = ctx.stats.borrow_mut();
+        loop {
+            match conn.next_message() {
+                Ok(None) => return None,
+                Ok(Some(Msg::Data { opcode, payload })) => {
+                    self.check(opcode, payload, now, &mut stats)
+                }
+                Ok(Some(Msg::Close(code))) => {
+                    let code_shown = code.map_or("none".into(), |c| c.to_string());
+                    stats.error(ErrorKind::Closed, 1, || {
+                        format!("server closed with code {code_shown}")
+                    });
+                    stats.close_code(code.unwrap_or(1005));
+                    return Some(End::ServerClosed(code));
+                }
+                Err(e) => {
+                    stats.error(ErrorKind::Protocol, 1, || e.to_string());
+                    return Some(End::Broken);
+                }
+            }
+        }
+    }
+
+    /// Verifies one echo and records it.
+    fn check(&mut self, opcode: u8, payload: &[u8], now: u64, stats: &mut Stats) {
+        let first = !self.seen_any;
+        self.seen_any = true;
+        let header = match self.layout.decode(payload, opcode) {
+            Ok(h) => h,
+            // Some public echo servers greet first; that is not an echo.
+            Err(Corrupt::Length | Corrupt::Opcode) if first => {
+                stats.greetings += 1;
+                return;
+            }
+            Err(e) => return corrupted(stats, self.id, e),
+        };
+        let seq = self.window.resolve(header.seq, header.seq_bits);
+        let verdict = self.window.echo(seq);
+        let content_ok = header.conn.is_none_or(|c| c == self.id)
+            && self.layout.filler_ok(payload, self.id, seq);
+        match verdict {
+            Echo::Unknown => corrupted(stats, self.id, Corrupt::Mismatch),
+            _ if !content_ok => corrupted(stats, self.id, Corrupt::Filler),
+            Echo::Duplicate => stats.error(ErrorKind::Duplicated, 1, || {
+                format!("seq {seq} echoed twice")
+            }),
+            Echo::Late => stats.late(),
+            Echo::Fresh {
+                intended_ns,
+                sent_ns,
+                reordered,
+            } => {
+                if header.sent_ns.is_some_and(|t| t != sent_ns) {
+                    return corrupted(stats, self.id, Corrupt::Mismatch);
+                }
+                if reordered {
+                    stats.error(ErrorKind::Reordered, 1, || {
+                        format!("seq {seq} came back after a later one")
+                    });
+                }
+                let corrected = (now.saturating_sub(intended_ns)) / 1000;
+                let uncorrected = self
+                    .schedule
+                    .as_ref()
+                    .map(|_| now.saturating_sub(sent_ns) / 1000);
+                stats.on_received(
+                    self.phases.counts(now),
+                    payload.len(),
+                    corrected,
+                    uncorrected,
+                );
+            }
+        }
+    }
+
+    fn broken(&mut self, why: String, record_code: bool) -> End {
+        let mut stats = self.ctx.stats.borrow_mut();
+        stats.error(ErrorKind::Closed, 1, || why);
+        if record_code {
+            stats.close_code(1006);
+        }
+        End::Broken
+    }
+
+    /// Counts what never came back and closes the connection.
+    pub async fn finish(&mut self, conn: &mut Conn, end: End) {
+        let lost = self.window.finish();
+        self.ctx
+            .stats
+            .borrow_mut()
+            .error(ErrorKind::Lost, lost, || {
+                "no echo before the connection ended".into()
+            });
+        let deadline = scenario::close_deadline(self.ctx);
+        match end {
+            End::Done => {
+                let code = conn.close(1000, deadline).await;
+                self.ctx.stats.borrow_mut().close_code(code);
+            }
+            End::ServerClosed(code) => conn.answer_close(code, deadline).await,
+            End::Broken => {}
+        }
+    }
+}
+
+fn corrupted(stats: &mut Stats, id: u32, why: Corrupt) {
+    stats.error(ErrorKind::Corrupted, 1, || {
+        format!("connection {id}: {why}")
+    });
+}

@@ -1,0 +1,108 @@
+//! Scenarios: what each connection does, and the steps they share (the
+//! dial ramp, opening a connection, bookkeeping of open connections).
+
+pub mod chat;
+pub mod connect;
+pub mod echo;
+pub mod idle;
+
+use std::rc::Rc;
+
+use tokio::task::JoinSet;
+
+use crate::cli::Scenario;
+use crate::clock::Rng;
+use crate::conn::Conn;
+use crate::engine::WorkerCtx;
+use crate::handshake::Upgrade;
+use crate::stats::ErrorKind;
+use chat::PeerEnd;
+
+/// Runs this worker's share of the scenario to the end.
+pub async fn run(ctx: Rc<WorkerCtx>) -> Vec<PeerEnd> {
+    let mut tasks = JoinSet::new();
+    for id in ctx.connection_ids() {
+        let ctx = ctx.clone();
+        match ctx.plan.scenario() {
+            Scenario::Echo => tasks.spawn_local(echo::connection(ctx, id)),
+            Scenario::Connect => tasks.spawn_local(connect::slot(ctx, id)),
+            Scenario::Idle => tasks.spawn_local(idle::connection(ctx, id)),
+            Scenario::Chat => tasks.spawn_local(chat::peer(ctx, id)),
+        };
+    }
+    let mut peers = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Some(peer)) = done {
+            peers.push(peer);
+        }
+    }
+    peers
+}
+
+/// Waits for connection `n`'s turn under `--connect-rate`.
+pub async fn ramp(ctx: &WorkerCtx, n: u64) {
+    let at = ctx.plan.dial_at_ns(n);
+    if at > 0 {
+        tokio::time::sleep_until(ctx.plan.clock.at(at)).await;
+    }
+}
+
+/// Dials connection `n` and upgrades it with `upgrade`. Connect, TLS and
+/// handshake times are recorded when `record` is set; failures always
+/// count.
+pub async fn open(ctx: &WorkerCtx, n: u64, upgrade: &Upgrade, record: bool) -> Option<Conn> {
+    let plan = &ctx.plan;
+    let mut rng = Rng::seeded(n);
+    let dialed = match plan.dialer.dial(n).await {
+        Ok(d) => d,
+        Err(e) => {
+            let addr = plan.dialer.addr();
+            ctx.stats
+                .borrow_mut()
+                .error(ErrorKind::Connect, 1, || format!("{addr}: {e}"));
+            return None;
+        }
+    };
+    let mut stream = dialed.stream;
+    let timeout = plan.args.timeout;
+    let upgraded = match upgrade.run(&mut stream, rng.nonce(), timeout).await {
+        Ok(u) => u,
+        Err(e) => {
+            let path = &plan.target.path;
+            ctx.stats
+                .borrow_mut()
+                .error(ErrorKind::Handshake, 1, || format!("{path}: {e}"));
+            return None;
+        }
+    };
+    let mut stats = ctx.stats.borrow_mut();
+    if record {
+        stats.connect.saturating_record(dialed.connect_us);
+        if let Some(us) = dialed.tls_us {
+            stats.tls.saturating_record(us);
+        }
+        stats.handshake.saturating_record(upgraded.handshake_us);
+    }
+    stats.opened += 1;
+    stats.open += 1;
+    let read_buf = plan.read_buf();
+    Some(Conn::new(
+        stream,
+        upgraded.leftover,
+        read_buf,
+        rng,
+        plan.max_message,
+    ))
+}
+
+/// A connection opened with [`open`] is gone.
+pub fn closed(ctx: &WorkerCtx) {
+    let mut stats = ctx.stats.borrow_mut();
+    stats.open = stats.open.saturating_sub(1);
+}
+
+/// How long to wait for the closing handshake.
+pub fn close_deadline(ctx: &WorkerCtx) -> tokio::time::Instant {
+    let wait = ctx.plan.args.timeout.min(std::time::Duration::from_secs(2));
+    tokio::time::Instant::now() + wait
+}

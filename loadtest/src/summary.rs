@@ -1,0 +1,185 @@
+//! From a run's merged figures to its [`Report`]: rates over the counted
+//! window, percentiles, CPU shares and the bottleneck verdict.
+
+use std::collections::BTreeMap;
+
+use crate::cli::Scenario;
+use crate::cpu::{self, BOTTLENECK_PCT, ThreadCpu};
+use crate::engine::Plan;
+use crate::report::{
+    self, Chat, Churn, Connections, Histograms, Percentiles, Rates, Report, RunConfig, Server,
+};
+use crate::run::Observed;
+use crate::stats::{ErrorKind, Stats};
+
+/// Prefix of our worker threads' names (see `engine::spawn_workers`).
+const WORKER_PREFIX: &str = "wsecho-load-";
+
+pub fn build(
+    plan: &Plan,
+    stats: &Stats,
+    seen: &Observed,
+    tail_drops: u64,
+    started_unix_s: u64,
+) -> Report {
+    let args = &plan.args;
+    let scenario = args.scenario;
+    let open_loop = args.rate.is_some() && scenario == Scenario::Echo;
+    let duration_s = seen.phases.map_or(0.0, |p| p.window_secs());
+    let mut errors = stats.errors;
+    errors.lost += tail_drops;
+    let (client_cpu_pct, client_threads) = own_cpu(seen);
+    let tls = plan.target.tls;
+    Report {
+        schema_version: report::SCHEMA_VERSION,
+        tool: format!("wsecho-load {}", env!("CARGO_PKG_VERSION")),
+        runs: 1,
+        url: args.url.clone().unwrap_or_default(),
+        scenario: scenario.name().to_owned(),
+        started_unix_s,
+        config: config(plan, open_loop),
+        duration_s,
+        messages_sent: stats.sent,
+        messages_received: stats.received,
+        bytes_sent: stats.bytes_sent,
+        bytes_received: stats.bytes_received,
+        rates: rates(stats, duration_s),
+        latency_us: Percentiles::of(&stats.latency),
+        latency_uncorrected_us: open_loop.then(|| Percentiles::of(&stats.latency_uncorrected)),
+        connect_us: Percentiles::of(&stats.connect),
+        tls_us: tls.then(|| Percentiles::of(&stats.tls)),
+        handshake_us: Percentiles::of(&stats.handshake),
+        errors,
+        error_details: error_details(stats, tail_drops),
+        close_codes: stats
+            .close_codes
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect(),
+        connections: Connections {
+            requested: args.connections,
+            opened: stats.opened,
+            failed: stats.errors.connect + stats.errors.handshake,
+            held: (scenario == Scenario::Idle).then_some(stats.held),
+        },
+        churn: (scenario == Scenario::Connect).then(|| Churn {
+            handshakes: stats.cycles,
+            handshakes_per_s: per_s(stats.cycles, duration_s),
+        }),
+        chat: (scenario == Scenario::Chat)
+            .then(|| chat(args.rooms, stats, errors.lost, duration_s)),
+        greetings: stats.greetings,
+        client_cpu_pct,
+        generator_bottleneck: client_threads.iter().any(|t| t.cpu_pct >= BOTTLENECK_PCT),
+        client_threads,
+        server: args.server_pid.map(|pid| server(pid, stats, seen)),
+        histograms: histograms(stats, open_loop, tls),
+    }
+}
+
+/// The whole process's CPU and its worker threads' over the window.
+fn own_cpu(seen: &Observed) -> (f64, Vec<ThreadCpu>) {
+    let usage = match (&seen.cpu_start, &seen.cpu_end) {
+        (Some(a), Some(b)) => cpu::usage(a, b),
+        _ => cpu::CpuUsage::default(),
+    };
+    let workers = usage
+        .threads
+        .into_iter()
+        .filter(|t| t.name.starts_with(WORKER_PREFIX))
+        .collect();
+    (usage.total_pct, workers)
+}
+
+fn chat(rooms: u64, stats: &Stats, drops: u64, secs: f64) -> Chat {
+    Chat {
+        rooms,
+        deliveries: stats.received,
+        deliveries_per_s: per_s(stats.received, secs),
+        expected_deliveries: stats.expected_deliveries,
+        drops,
+    }
+}
+
+fn config(plan: &Plan, open_loop: bool) -> RunConfig {
+    let args = &plan.args;
+    let scenario = args.scenario;
+    RunConfig {
+        connections: args.connections,
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        size: args.size,
+        text: args.text,
+        in_flight: (!open_loop && scenario == Scenario::Echo).then_some(args.in_flight),
+        rate: args.rate,
+        connect_rate: args.connect_rate,
+        threads: plan.threads,
+        rooms: (scenario == Scenario::Chat).then_some(args.rooms),
+        timeout_s: args.timeout.as_secs_f64(),
+    }
+}
+
+/// The first message of each error kind (chat tail drops have their own).
+fn error_details(stats: &Stats, tail_drops: u64) -> BTreeMap<String, String> {
+    let mut details: BTreeMap<String, String> = stats
+        .first_errors
+        .iter()
+        .map(|(k, v)| (k.name().to_owned(), v.clone()))
+        .collect();
+    if tail_drops > 0 {
+        details
+            .entry(ErrorKind::Lost.name().to_owned())
+            .or_insert_with(|| format!("{tail_drops} deliveries missing at the end"));
+    }
+    details
+}
+
+fn histograms(stats: &Stats, open_loop: bool, tls: bool) -> Histograms {
+    Histograms {
+        latency: report::encode_hist(&stats.latency),
+        latency_uncorrected: open_loop.then(|| report::encode_hist(&stats.latency_uncorrected)),
+        connect: report::encode_hist(&stats.connect),
+        tls: tls.then(|| report::encode_hist(&stats.tls)),
+        handshake: report::encode_hist(&stats.handshake),
+    }
+}
+
+fn per_s(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        (n as f64 / secs * 10.0).round() / 10.0
+    } else {
+        0.0
+    }
+}
+
+pub fn rates(stats: &Stats, secs: f64) -> Rates {
+    Rates {
+        messages_sent_per_s: per_s(stats.sent, secs),
+        messages_received_per_s: per_s(stats.received, secs),
+        bytes_sent_per_s: per_s(stats.bytes_sent, secs),
+        bytes_received_per_s: per_s(stats.bytes_received, secs),
+    }
+}
+
+fn server(pid: u32, stats: &Stats, seen: &Observed) -> Server {
+    // Idle: the connections held; otherwise those that were opened (and
+    // are up during the window, where the sample is taken).
+    let up = if stats.held > 0 {
+        stats.held
+    } else {
+        stats.opened
+    };
+    let per_connection = match (seen.rss_before_kib, seen.rss_after_kib) {
+        (Some(before), Some(after)) if up > 0 => {
+            Some(((after as f64 - before as f64) * 1024.0 / up as f64).round())
+        }
+        _ => None,
+    };
+    Server {
+        pid,
+        cpu_pct: seen.server_cpu_pct,
+        rss_before_kib: seen.rss_before_kib,
+        rss_after_kib: seen.rss_after_kib,
+        rss_per_connection_bytes: per_connection,
+    }
+}
