@@ -7,8 +7,8 @@
 #
 # Builds everything from the package registries: wsecho and wsecho-load
 # (release), fastwebsockets' own examples/echo_server.rs from its crate
-# source in the cargo registry (a scratch copy under target/peers/, with only
-# its listen address patched), the tokio-tungstenite echo example of this
+# source in the cargo registry (a scratch copy in $TMPDIR, with only its
+# listen address patched), the tokio-tungstenite echo example of this
 # workspace, and Node.js `ws` (npm). Then results/matrix.py runs the matrix,
 # server pinned to CPU 0 and wsecho-load to CPU 1, and writes JSON, Markdown
 # and SVG, and the README's results section.
@@ -29,7 +29,8 @@ step "build fastwebsockets' own echo_server from its crate source"
 FWS_VERSION="$(cargo pkgid fastwebsockets | sed 's/.*[#@]//')"
 SRC="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/fastwebsockets-"$FWS_VERSION" | head -n1)"
 [ -d "$SRC" ] || { echo "fastwebsockets $FWS_VERSION source not in the cargo registry (run cargo fetch)" >&2; exit 2; }
-SCRATCH="$ROOT/target/peers/fastwebsockets-$FWS_VERSION"
+# Outside this workspace, or cargo would take it for a member.
+SCRATCH="${TMPDIR:-/tmp}/wsecho-peers/fastwebsockets-$FWS_VERSION"
 rm -rf "$SCRATCH" && mkdir -p "$(dirname "$SCRATCH")" && cp -r "$SRC" "$SCRATCH"
 # Its rust-toolchain pins a compiler this machine does not have; its example
 # binds 127.0.0.1:8080. Nothing else changes.

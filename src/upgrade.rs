@@ -39,7 +39,11 @@ pub async fn run<S, B>(
         Err(e) => return debug!(%peer, error = %e, "upgrade failed"),
     };
     let (io, replay) = match upgraded.downcast::<TokioIo<S>>() {
-        Ok(parts) => (parts.io.into_inner(), parts.read_buf),
+        // `read_buf` is a view into hyper's whole read buffer (8 KiB and
+        // up): keeping it, even empty, would keep that buffer for the
+        // connection's life. Copy the rare leftover out instead.
+        Ok(parts) if parts.read_buf.is_empty() => (parts.io.into_inner(), Bytes::new()),
+        Ok(parts) => (parts.io.into_inner(), Bytes::copy_from_slice(&parts.read_buf)),
         Err(_) => {
             // Unreachable unless the accept loop and this call disagree on
             // the stream type; refuse rather than run on the slow path.
