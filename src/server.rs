@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     /// One permit per open WebSocket (--max-connections).
     pub connection_slots: Arc<Semaphore>,
     /// Set when shutdown begins: `/healthz` answers 503 from then on.
-    pub draining: AtomicBool,
+    pub draining: Arc<AtomicBool>,
     /// Cancelled when shutdown begins: listeners stop, sessions get 1001.
     pub shutdown: CancellationToken,
     /// Upgraded sessions, which hyper stops tracking after the 101.
@@ -85,7 +85,7 @@ impl Server {
                 metrics,
                 tls,
                 connection_slots: Arc::new(Semaphore::new(slots)),
-                draining: AtomicBool::new(false),
+                draining: Arc::new(AtomicBool::new(false)),
                 shutdown: CancellationToken::new(),
                 sessions: TaskTracker::new(),
                 config,

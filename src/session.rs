@@ -112,6 +112,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         ws.set_auto_pong(false);
         // fastwebsockets rejects a frame whose length is >= this.
         ws.set_max_message_size(limits.max_frame.saturating_add(1));
+        // Every frame goes to the stream as `writev(header, payload)`: the
+        // stream gathers the small ones itself, so fastwebsockets' own copy
+        // into its write buffer would be a second one.
+        ws.set_writev_threshold(0);
         Session {
             ws,
             limits,

@@ -27,6 +27,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -40,6 +42,11 @@ use crate::watchdog::{Tick, Watchdog};
 /// Most bytes of small frames gathered before they must be written: enough
 /// for a burst of small echoes, small enough to hold per connection.
 const GATHER_MAX: usize = 16 << 10;
+
+/// Frames up to this size are gathered; larger ones are written from their
+/// own buffer. Copying a frame this small costs less than the `writev` it
+/// would otherwise take on its own.
+const GATHER_FRAME_MAX: usize = 1 << 10;
 
 /// Most relayed bytes written per read, so a fast reader's inbox cannot
 /// starve its own input.
@@ -79,9 +86,28 @@ pub struct SessionStream<S> {
     /// Small frames gathered for one write; `written` of them are out.
     gathered: Vec<u8>,
     written: usize,
-    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    shutdown: Option<ShutdownWatch>,
     watchdog: Option<Watchdog>,
     inbox: Option<Inbox>,
+}
+
+/// Shutdown, checked on the busy path with one relaxed load: the token's
+/// future is polled once to register this task's waker, and again only once
+/// the shared `draining` flag is up (its lock is not taken per message).
+struct ShutdownWatch {
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    draining: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl ShutdownWatch {
+    fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.armed && !self.draining.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.armed = true;
+        self.cancelled.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl<S> SessionStream<S> {
@@ -97,9 +123,15 @@ impl<S> SessionStream<S> {
         }
     }
 
-    /// Interrupt reads with [`Interrupt::Shutdown`] once `token` is cancelled.
-    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
-        self.shutdown = Some(Box::pin(token.cancelled_owned()));
+    /// Interrupt reads with [`Interrupt::Shutdown`] once `token` is
+    /// cancelled; `draining` is set before it is.
+    pub fn with_shutdown(mut self, token: &CancellationToken, draining: Arc<AtomicBool>) -> Self {
+        let cancelled = Box::pin(token.clone().cancelled_owned());
+        self.shutdown = Some(ShutdownWatch {
+            cancelled,
+            draining,
+            armed: false,
+        });
         self
     }
 
@@ -116,7 +148,7 @@ impl<S> SessionStream<S> {
         self
     }
 
-    pub fn peer_state(&self) -> Option<&std::sync::Arc<PeerState>> {
+    pub fn peer_state(&self) -> Option<&Arc<PeerState>> {
         self.inbox.as_ref().map(Inbox::state)
     }
 }
@@ -246,7 +278,7 @@ impl<S: AsyncWrite + Unpin> SessionStream<S> {
             return Poll::Ready(e);
         }
         if let Some(shutdown) = &mut self.shutdown
-            && shutdown.as_mut().poll(cx).is_ready()
+            && shutdown.poll(cx)
         {
             self.shutdown = None;
             return Poll::Ready(Interrupt::Shutdown.into_io());
@@ -321,13 +353,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
         Poll::Ready(Ok(buf.len()))
     }
 
-    /// Large frames: straight to the socket, after what was gathered.
+    /// Frames as `[header, payload]`: small ones gathered (the one copy a
+    /// small echo makes), large ones straight to the socket, after what was
+    /// gathered.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len <= GATHER_FRAME_MAX {
+            if this.gathered.len() + len > GATHER_MAX {
+                ready!(this.poll_drain(cx))?;
+            }
+            for buf in bufs {
+                this.gathered.extend_from_slice(buf);
+            }
+            return Poll::Ready(Ok(len));
+        }
         ready!(this.poll_drain(cx))?;
         let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         note_write(&mut this.watchdog, cx, res)

@@ -43,7 +43,10 @@ pub async fn run<S, B>(
         // up): keeping it, even empty, would keep that buffer for the
         // connection's life. Copy the rare leftover out instead.
         Ok(parts) if parts.read_buf.is_empty() => (parts.io.into_inner(), Bytes::new()),
-        Ok(parts) => (parts.io.into_inner(), Bytes::copy_from_slice(&parts.read_buf)),
+        Ok(parts) => (
+            parts.io.into_inner(),
+            Bytes::copy_from_slice(&parts.read_buf),
+        ),
         Err(_) => {
             // Unreachable unless the accept loop and this call disagree on
             // the stream type; refuse rather than run on the slow path.
@@ -73,7 +76,7 @@ where
         Route::Echo => (None, None, false),
     };
     let stream = SessionStream::new(io, replay)
-        .with_shutdown(shared.shutdown.child_token())
+        .with_shutdown(&shared.shutdown, shared.draining.clone())
         .with_liveness(shared.liveness)
         .with_inbox(inbox);
     let mut session = Session::new(stream, shared.limits, shared.metrics.clone());

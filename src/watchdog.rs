@@ -42,6 +42,9 @@ pub(crate) struct Watchdog {
     pub(crate) wrote: bool,
     pub(crate) write_blocked: bool,
     stalled: u32,
+    /// The timer has this task's waker (polled since its last reset), so
+    /// until it fires a flag check is enough: no waker registration per read.
+    armed: bool,
 }
 
 impl Watchdog {
@@ -54,11 +57,16 @@ impl Watchdog {
             wrote: false,
             write_blocked: false,
             stalled: 0,
+            armed: false,
         }
     }
 
     pub(crate) fn poll_tick(&mut self, cx: &mut Context<'_>) -> Tick {
         let mut tick = Tick::Quiet;
+        if self.armed && !self.timer.is_elapsed() {
+            return tick;
+        }
+        self.armed = true;
         while self.timer.as_mut().poll(cx).is_ready() {
             self.timer
                 .as_mut()
