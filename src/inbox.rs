@@ -7,6 +7,8 @@
 //! stay accounted until written to the socket, so a peer that stops reading
 //! is caught however its socket buffers are tuned.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -49,8 +51,10 @@ pub struct Outbox {
 pub struct Inbox {
     rx: mpsc::UnboundedReceiver<Bytes>,
     state: Arc<PeerState>,
-    /// The frame being written, and how much of it is out.
-    current: Bytes,
+    /// Frames taken off the channel, not yet (fully) written; `offset` bytes
+    /// of the first are out.
+    pending: VecDeque<Bytes>,
+    offset: usize,
 }
 
 pub fn channel(limit: usize) -> (Outbox, Inbox) {
@@ -65,7 +69,8 @@ pub fn channel(limit: usize) -> (Outbox, Inbox) {
         Inbox {
             rx,
             state,
-            current: Bytes::new(),
+            pending: VecDeque::new(),
+            offset: 0,
         },
     )
 }
@@ -113,35 +118,52 @@ impl Inbox {
     /// The rest of a frame whose first bytes are already on the wire; it
     /// must be finished before any other frame is written.
     pub fn unfinished(&self) -> Option<&[u8]> {
-        (!self.current.is_empty()).then_some(&self.current[..])
+        (self.offset > 0).then(|| &self.pending[0][self.offset..])
     }
 
-    /// The bytes to write next, if any; registers for a wake-up otherwise.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Option<&[u8]> {
+    /// Fills `iov` with the frames to write next, the queue's backlog in
+    /// one `writev` (a peer that fell behind catches up in few syscalls);
+    /// returns how many slices it filled. Registers for a wake-up when the
+    /// queue is empty.
+    pub fn poll_batch<'a>(&'a mut self, cx: &mut Context<'_>, iov: &mut [IoSlice<'a>]) -> usize {
         if self.is_closed() {
-            return None;
+            return 0;
         }
-        while self.current.is_empty() {
+        while self.pending.len() < iov.len() {
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(frame)) if !frame.is_empty() => {
                     self.state.delivered.fetch_add(1, Ordering::Relaxed);
-                    self.state
-                        .delivered_bytes
-                        .fetch_add(frame.len() as u64, Ordering::Relaxed);
-                    self.current = frame;
+                    let len = frame.len() as u64;
+                    self.state.delivered_bytes.fetch_add(len, Ordering::Relaxed);
+                    self.pending.push_back(frame);
                 }
                 Poll::Ready(Some(_)) => {}
-                Poll::Ready(None) | Poll::Pending => return None,
+                Poll::Ready(None) | Poll::Pending => break,
             }
         }
-        Some(&self.current)
+        let mut n = 0;
+        for (i, frame) in self.pending.iter().enumerate().take(iov.len()) {
+            let skip = if i == 0 { self.offset } else { 0 };
+            iov[i] = IoSlice::new(&frame[skip..]);
+            n += 1;
+        }
+        n
     }
 
-    /// `n` bytes of the current frame were written.
+    /// `n` bytes from the front of the batch were written.
     pub fn consumed(&mut self, n: usize) {
-        use bytes::Buf;
-        self.current.advance(n);
         self.state.queued.fetch_sub(n, Ordering::Relaxed);
+        let mut left = n;
+        while left > 0 {
+            let front = self.pending[0].len() - self.offset;
+            if left < front {
+                self.offset += left;
+                return;
+            }
+            left -= front;
+            self.pending.pop_front();
+            self.offset = 0;
+        }
     }
 }
 
@@ -165,14 +187,31 @@ mod tests {
         let (out, mut inbox) = channel(100);
         let frame = Bytes::from_static(&[1u8; 60]);
         assert_eq!(out.offer(&frame), Offer::Queued);
-        let waker = futures_waker();
-        let mut cx = Context::from_waker(&waker);
-        assert_eq!(inbox.poll_next(&mut cx).map(<[u8]>::len), Some(60));
+        assert_eq!(batch(&mut inbox), [60]);
         inbox.consumed(60);
         assert_eq!(out.offer(&frame), Offer::Queued);
     }
 
-    fn futures_waker() -> std::task::Waker {
-        std::task::Waker::noop().clone()
+    #[test]
+    fn a_backlog_goes_out_in_one_batch_and_partial_writes_resume_mid_frame() {
+        let (out, mut inbox) = channel(1000);
+        for i in 0..3u8 {
+            out.offer(&Bytes::from(vec![i; 10]));
+        }
+        assert_eq!(batch(&mut inbox), [10, 10, 10]);
+        inbox.consumed(14);
+        assert_eq!(inbox.unfinished(), Some(&[1u8; 6][..]));
+        assert_eq!(batch(&mut inbox), [6, 10]);
+        inbox.consumed(16);
+        assert_eq!(inbox.unfinished(), None);
+        assert!(batch(&mut inbox).is_empty());
+    }
+
+    /// The lengths of the slices the next batch would write.
+    fn batch(inbox: &mut Inbox) -> Vec<usize> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut iov = [IoSlice::new(&[]); 8];
+        let n = inbox.poll_batch(&mut cx, &mut iov);
+        iov[..n].iter().map(|s| s.len()).collect()
     }
 }

@@ -48,6 +48,9 @@ const GATHER_MAX: usize = 16 << 10;
 /// would otherwise take on its own.
 const GATHER_FRAME_MAX: usize = 1 << 10;
 
+/// Most relayed frames in one `writev` (Linux takes up to 1024 iovecs).
+const RELAY_BATCH: usize = 64;
+
 /// Most relayed bytes written per read, so a fast reader's inbox cannot
 /// starve its own input.
 const RELAY_BUDGET: usize = 64 << 10;
@@ -247,15 +250,17 @@ impl<S: AsyncWrite + Unpin> SessionStream<S> {
                 cx.waker().wake_by_ref();
                 break;
             }
-            let Some(frame) = inbox.poll_next(cx) else {
+            let mut iov = [io::IoSlice::new(&[]); RELAY_BATCH];
+            let n = inbox.poll_batch(cx, &mut iov);
+            if n == 0 {
                 break;
-            };
-            let res = Pin::new(&mut self.inner).poll_write(cx, frame);
+            }
+            let res = Pin::new(&mut self.inner).poll_write_vectored(cx, &iov[..n]);
             match note_write(&mut self.watchdog, cx, res) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    inbox.consumed(n);
-                    budget = budget.saturating_sub(n);
+                Poll::Ready(Ok(written)) => {
+                    inbox.consumed(written);
+                    budget = budget.saturating_sub(written);
                     wrote = true;
                 }
                 Poll::Ready(Err(e)) => return Err(e),
