@@ -36,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-RUST_LOG=warn taskset -c "$SERVER_CPU" "$SERVER" --listen "127.0.0.1:$PORT" --threads 1 \
+taskset -c "$SERVER_CPU" "$SERVER" --listen "127.0.0.1:$PORT" --threads 1 --log warn \
     >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do
