@@ -153,6 +153,22 @@ def idle(specs: list[dict], raw: Path, hold: str) -> dict:
     return found
 
 
+CHAT = [(100, 1), (1000, 100)]  # peers, rooms; 10 messages/s per peer
+
+
+def chat(spec: dict, raw: Path, warmup: str, duration: str) -> dict:
+    """Room fan-out through wsecho alone (the peers have no rooms)."""
+    found = {}
+    for peers, rooms in CHAT:
+        case = f"{peers}x{rooms}"
+        with Server(spec) as server:
+            found[case] = load(spec, server, raw / f"chat-{case}.json",
+                               ["--scenario", "chat", "-c", str(peers), "--rooms", str(rooms),
+                                "--warmup", warmup, "-d", duration])
+        say(f"chat {case:>9} {found[case]['rates']['messages_received_per_s']:>12,.0f} deliveries/s")
+    return found
+
+
 def machine() -> dict:
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), "unknown")
@@ -180,6 +196,7 @@ def main() -> int:
     started = time.monotonic()
     found = measure(specs, raw, reps, warmup, duration)
     found["idle"] = idle(specs, raw, hold)
+    found["chat"] = chat(specs[0], raw, warmup, duration)
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -197,7 +214,7 @@ def main() -> int:
     report.write(out, summary)
     if not args.quick:
         report.update_readme(ROOT / "README.md", out, summary)
-    say(f"wrote {out.relative_to(ROOT)} in {meta['wall_s']}s")
+    say(f"wrote {out} in {meta['wall_s']}s")
     return 0
 
 

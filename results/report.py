@@ -25,7 +25,7 @@ def cpu_us_per_msg(r: dict) -> float | None:
 def summarize(found: dict, meta: dict, names: list[str]) -> dict:
     rows = []
     for case, by_server in found.items():
-        if case in ("rtt", "idle"):
+        if case in ("rtt", "idle", "chat"):
             continue
         conns, size = (int(x) for x in case.split("x"))
         row = {"case": case, "connections": conns, "size": size, "servers": {}}
@@ -62,7 +62,18 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
             "rss_after_kib": server.get("rss_after_kib"),
             "kib_per_connection": (server.get("rss_per_connection_bytes") or 0) / 1024,
         }
-    return {"meta": meta, "throughput": rows, "rtt": rtt, "idle": idle, "servers": names}
+    chat = {}
+    for case, r in found.get("chat", {}).items():
+        peers, rooms = (int(x) for x in case.split("x"))
+        chat[case] = {
+            "peers": peers, "rooms": rooms,
+            "sent_per_s": r["rates"]["messages_sent_per_s"],
+            "deliveries_per_s": r["rates"]["messages_received_per_s"],
+            "latency_us": r["latency_us"],
+            "errors": sum(r["errors"].values()),
+            "server_cpu_pct": (r.get("server") or {}).get("cpu_pct"),
+        }
+    return {"meta": meta, "throughput": rows, "rtt": rtt, "idle": idle, "chat": chat, "servers": names}
 
 
 def fmt_rate(x: float) -> str:
@@ -122,6 +133,17 @@ def markdown(s: dict) -> str:
         v = s["rtt"].get(name)
         if v:
             out.append(f"| {name} | {v['p50']:.0f} | {v['p90']:.0f} | {v['p99']:.0f} | {v['p999']:.0f} | {v['max']:.0f} |")
+    if s.get("chat"):
+        out += ["", "## Chat rooms (wsecho)", "",
+                "`--scenario chat`: every peer sends 10 messages/s to its room; each message is delivered to every "
+                "other peer. Latency is send → delivery (µs).", "",
+                "| peers × rooms | sent/s | deliveries/s | p50 | p99 | p99.9 | max | errors | server CPU |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for v in s["chat"].values():
+            l = v["latency_us"]
+            out.append(f"| {v['peers']} × {v['rooms']} | {v['sent_per_s']:,.0f} | {v['deliveries_per_s']:,.0f} | "
+                       f"{l['p50']:.0f} | {l['p99']:.0f} | {l['p999']:.0f} | {l['max']:.0f} | {v['errors']} | "
+                       f"{v['server_cpu_pct'] or 0:.0f} % |")
     problems = [(row["case"], n, v) for row in s["throughput"] for n, v in row["servers"].items()
                 if v["errors"] or v["exit_statuses"] != [0]]
     out += ["", "## Errors", ""]
