@@ -2,11 +2,11 @@
 //!
 //! Where the bytes go: fastwebsockets reads into the connection's 8 KiB
 //! `BytesMut` (grown to hold a larger frame), splits the frame's payload off
-//! it without copying, and unmasks it in place. [`Session::send`] writes that
-//! same buffer back: above fastwebsockets' `writev_threshold` (1 KiB) as one
-//! `writev(header, payload)`; at or below it, header and payload are copied
-//! into its small write buffer for a single `write`, a copy of at most 1 KiB
-//! that costs less than the second iovec. Nothing else copies a payload. The
+//! it without copying, and unmasks it in place. [`Session::send`] hands
+//! that same buffer back as `writev(header, payload)`: frames over 1 KiB go
+//! to the socket from it directly; frames up to 1 KiB are copied once into
+//! the stream's gather buffer, so a burst of them leaves in one `write`
+//! (see [`crate::stream`]). Nothing else copies a payload. The read
 //! buffer space is reclaimed once the frame is dropped, so a busy connection
 //! allocates nothing per message.
 //!

@@ -152,7 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             self.flush_counts();
                         }
                     }
-                    // The mask was applied in place; the copy we return has
+                    // The mask was applied in place; the frame we return has
                     // none, so it goes back out as a server frame.
                     return Ok(Frame::new(frame.fin, frame.opcode, None, frame.payload));
                 }
