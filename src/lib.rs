@@ -9,13 +9,12 @@
 //! - [`handshake`]: checking an upgrade request, `Sec-WebSocket-Accept`.
 //! - [`upgrade`]: from hyper's `Upgraded` back to the socket, one session's
 //!   life and its log line.
-//! - [`stream`]: the socket under a session, with shutdown, idle and
-//!   keep-alive watchdogs that do not cancel the frame reader.
-//! - [`session`]: the protocol rules every route shares, on fastwebsockets.
+//! - [`ws`]: the WebSocket layer: wsecho's own frame reader, the protocol
+//!   rules every route shares, and the session's poll loop on per-worker
+//!   buffers with one shared keep-alive timer.
 //! - [`echo`], [`tutorial`], [`chat`]: the routes.
 //! - [`rooms`], [`inbox`], [`redis_link`]: chat rooms, each peer's bounded
 //!   queue, rooms shared across instances through Redis.
-//! - [`watchdog`]: idle and write-stall detection, keep-alive pings.
 //! - [`close`], [`utf8`]: close-frame rules; incremental UTF-8 validation.
 //! - [`metrics`]: the Prometheus exposition.
 //! - [`tls`]: rustls termination for `wss://`.
@@ -31,13 +30,11 @@ pub mod redis_link;
 pub mod rooms;
 pub mod router;
 pub mod server;
-pub mod session;
-pub mod stream;
 pub mod tls;
 pub mod tutorial;
 pub mod upgrade;
 pub mod utf8;
-pub mod watchdog;
+pub mod ws;
 
 pub use config::Config;
 pub use server::{Server, bind_reuseport};

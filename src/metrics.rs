@@ -11,7 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::session::Counts;
+use crate::ws::Counts;
 
 /// How many received messages a session counts locally before adding them to
 /// the shared counters.

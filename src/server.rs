@@ -26,9 +26,8 @@ use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
 use crate::rooms::{RoomLimits, Rooms};
 use crate::router;
-use crate::session::Limits;
-use crate::stream::Liveness;
 use crate::tls::{self, TlsError};
+use crate::ws::{self, Limits, Liveness, Sweep};
 
 /// Everything connections share. Cheap to clone.
 #[derive(Clone)]
@@ -39,8 +38,8 @@ pub struct Server {
 pub(crate) struct Shared {
     pub config: Config,
     pub server_name: HeaderValue,
-    pub limits: Limits,
-    pub liveness: Option<Liveness>,
+    /// What every WebSocket session shares: limits, timers, metrics.
+    pub ws: Arc<ws::Env>,
     pub metrics: Arc<Metrics>,
     pub tls: Option<TlsAcceptor>,
     pub rooms: Arc<Rooms>,
@@ -79,8 +78,12 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared {
                 server_name,
-                limits,
-                liveness: liveness(&config),
+                ws: Arc::new(ws::Env {
+                    limits,
+                    liveness: liveness(&config),
+                    metrics: metrics.clone(),
+                    sweep: Arc::new(Sweep::default()),
+                }),
                 rooms: Arc::new(Rooms::new(room_limits, metrics.clone())),
                 metrics,
                 tls,
@@ -213,6 +216,7 @@ impl Server {
     pub fn begin_shutdown(&self) {
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.shutdown.cancel();
+        self.shared.ws.sweep.begin_drain();
         self.shared.sessions.close();
     }
 

@@ -16,11 +16,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
+use crate::chat::Chat;
+use crate::echo::Echo;
 use crate::router::Route;
 use crate::server::Server;
-use crate::session::{End, Session};
-use crate::stream::SessionStream;
-use crate::{chat, echo, tutorial};
+use crate::tutorial::Tutorial;
+use crate::ws::{End, Session};
 
 /// Runs the session once hyper has sent the 101. `slot` is the connection's
 /// place under --max-connections, held until the session ends.
@@ -53,11 +54,17 @@ pub async fn run<S, B>(
             return warn!(%peer, "upgraded stream has an unexpected type");
         }
     };
+    // The session gets a task of its own: this one carries the request
+    // and hyper's upgrade future, which an idle session need not hold.
     let span = debug_span!("ws", %peer, route = route.name());
-    session(server, io, replay, route, peer)
-        .instrument(span)
-        .await;
-    drop(slot);
+    let sessions = server.shared.sessions.clone();
+    sessions.spawn(
+        async move {
+            session(server, io, replay, route, peer).await;
+            drop(slot);
+        }
+        .instrument(span),
+    );
 }
 
 async fn session<S>(server: Server, io: S, replay: Bytes, route: Route, peer: SocketAddr)
@@ -70,24 +77,27 @@ where
     shared.metrics.connections_open.inc();
 
     let name = route.name();
-    let (member, inbox, tutorial) = match route {
-        Route::Chat(member, inbox) => (Some(member), Some(inbox), false),
-        Route::Tutorial => (None, None, true),
-        Route::Echo => (None, None, false),
+    let greeting = shared.config.greeting.as_deref();
+    let (end, counts) = match route {
+        Route::Chat(member, inbox) => {
+            let mut session = Session::new(io, replay, Some(inbox), shared.ws.clone());
+            let mut chat = Chat::new(member);
+            let end = session.run(&mut chat).await;
+            // Leave the room before the last writes: nothing more is relayed.
+            drop(chat);
+            (end, session.shutdown().await)
+        }
+        Route::Tutorial => {
+            let mut session = Session::new(io, replay, None, shared.ws.clone());
+            let end = session.run(&mut Tutorial::default()).await;
+            (end, session.shutdown().await)
+        }
+        Route::Echo => {
+            let mut session = Session::new(io, replay, None, shared.ws.clone());
+            let end = session.run(&mut Echo { greeting }).await;
+            (end, session.shutdown().await)
+        }
     };
-    let stream = SessionStream::new(io, replay)
-        .with_shutdown(&shared.shutdown, shared.draining.clone())
-        .with_liveness(shared.liveness)
-        .with_inbox(inbox);
-    let mut session = Session::new(stream, shared.limits, shared.metrics.clone());
-    let end = match &member {
-        Some(member) => chat::run(&mut session, member).await,
-        None if tutorial => tutorial::run(&mut session).await,
-        None => echo::run(&mut session, shared.config.greeting.as_deref()).await,
-    };
-    // Leave the room before the last writes: nothing more is relayed here.
-    drop(member);
-    let counts = session.shutdown().await;
 
     shared.metrics.connections_open.dec();
     shared.metrics.closed(end.code());
