@@ -13,14 +13,23 @@
 
 use crate::ws::{Handler, Piece, Reply};
 
-pub struct Echo<'a> {
-    /// Sent first when set (`--greeting`).
-    pub greeting: Option<&'a str>,
+pub struct Echo {
+    /// Sent first when set (`--greeting`); off by default, so nothing is
+    /// allocated for it.
+    greeting: Option<Box<str>>,
 }
 
-impl Handler for Echo<'_> {
+impl Echo {
+    pub fn new(greeting: Option<&str>) -> Self {
+        Echo {
+            greeting: greeting.map(Box::from),
+        }
+    }
+}
+
+impl Handler for Echo {
     fn greeting(&self) -> Option<&str> {
-        self.greeting
+        self.greeting.as_deref()
     }
 
     fn on_data(&mut self, _piece: Piece<'_>) -> Reply {

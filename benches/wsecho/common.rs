@@ -91,7 +91,7 @@ pub async fn wsecho_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
         sweep: Arc::new(Sweep::default()),
     });
     let mut session = Session::new(io, Bytes::new(), None, env);
-    session.run(&mut Echo { greeting: None }).await;
+    session.run(&mut Echo::new(None)).await;
 }
 
 /// The same echo through tokio-tungstenite, as its own echo example does it.

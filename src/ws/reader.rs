@@ -260,3 +260,6 @@ fn parse(b: &[u8], allow_rsv1: bool) -> Result<Parsed, FrameError> {
         mask,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -162,9 +162,11 @@ pub struct Session<S> {
     spill: Spill,
     proto: Proto,
     live: Live,
-    inbox: Option<Inbox>,
+    /// A chat peer's relay queue (boxed: most sessions have none).
+    inbox: Option<Box<Inbox>>,
     /// Bytes hyper read past the request head; handled before the socket.
-    replay: Bytes,
+    /// Boxed: rare, and an idle session should not carry a `Bytes`.
+    replay: Option<Box<Bytes>>,
     /// Written bytes may sit in a TLS layer until flushed.
     needs_flush: bool,
     close_sent: bool,
@@ -186,8 +188,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 silent: 0,
                 stalled: 0,
             },
-            inbox,
-            replay,
+            inbox: inbox.map(Box::new),
+            replay: (!replay.is_empty()).then(|| Box::new(replay)),
             needs_flush: false,
             close_sent: false,
             env,
@@ -428,12 +430,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Reads into `buf`: hyper's leftover first, then the socket.
     fn fill(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if !self.replay.is_empty() {
+        if let Some(replay) = &mut self.replay {
             // Copy forced by hyper: it read these bytes into its own buffer.
             // At most once, for clients that send before they see the 101.
-            let n = self.replay.len().min(buf.len());
-            buf[..n].copy_from_slice(&self.replay[..n]);
-            bytes::Buf::advance(&mut self.replay, n);
+            let n = replay.len().min(buf.len());
+            buf[..n].copy_from_slice(&replay[..n]);
+            bytes::Buf::advance(&mut **replay, n);
+            if replay.is_empty() {
+                self.replay = None;
+            }
             return Poll::Ready(Ok(n));
         }
         let mut rb = ReadBuf::new(buf);
@@ -509,3 +514,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let _ = tokio::time::timeout(timeout, wait).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
