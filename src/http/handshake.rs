@@ -4,75 +4,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::header::{CONNECTION, HeaderMap, HeaderValue, UPGRADE};
-use hyper::{Method, Request, StatusCode, Version};
+use hyper::{Method, Request, Version};
 use sha1::{Digest, Sha1};
 
+use super::refusal::{
+    BAD_KEY, NO_CONNECTION_UPGRADE, NO_VERSION, OLD_HTTP, Refusal, WRONG_METHOD, WRONG_VERSION,
+};
+
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// Why a handshake was refused: an HTTP status and a one-line reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{status}: {reason}")]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub reason: &'static str,
-    /// A short label for the handshake-failures metric.
-    pub label: &'static str,
-}
-
-impl Refusal {
-    const fn new(status: StatusCode, label: &'static str, reason: &'static str) -> Self {
-        Refusal {
-            status,
-            reason,
-            label,
-        }
-    }
-}
-
-pub const WRONG_METHOD: Refusal = Refusal::new(
-    StatusCode::METHOD_NOT_ALLOWED,
-    "method",
-    "a WebSocket upgrade must be a GET",
-);
-pub const OLD_HTTP: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "http_version",
-    "a WebSocket upgrade needs HTTP/1.1",
-);
-pub const NO_CONNECTION_UPGRADE: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "connection",
-    "missing Connection: Upgrade",
-);
-pub const NO_VERSION: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "version",
-    "missing Sec-WebSocket-Version",
-);
-/// §4.4: answered with 426 and the version we speak.
-pub const WRONG_VERSION: Refusal = Refusal::new(
-    StatusCode::UPGRADE_REQUIRED,
-    "version",
-    "unsupported Sec-WebSocket-Version; use 13",
-);
-pub const BAD_KEY: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "key",
-    "missing or malformed Sec-WebSocket-Key (must be 16 bytes, base64)",
-);
-
-pub const FORBIDDEN_ORIGIN: Refusal =
-    Refusal::new(StatusCode::FORBIDDEN, "origin", "origin not allowed");
-pub const TOO_MANY: Refusal = Refusal::new(
-    StatusCode::SERVICE_UNAVAILABLE,
-    "max_connections",
-    "too many connections; try again later",
-);
-pub const SHUTTING_DOWN: Refusal = Refusal::new(
-    StatusCode::SERVICE_UNAVAILABLE,
-    "draining",
-    "server is shutting down",
-);
 
 /// Does the request ask for a WebSocket (`Upgrade: websocket`)?
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -153,6 +92,7 @@ fn header_has_token(headers: &HeaderMap, name: hyper::header::HeaderName, token:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::StatusCode;
 
     fn request(headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::get("/");

@@ -1,5 +1,6 @@
-//! An upgraded connection's life: recovering the socket from hyper, running
-//! the route's session, and the one log line per connection.
+//! Starting a WebSocket the router accepted: its connection slot and room
+//! seat, the 101, recovering the socket from hyper, and the one function
+//! that runs a session on it, with the one log line per connection.
 //!
 //! hyper hands back the connection as `Upgraded`, a boxed trait object behind
 //! two adapters. `Upgraded::downcast` recovers the concrete stream the
@@ -7,25 +8,93 @@
 //! head), so the frame loop does direct, monomorphic reads and writes.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hyper::Request;
+use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
-use crate::router::Route;
-use crate::server::Server;
+use super::body::Body;
+use super::refusal::{self, Refusal};
+use super::router::{Accepted, Target};
+use super::state::Shared;
+use crate::inbox::Inbox;
+use crate::rooms::Membership;
 use crate::session::{End, Session};
 use crate::stream::SessionStream;
 use crate::{chat, echo, tutorial};
 
+/// What an upgraded connection does.
+pub enum Route {
+    /// Every data message back to its sender.
+    Echo,
+    /// The tutorial's dialogue.
+    Tutorial,
+    /// A seat in a chat room, taken before the 101 (so a full room is a 503).
+    Chat(Membership, Inbox),
+}
+
+impl Route {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Echo => "echo",
+            Route::Tutorial => "tutorial",
+            Route::Chat(..) => "chat",
+        }
+    }
+}
+
+/// Takes the WebSocket's place under --max-connections and, for chat, its
+/// room seat; spawns its session to run once hyper has sent the answer, and
+/// returns that answer. `S` is the stream type the connection was served
+/// with, so the session can recover it from hyper.
+pub fn start<S, B>(
+    shared: &Arc<Shared>,
+    req: Request<B>,
+    accepted: Accepted,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Refusal>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: Send + 'static,
+{
+    let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
+        shared.metrics.limit_hit("connections");
+        return Err(refusal::TOO_MANY);
+    };
+    let route = match accepted.target {
+        Target::Echo => Route::Echo,
+        Target::Tutorial => Route::Tutorial,
+        Target::Chat(room) => {
+            let (member, inbox) = shared.rooms.join(&room)?;
+            Route::Chat(member, inbox)
+        }
+    };
+    let task = run::<S, B>(shared.clone(), req, route, peer, slot);
+    shared.sessions.spawn(task);
+
+    let mut res = Response::new(Body::default());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert("sec-websocket-accept", accepted.accept);
+    h.insert("x-server", shared.server_name.clone());
+    if let Some(protocol) = accepted.subprotocol {
+        h.insert("sec-websocket-protocol", protocol);
+    }
+    Ok(res)
+}
+
 /// Runs the session once hyper has sent the 101. `slot` is the connection's
 /// place under --max-connections, held until the session ends.
-pub async fn run<S, B>(
-    server: Server,
+async fn run<S, B>(
+    shared: Arc<Shared>,
     req: Request<B>,
     route: Route,
     peer: SocketAddr,
@@ -54,17 +123,18 @@ pub async fn run<S, B>(
         }
     };
     let span = debug_span!("ws", %peer, route = route.name());
-    session(server, io, replay, route, peer)
+    session(shared, io, replay, route, peer)
         .instrument(span)
         .await;
     drop(slot);
 }
 
-async fn session<S>(server: Server, io: S, replay: Bytes, route: Route, peer: SocketAddr)
+/// The one place a session starts: runs `route` on `io` (after `replay`,
+/// bytes already read from it) until the WebSocket ends, then logs it.
+async fn session<S>(shared: Arc<Shared>, io: S, replay: Bytes, route: Route, peer: SocketAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = &server.shared;
     let started = Instant::now();
     shared.metrics.connections.inc();
     shared.metrics.connections_open.inc();
