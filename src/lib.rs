@@ -5,14 +5,17 @@
 //! HTTP, top-down (private; see [`Server`]):
 //!
 //! - `http/server.rs`: the [`Server`] handle, the accept loop, shutdown.
-//! - `http/conn.rs`: one connection: TLS, hyper, each request's way to an
-//!   answer.
+//! - `http/conn.rs`: one connection: TLS, HTTP/1.1 or HTTP/2 (hyper), each
+//!   request's way to an answer; the HTTP/2 windows.
 //! - `http/router.rs`: which request goes where; decides, changes nothing.
 //! - `http/upgrade.rs`: starts the WebSockets the router accepted (slot, room
-//!   seat, 101), the one function that runs a session, its log line.
-//! - `http/handshake.rs`: RFC 6455 checks, `Sec-WebSocket-Accept`.
+//!   seat, 101 or 200), the one function that runs a session, its log line.
+//! - `http/handshake.rs`: RFC 6455 upgrade and RFC 8441 extended CONNECT
+//!   checks, `Sec-WebSocket-Accept`.
 //! - `http/refusal.rs`: every refused request: status, reason, answer.
 //! - `http/plain.rs`: the page, `/healthz`, `/metrics`, 405/426.
+//! - `http/request_echo.rs`, `http/sse.rs`: `/.http` and `/.sse`.
+//! - `http/body.rs`: the response body type.
 //! - `http/state.rs`: what connections share (config, limits, metrics,
 //!   rooms, shutdown); imports nothing above it.
 //! - `http/tls.rs`: rustls termination for `wss://` and `https://`.

@@ -3,7 +3,8 @@
 //! gets, [`upgrade`] starts the WebSocket sessions the router accepted.
 //! Below them: [`handshake`] (RFC 6455 checks), [`refusal`] (every refused
 //! request and its answer), [`plain`] (the page, health, metrics),
-//! [`state`] (what connections share), [`tls`], [`body`].
+//! [`request_echo`] (`/.http`), [`sse`] (`/.sse`), [`state`] (what
+//! connections share), [`tls`], [`body`].
 //!
 //! Only [`Server`], [`bind_reuseport`] and [`TlsError`] leave this module.
 
@@ -12,8 +13,10 @@ mod conn;
 mod handshake;
 mod plain;
 mod refusal;
+mod request_echo;
 mod router;
 mod server;
+mod sse;
 mod state;
 mod tls;
 mod upgrade;

@@ -2,9 +2,9 @@
 //! WebSocket path says to a request that is not an upgrade.
 
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 
-use super::body::{Body, text};
+use super::body::{Body, full, text};
 use super::state::Shared;
 
 /// The browser client: one self-contained file, no CDN, works offline.
@@ -24,7 +24,7 @@ pub fn answer<B>(shared: &Shared, req: &Request<B>) -> Response<Body> {
     }
     match path {
         "/" | "/.ws" => {
-            let mut res = Response::new(Body::from(PAGE));
+            let mut res = Response::new(full(PAGE));
             res.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -49,6 +49,10 @@ pub fn answer<B>(shared: &Shared, req: &Request<B>) -> Response<Body> {
             let body = format!(
                 "{path} is a WebSocket endpoint: connect with a WebSocket client (ws://host{path})\n"
             );
+            if req.version() == Version::HTTP_2 {
+                // No `Upgrade` in HTTP/2 (RFC 9113 §8.2.2), so no 426 either.
+                return text(StatusCode::BAD_REQUEST, body);
+            }
             let mut res = text(StatusCode::UPGRADE_REQUIRED, body);
             res.headers_mut()
                 .insert(UPGRADE, HeaderValue::from_static("websocket"));

@@ -6,7 +6,7 @@
 //! HTTP, so a status or header rule is changed here and nowhere else.
 
 use hyper::header::{ALLOW, HeaderValue, UPGRADE};
-use hyper::{Response, StatusCode};
+use hyper::{Response, StatusCode, Version};
 
 use super::body::{self, Body};
 use crate::rooms::RoomError;
@@ -31,13 +31,22 @@ impl Refusal {
     }
 
     /// The answer: the status, the reason as a text body, and the headers
-    /// the status calls for.
-    pub fn response(&self, server_name: &HeaderValue) -> Response<Body> {
-        let mut res = body::text(self.status, format!("{}\n", self.reason));
+    /// the status calls for on this HTTP version.
+    pub fn response(&self, server_name: &HeaderValue, version: Version) -> Response<Body> {
+        let h2 = version == Version::HTTP_2;
+        // 426 must name the protocol to upgrade to in `Upgrade`, a header
+        // HTTP/2 forbids (RFC 9113 §8.2.2): there the same refusal is a 400.
+        let status = match self.status {
+            StatusCode::UPGRADE_REQUIRED if h2 => StatusCode::BAD_REQUEST,
+            status => status,
+        };
+        let mut res = body::text(status, format!("{}\n", self.reason));
         let h = res.headers_mut();
-        if self.status == StatusCode::UPGRADE_REQUIRED {
+        if self == &WRONG_VERSION {
             // RFC 6455 §4.4: tell the client which version we speak.
             h.insert("sec-websocket-version", HeaderValue::from_static("13"));
+        }
+        if status == StatusCode::UPGRADE_REQUIRED {
             h.insert(UPGRADE, HeaderValue::from_static("websocket"));
         }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {

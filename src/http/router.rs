@@ -1,12 +1,14 @@
 //! Which request goes where (SPEC §1.1). The router only decides: a plain
-//! answer, a refusal, or a WebSocket to start on a target. Counting,
-//! logging, taking a connection slot or a room seat happen in the caller.
+//! answer, a refusal, a WebSocket to start on a target, or one of the
+//! answers that need the request itself (the HTTP echo, the event stream).
+//! Counting, logging, reading a body, taking a connection slot or a room
+//! seat happen in the caller.
 
-use hyper::Request;
-use hyper::header::HeaderValue;
+use hyper::header::{ALLOW, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
 
-use super::body::Body;
-use super::handshake;
+use super::body::{Body, text};
+use super::handshake::{self, Handshake};
 use super::plain;
 use super::refusal::{self, Refusal};
 use super::state::Shared;
@@ -14,16 +16,19 @@ use crate::rooms;
 
 /// What to do with one request.
 pub enum Decision {
-    Respond(hyper::Response<Body>),
+    Respond(Response<Body>),
     Refuse(Refusal),
     WebSocket(Accepted),
+    /// `/.http...`: describe the request, body included.
+    EchoRequest,
+    /// `GET /.sse`.
+    Events,
 }
 
 /// A WebSocket handshake that passed every check that needs no state change.
 pub struct Accepted {
     pub target: Target,
-    /// `Sec-WebSocket-Accept` for the 101.
-    pub accept: HeaderValue,
+    pub handshake: Handshake,
     pub subprotocol: Option<HeaderValue>,
 }
 
@@ -36,13 +41,26 @@ pub enum Target {
 }
 
 pub fn decide<B>(shared: &Shared, req: &Request<B>) -> Decision {
-    if handshake::is_upgrade(req) && !is_http_only(req.uri().path()) {
-        match websocket(shared, req) {
+    let path = req.uri().path();
+    if path == "/.http" || path.starts_with("/.http/") {
+        // A 2xx to CONNECT would turn the stream into a tunnel.
+        if req.method() == Method::CONNECT {
+            return Decision::Respond(not_allowed("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+        }
+        return Decision::EchoRequest;
+    }
+    if path == "/.sse" {
+        return match *req.method() {
+            Method::GET => Decision::Events,
+            _ => Decision::Respond(not_allowed("GET")),
+        };
+    }
+    match handshake::ask(req) {
+        Some(ask) if !is_http_only(path) => match websocket(shared, req, ask) {
             Ok(accepted) => Decision::WebSocket(accepted),
             Err(refusal) => Decision::Refuse(refusal),
-        }
-    } else {
-        Decision::Respond(plain::answer(shared, req))
+        },
+        _ => Decision::Respond(plain::answer(shared, req)),
     }
 }
 
@@ -51,8 +69,22 @@ fn is_http_only(path: &str) -> bool {
     matches!(path, "/healthz" | "/metrics")
 }
 
-fn websocket<B>(shared: &Shared, req: &Request<B>) -> Result<Accepted, Refusal> {
-    let accept = handshake::accept(req)?;
+fn not_allowed(allow: &'static str) -> Response<Body> {
+    let mut res = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this path answers {allow}\n"),
+    );
+    res.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+fn websocket<B>(
+    shared: &Shared,
+    req: &Request<B>,
+    ask: handshake::Ask,
+) -> Result<Accepted, Refusal> {
+    let handshake = handshake::check(req, ask)?;
     if !handshake::origin_allowed(req.headers(), &shared.config.allowed_origins) {
         return Err(refusal::FORBIDDEN_ORIGIN);
     }
@@ -61,7 +93,7 @@ fn websocket<B>(shared: &Shared, req: &Request<B>) -> Result<Accepted, Refusal> 
     }
     Ok(Accepted {
         target: target(req.uri().path())?,
-        accept,
+        handshake,
         subprotocol: handshake::select_subprotocol(req.headers(), &shared.config.subprotocols),
     })
 }

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tracing::warn;
 
 use super::conn;
-use super::state::Shared;
+use super::state::{ConnInfo, Shared};
 use super::tls::TlsError;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -66,7 +66,9 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     let shared = self.shared.clone();
                     match &self.shared.tls {
-                        None => tokio::spawn(conn::serve(shared, stream, peer)),
+                        None => {
+                            tokio::spawn(conn::serve(shared, stream, ConnInfo { peer, tls: None }))
+                        }
                         Some(tls) => {
                             tokio::spawn(conn::serve_tls(shared, tls.clone(), stream, peer))
                         }
@@ -89,7 +91,7 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        conn::serve(self.shared, io, peer).await
+        conn::serve(self.shared, io, ConnInfo { peer, tls: None }).await
     }
 
     /// Starts the shutdown: `/healthz` and new upgrades get 503, idle HTTP

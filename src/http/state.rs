@@ -4,6 +4,7 @@
 //! The lowest layer of the HTTP side: the accept loop, the router and the
 //! session starter all read it, and it imports none of them.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -103,4 +104,20 @@ fn liveness(c: &Config) -> Option<Liveness> {
         limit_ticks,
         ping: !ping.is_zero(),
     })
+}
+
+/// What one connection knows about itself, for the request echo and logs.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: Option<TlsInfo>,
+}
+
+/// The TLS session a connection runs over.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: &'static str,
+    /// The protocol ALPN selected (`h2`, `http/1.1`), if any.
+    pub alpn: Option<String>,
 }

@@ -1,11 +1,15 @@
 //! Starting a WebSocket the router accepted: its connection slot and room
-//! seat, the 101, recovering the socket from hyper, and the one function
-//! that runs a session on it, with the one log line per connection.
+//! seat, the answer (101 on HTTP/1.1, 200 on HTTP/2), recovering the byte
+//! stream from hyper, and the one function that runs a session on it, with
+//! the one log line per connection.
 //!
-//! hyper hands back the connection as `Upgraded`, a boxed trait object behind
-//! two adapters. `Upgraded::downcast` recovers the concrete stream the
+//! HTTP/1.1: hyper hands back the connection as `Upgraded`, a boxed trait
+//! object behind adapters. A downcast recovers the concrete stream the
 //! connection was served with (plus any bytes hyper read past the request
 //! head), so the frame loop does direct, monomorphic reads and writes.
+//!
+//! HTTP/2: the WebSocket is one stream of the connection; `Upgraded` is
+//! hyper's adapter over it (DATA frames, flow control), and stays boxed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,15 +19,18 @@ use bytes::Bytes;
 use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto::upgrade::downcast;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
-use super::body::Body;
+use super::body::{self, Body};
+use super::handshake::Handshake;
 use super::refusal::{self, Refusal};
 use super::router::{Accepted, Target};
 use super::state::Shared;
 use crate::inbox::Inbox;
+use crate::metrics::Protocol;
 use crate::rooms::Membership;
 use crate::session::{End, Session};
 use crate::stream::SessionStream;
@@ -75,15 +82,27 @@ where
             Route::Chat(member, inbox)
         }
     };
-    let task = run::<S, B>(shared.clone(), req, route, peer, slot);
-    shared.sessions.spawn(task);
-
-    let mut res = Response::new(Body::default());
-    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let mut res = Response::new(body::empty());
+    match accepted.handshake {
+        Handshake::Upgrade(accept) => {
+            shared
+                .sessions
+                .spawn(run_upgraded::<S, B>(shared.clone(), req, route, peer, slot));
+            *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = res.headers_mut();
+            h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert("sec-websocket-accept", accept);
+        }
+        Handshake::Connect => {
+            shared
+                .sessions
+                .spawn(run_stream(shared.clone(), req, route, peer, slot));
+            // RFC 8441 §5: a 2xx opens the WebSocket; nothing else to add.
+            *res.status_mut() = StatusCode::OK;
+        }
+    }
     let h = res.headers_mut();
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert("sec-websocket-accept", accepted.accept);
     h.insert("x-server", shared.server_name.clone());
     if let Some(protocol) = accepted.subprotocol {
         h.insert("sec-websocket-protocol", protocol);
@@ -93,7 +112,7 @@ where
 
 /// Runs the session once hyper has sent the 101. `slot` is the connection's
 /// place under --max-connections, held until the session ends.
-async fn run<S, B>(
+async fn run_upgraded<S, B>(
     shared: Arc<Shared>,
     req: Request<B>,
     route: Route,
@@ -107,7 +126,9 @@ async fn run<S, B>(
         Ok(upgraded) => upgraded,
         Err(e) => return debug!(%peer, error = %e, "upgrade failed"),
     };
-    let (io, replay) = match upgraded.downcast::<TokioIo<S>>() {
+    // The connection was served by hyper-util's version-sniffing builder,
+    // which wraps the stream once more; its `downcast` unwraps both.
+    let (io, replay) = match downcast::<TokioIo<S>>(upgraded) {
         // `read_buf` is a view into hyper's whole read buffer (8 KiB and
         // up): keeping it, even empty, would keep that buffer for the
         // connection's life. Copy the rare leftover out instead.
@@ -123,7 +144,29 @@ async fn run<S, B>(
         }
     };
     let span = debug_span!("ws", %peer, route = route.name());
-    session(shared, io, replay, route, peer)
+    session(shared, io, replay, route, peer, Protocol::Http11)
+        .instrument(span)
+        .await;
+    drop(slot);
+}
+
+/// Runs the session on an HTTP/2 stream once hyper has sent the 200.
+async fn run_stream<B>(
+    shared: Arc<Shared>,
+    req: Request<B>,
+    route: Route,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) where
+    B: Send + 'static,
+{
+    let upgraded = match hyper::upgrade::on(req).await {
+        Ok(upgraded) => upgraded,
+        Err(e) => return debug!(%peer, error = %e, "h2 stream not opened"),
+    };
+    let span = debug_span!("ws", %peer, route = route.name(), protocol = "h2");
+    let io = TokioIo::new(upgraded);
+    session(shared, io, Bytes::new(), route, peer, Protocol::H2)
         .instrument(span)
         .await;
     drop(slot);
@@ -131,13 +174,21 @@ async fn run<S, B>(
 
 /// The one place a session starts: runs `route` on `io` (after `replay`,
 /// bytes already read from it) until the WebSocket ends, then logs it.
-async fn session<S>(shared: Arc<Shared>, io: S, replay: Bytes, route: Route, peer: SocketAddr)
-where
+/// `protocol` is the HTTP version that carried the handshake.
+async fn session<S>(
+    shared: Arc<Shared>,
+    io: S,
+    replay: Bytes,
+    route: Route,
+    peer: SocketAddr,
+    protocol: Protocol,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = Instant::now();
     shared.metrics.connections.inc();
     shared.metrics.connections_open.inc();
+    shared.metrics.websocket(protocol, true);
 
     let name = route.name();
     let (member, inbox, tutorial) = match route {
@@ -160,6 +211,7 @@ where
     let counts = session.shutdown().await;
 
     shared.metrics.connections_open.dec();
+    shared.metrics.websocket(protocol, false);
     shared.metrics.closed(end.code());
     let reason = match &end {
         End::Closed { reason, .. } => reason,
@@ -170,6 +222,7 @@ where
     info!(
         %peer,
         route = name,
+        %protocol,
         duration_ms = started.elapsed().as_millis() as u64,
         messages_in = counts.messages_in,
         messages_out = counts.messages_out,
