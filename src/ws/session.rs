@@ -39,6 +39,11 @@ const RELAY_BATCH: usize = 64;
 /// starve its own input.
 const RELAY_BUDGET: usize = 64 << 10;
 
+/// Most reads answered in one poll before the session yields, so one busy
+/// peer cannot starve the others on its worker (tokio's own budget covers
+/// TCP sockets; an HTTP/2 stream may not have one).
+const PASSES_PER_POLL: u32 = 32;
+
 /// An empty, unmasked ping frame (server frames are never masked).
 const PING: [u8; 2] = [0x89, 0x00];
 
@@ -232,6 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn poll_run<H: Handler>(&mut self, cx: &mut Context<'_>, h: &mut H) -> Poll<Stop> {
+        let mut passes = 0;
         loop {
             if let Some(stop) = self.check_live() {
                 return Poll::Ready(stop);
@@ -247,6 +253,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if !self.spill.is_empty() || self.relay_unfinished() {
                 continue;
             }
+            if passes == PASSES_PER_POLL {
+                cx.waker().wake_by_ref();
+                return self.wait(cx);
+            }
+            passes += 1;
             match self.read_pass(cx, h) {
                 Poll::Ready(Some(stop)) => return Poll::Ready(stop),
                 Poll::Ready(None) => {}
