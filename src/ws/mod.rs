@@ -13,6 +13,8 @@ pub mod proto;
 pub mod reader;
 pub mod session;
 pub mod sweep;
+#[cfg(test)]
+mod testing;
 
 pub use proto::{CHUNK, Handler, Piece, Reply};
 pub use session::{Counts, End, Env, Limits, Liveness, Session};

@@ -3,26 +3,7 @@
 
 use super::*;
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A masked client frame.
-fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
-}
+use crate::ws::testing::{MASK, client_frame as frame};
 
 /// What a stream of bytes parses to: each frame's head and its whole
 /// (unmasked) payload, then the error that ended it, if any.

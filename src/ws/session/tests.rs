@@ -10,8 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 use crate::echo::Echo;
-
-const MASK: [u8; 4] = [1, 2, 3, 4];
+use crate::ws::testing::{client_frame, client_head, masked};
 
 fn env(liveness: Option<Liveness>) -> Arc<Env> {
     Arc::new(Env {
@@ -27,40 +26,8 @@ fn env(liveness: Option<Liveness>) -> Arc<Env> {
     })
 }
 
-fn client_head(b0: u8, len: usize) -> Vec<u8> {
-    let mut out = vec![b0];
-    match len {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out
-}
-
-/// Masks `payload` as the bytes at `offset..` of a frame's payload.
-fn masked(payload: &[u8], offset: usize) -> Vec<u8> {
-    payload
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ MASK[(offset + i) % 4])
-        .collect()
-}
-
-fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = client_head(b0, payload.len());
-    out.extend(masked(payload, 0));
-    out
-}
-
 /// One server frame: (first byte, payload).
-async fn read_frame(io: &mut DuplexStream) -> Option<(u8, Vec<u8>)> {
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> Option<(u8, Vec<u8>)> {
     let mut head = [0u8; 2];
     io.read_exact(&mut head).await.ok()?;
     assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
@@ -125,9 +92,8 @@ async fn large_frame_is_echoed_cut_through_as_one_fragmented_message() {
     });
     let mut got = Vec::new();
     let mut frames = Vec::new();
-    let mut rx_io = rx_duplex(&mut rx);
     while got.len() < payload.len() {
-        let (b0, piece) = rx_io.next().await.expect("an echo fragment");
+        let (b0, piece) = read_frame(&mut rx).await.expect("an echo fragment");
         frames.push(b0);
         got.extend(piece);
     }
@@ -138,31 +104,8 @@ async fn large_frame_is_echoed_cut_through_as_one_fragmented_message() {
     assert_eq!(*frames.last().unwrap(), 0x80, "last: continuation with FIN");
     let mut tx = writer.await.unwrap();
     tx.write_all(&client_frame(0x88, &[])).await.unwrap();
-    assert_eq!(rx_io.next().await, Some((0x88, vec![])));
+    assert_eq!(read_frame(&mut rx).await, Some((0x88, vec![])));
     assert_eq!(task.await.unwrap().0.code(), 1005);
-}
-
-/// Frames read from one half of a split pipe.
-struct FrameRx<'a>(&'a mut tokio::io::ReadHalf<DuplexStream>);
-
-fn rx_duplex(rx: &mut tokio::io::ReadHalf<DuplexStream>) -> FrameRx<'_> {
-    FrameRx(rx)
-}
-
-impl FrameRx<'_> {
-    async fn next(&mut self) -> Option<(u8, Vec<u8>)> {
-        let io = &mut self.0;
-        let mut head = [0u8; 2];
-        io.read_exact(&mut head).await.ok()?;
-        let len = match head[1] & 0x7f {
-            126 => io.read_u16().await.ok()? as usize,
-            127 => io.read_u64().await.ok()? as usize,
-            n => n as usize,
-        };
-        let mut payload = vec![0; len];
-        io.read_exact(&mut payload).await.ok()?;
-        Some((head[0], payload))
-    }
 }
 
 #[tokio::test]
