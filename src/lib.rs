@@ -23,6 +23,7 @@
 pub mod chat;
 pub mod close;
 pub mod config;
+pub mod deflate;
 pub mod echo;
 pub mod handshake;
 pub mod inbox;
