@@ -230,6 +230,7 @@ fn no_context_is_held_between_messages_without_takeover() {
         assert!(deflater.holds_context());
         deflater.finish(&mut wire).unwrap();
         assert_eq!(deflater.holds_context(), held);
+        assert_eq!(deflater.can_skip_compression(), !held);
         let mut back = Vec::new();
         inflater.feed(&wire, &mut back).unwrap();
         assert!(inflater.holds_context());

@@ -93,6 +93,14 @@ impl Deflater {
         self.ctx.is_some()
     }
 
+    /// Whether a message may go out uncompressed (RSV1 clear) instead of its
+    /// compressed form, e.g. when that is not shorter. Only without server
+    /// context takeover: otherwise the client's window would miss the
+    /// message our compressor's window already holds.
+    pub fn can_skip_compression(&self) -> bool {
+        !self.takeover
+    }
+
     fn run(
         &mut self,
         mut input: &[u8],

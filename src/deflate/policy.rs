@@ -50,10 +50,10 @@ pub struct DeflatePolicy {
     pub mem_level: u8,
 }
 
-/// Level 1: an echo server compresses everything it sends, and level 1 is
-/// measured in the module docs at a fraction of level 6's time for a few
-/// percent of ratio on JSON-ish text.
-const DEFAULT_LEVEL: u8 = 1;
+/// Level 2 (measured in the module docs): about 1.7 times level 1's time on
+/// large text for 30 % fewer bytes, and unlike zlib-rs's level 1 it stores
+/// incompressible data instead of growing it by 5.5 % (and is faster on it).
+const DEFAULT_LEVEL: u8 = 2;
 /// zlib's own default; it sizes the literal buffers (see the module docs).
 const DEFAULT_MEM_LEVEL: u8 = 8;
 
