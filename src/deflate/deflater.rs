@@ -22,7 +22,7 @@ pub struct DeflateError;
 /// Without server context takeover the zlib context is borrowed from a
 /// per-thread pool for the message and returned at `finish`.
 pub struct Deflater {
-    ctx: Option<Deflate>,
+    ctx: Option<(Deflate, pool::Live)>,
     kind: DeflaterKind,
     takeover: bool,
 }
@@ -75,7 +75,7 @@ impl Deflater {
             .run(&[], out, DeflateFlush::NoFlush)
             .and_then(|()| self.run(&[], out, DeflateFlush::SyncFlush));
         if !self.takeover
-            && let Some(ctx) = self.ctx.take()
+            && let Some((ctx, _live)) = self.ctx.take()
         {
             pool::give_deflater(self.kind, ctx);
         }
@@ -108,10 +108,10 @@ impl Deflater {
         flush: DeflateFlush,
     ) -> Result<(), DeflateError> {
         let kind = self.kind;
-        let ctx = match &mut self.ctx {
-            Some(ctx) => ctx,
-            slot @ None if self.takeover => slot.insert(kind.build()),
-            slot @ None => slot.insert(pool::take_deflater(kind)),
+        let (ctx, _) = match &mut self.ctx {
+            Some(held) => held,
+            slot @ None if self.takeover => slot.insert((kind.build(), pool::Live::new())),
+            slot @ None => slot.insert((pool::take_deflater(kind), pool::Live::new())),
         };
         loop {
             // Room for what compressible input usually becomes; more rounds
@@ -153,7 +153,7 @@ impl Drop for Deflater {
     fn drop(&mut self) {
         // A message cut short leaves the context mid-stream; the pool resets it.
         if !self.takeover
-            && let Some(ctx) = self.ctx.take()
+            && let Some((ctx, _live)) = self.ctx.take()
         {
             pool::give_deflater(self.kind, ctx);
         }

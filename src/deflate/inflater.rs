@@ -35,7 +35,7 @@ pub enum InflateError {
 /// on drop), so an idle connection holds none.
 #[derive(Debug)]
 pub struct Inflater {
-    ctx: Option<Decompress>,
+    ctx: Option<(Decompress, pool::Live)>,
     /// The client keeps its window across messages, so must we.
     takeover: bool,
     window_bits: u8,
@@ -113,7 +113,7 @@ impl Inflater {
         self.fed = false;
         let ended = std::mem::take(&mut self.ended);
         if !self.takeover {
-            if let Some(ctx) = self.ctx.take() {
+            if let Some((ctx, _live)) = self.ctx.take() {
                 pool::give_inflater(ctx);
             }
         } else if ended {
@@ -125,12 +125,13 @@ impl Inflater {
 
     fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), InflateError> {
         let bits = self.window_bits;
-        let ctx = match &mut self.ctx {
-            Some(ctx) => ctx,
-            slot @ None if self.takeover => {
-                slot.insert(Decompress::new_with_window_bits(false, bits))
-            }
-            slot @ None => slot.insert(pool::take_inflater()),
+        let (ctx, _) = match &mut self.ctx {
+            Some(held) => held,
+            slot @ None if self.takeover => slot.insert((
+                Decompress::new_with_window_bits(false, bits),
+                pool::Live::new(),
+            )),
+            slot @ None => slot.insert((pool::take_inflater(), pool::Live::new())),
         };
         // Our buffer never holds more than this message plus one byte past
         // the cap: Vec's doubling must not reserve twice the cap.
@@ -181,7 +182,7 @@ impl Inflater {
 impl Drop for Inflater {
     fn drop(&mut self) {
         if !self.takeover
-            && let Some(ctx) = self.ctx.take()
+            && let Some((ctx, _live)) = self.ctx.take()
         {
             pool::give_inflater(ctx);
         }

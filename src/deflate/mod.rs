@@ -130,7 +130,7 @@ pub use deflater::{DeflateError, Deflater};
 pub use inflater::{InflateError, Inflater};
 pub use offer::{Params, negotiate};
 pub use policy::{DeflatePolicy, PolicyError};
-pub use pool::idle_contexts;
+pub use pool::{idle_contexts, live_contexts};
 
 #[cfg(test)]
 mod codec_tests;

@@ -7,6 +7,7 @@
 //! thread mid-message just returns it to that thread's pool.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::Decompress;
 use zlib_rs::{Deflate, DeflateConfig, Method, Strategy};
@@ -97,4 +98,35 @@ pub fn idle_contexts() -> (usize, usize) {
         INFLATERS.with_borrow(Vec::len),
         DEFLATERS.with_borrow(Vec::len),
     )
+}
+
+/// Contexts held by connections (a message in flight, or context takeover),
+/// process-wide. Idle contexts in the pools are not counted.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one context while a connection holds it: kept beside the context
+/// and dropped with it, or when it goes back to the pool.
+#[derive(Debug)]
+pub(super) struct Live(());
+
+impl Live {
+    pub(super) fn new() -> Live {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Live(())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// zlib contexts held by connections right now, process-wide: with no
+/// context takeover, the compressed messages in flight. Each costs 48 KiB
+/// (inflate) or up to 322 KiB (compress); a metric for it shows when
+/// clients that stall mid-message pin memory, and a session may refuse new
+/// compressed messages past a bound (Node ws's `concurrencyLimit` idea).
+pub fn live_contexts() -> usize {
+    LIVE.load(Ordering::Relaxed)
 }
