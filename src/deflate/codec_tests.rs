@@ -388,3 +388,55 @@ fn a_zip_bomb_costs_at_most_the_cap() {
     );
     assert!(back.iter().all(|&b| b == 0));
 }
+
+/// A bomb of invalid text is refused at its first chunk, not at the cap.
+#[test]
+fn a_check_stops_inflating_at_the_first_bad_chunk() {
+    let (mut deflater, mut inflater) = pair(&ON, 64 * MIB);
+    let mut wire = Vec::new();
+    deflater.compress(&vec![0xff; 16 * MIB], &mut wire).unwrap();
+    let mut back = Vec::new();
+    let mut seen = 0;
+    let result = inflater.feed_with(&wire, &mut back, |chunk| {
+        seen += chunk.len();
+        std::str::from_utf8(chunk).is_ok()
+    });
+    assert_eq!(result, Err(InflateError::Rejected));
+    assert!(
+        seen <= 64 * 1024 && back.len() == seen,
+        "inflated {seen} bytes"
+    );
+    inflater.abandon();
+    // The next message starts clean.
+    let mut wire = Vec::new();
+    deflater.compress(b"fine", &mut wire).unwrap();
+    let mut back = Vec::new();
+    inflater.feed(&wire, &mut back).unwrap();
+    assert_eq!(inflater.finish(&mut back), Ok(4));
+}
+
+/// A caller that drains the buffer between pieces still gets the cap on
+/// the message, and no panic.
+#[test]
+fn the_cap_counts_the_message_even_when_the_buffer_is_drained() {
+    let cap = 200_000;
+    let (mut deflater, mut inflater) = pair(&ON, cap);
+    let mut wire = Vec::new();
+    deflater.compress(&text(cap + 1, 4), &mut wire).unwrap();
+    let mut back = Vec::new();
+    let mut result = Ok(());
+    for piece in wire.chunks(1000) {
+        result = inflater.feed(piece, &mut back);
+        back.clear();
+        if result.is_err() {
+            break;
+        }
+    }
+    let result = result.and_then(|()| inflater.finish(&mut back).map(drop));
+    assert_eq!(result, Err(InflateError::TooLarge(cap)));
+    // Feeding on after the error is refused, not a panic.
+    assert_eq!(
+        inflater.feed(&wire, &mut back),
+        Err(InflateError::TooLarge(cap))
+    );
+}

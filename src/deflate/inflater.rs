@@ -23,6 +23,9 @@ pub enum InflateError {
     /// Not a valid deflate stream (close with 1007, as for bad payload data).
     #[error("invalid compressed data")]
     Corrupt,
+    /// The caller's check refused a chunk (e.g. invalid UTF-8: 1007).
+    #[error("inflated data refused")]
+    Rejected,
 }
 
 /// The receiving half of permessage-deflate on one connection.
@@ -75,22 +78,45 @@ impl Inflater {
 
     /// Inflates one piece of the current message's compressed payload,
     /// appending the output to `out`. `out` grows by at most the cap plus
-    /// one byte per message, whatever the input.
+    /// one byte per message, whatever the input. The caller may also drain
+    /// `out` between calls; the cap counts the message, not the buffer.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), InflateError> {
+        self.feed_with(input, out, |_| true)
+    }
+
+    /// [`feed`](Self::feed), with `check` shown each inflated chunk (at most
+    /// 64 KiB) as soon as it exists: returning `false` stops with
+    /// [`InflateError::Rejected`]. Text validation fails fast this way, one
+    /// chunk in, rather than once a bomb of bad text reached the cap.
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        check: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), InflateError> {
         if input.is_empty() {
             return Ok(());
         }
         self.fed = true;
-        self.run(input, out)
+        self.run(input, out, check)
     }
 
     /// Ends the current message; returns its inflated length. The inflater
     /// is then ready for the next message, whatever the outcome.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<usize, InflateError> {
+        self.finish_with(out, |_| true)
+    }
+
+    /// [`finish`](Self::finish), with `check` as in [`feed_with`](Self::feed_with).
+    pub fn finish_with(
+        &mut self,
+        out: &mut Vec<u8>,
+        check: impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize, InflateError> {
         // An empty payload is an empty message; the tail alone would leave
         // zlib inside a stored block header, waiting for its bytes.
         let result = if self.fed {
-            self.run(&TAIL, out).map(|()| self.produced)
+            self.run(&TAIL, out, check).map(|()| self.produced)
         } else {
             Ok(0)
         };
@@ -123,7 +149,12 @@ impl Inflater {
         }
     }
 
-    fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), InflateError> {
+    fn run(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        mut check: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), InflateError> {
         let bits = self.window_bits;
         let (ctx, _) = match &mut self.ctx {
             Some(held) => held,
@@ -135,11 +166,21 @@ impl Inflater {
         };
         // Our buffer never holds more than this message plus one byte past
         // the cap: Vec's doubling must not reserve twice the cap.
-        let limit = (out.len() - self.produced)
+        let limit = out
+            .len()
+            .saturating_sub(self.produced)
             .saturating_add(self.cap)
             .saturating_add(1);
         while !self.ended {
-            let room = (self.cap + 1 - self.produced).min(CHUNK);
+            let room = self
+                .cap
+                .saturating_add(1)
+                .saturating_sub(self.produced)
+                .min(CHUNK);
+            if room == 0 {
+                // Called again after TooLarge.
+                return Err(InflateError::TooLarge(self.cap));
+            }
             let start = out.len();
             if start + room > out.capacity() {
                 let want = out
@@ -161,6 +202,9 @@ impl Inflater {
             self.produced += written;
             if self.produced > self.cap {
                 return Err(InflateError::TooLarge(self.cap));
+            }
+            if written > 0 && !check(&out[start..]) {
+                return Err(InflateError::Rejected);
             }
             match status {
                 Err(_) => return Err(InflateError::Corrupt),

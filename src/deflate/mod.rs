@@ -22,10 +22,11 @@
 //! receive:    RSV1 on the first frame of a data message => compressed message
 //!             (RSV1 on a continuation or control frame => 1002)
 //!             each unmasked payload piece, as it arrives, of every frame:
-//!                 inflater.feed(piece, &mut message)?    appends inflated bytes
-//!             on FIN: inflater.finish(&mut message)?      inflates the tail
-//!             Err(TooLarge) => 1009, Err(Corrupt) => 1007; text is validated
-//!             on the bytes each call appended, so invalid UTF-8 fails fast
+//!                 inflater.feed_with(piece, &mut message, |chunk| utf8.feed(chunk).is_ok())?
+//!                 (binary: inflater.feed(piece, &mut message)?)
+//!             on FIN: inflater.finish_with(&mut message, same check)?
+//!             Err(TooLarge) => 1009, Err(Corrupt | Rejected) => 1007: text
+//!             fails at the first bad 64 KiB chunk, not at the cap
 //!             closing mid-message: drop the Inflater (or abandon())
 //! echo:       deflater.compress(&message, &mut payload)?  (Err => 1011)
 //!             send payload with RSV1 on its first frame, the same opcode;

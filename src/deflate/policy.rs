@@ -250,6 +250,30 @@ mod tests {
         }
     }
 
+    /// The flag the server's Config is meant to carry: clap takes the type
+    /// through its `FromStr`, and the default through `Display`.
+    #[test]
+    fn clap_parses_the_flag() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[arg(long, default_value_t = DeflatePolicy::default())]
+            deflate: DeflatePolicy,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.deflate);
+        assert_eq!(parse(&["x"]).unwrap(), DeflatePolicy::ON);
+        assert_eq!(
+            parse(&["x", "--deflate", "off"]).unwrap(),
+            DeflatePolicy::OFF
+        );
+        let p = parse(&["x", "--deflate", "server_max_window_bits=10"]).unwrap();
+        assert_eq!(p.server_max_window_bits, 10);
+        let err = parse(&["x", "--deflate", "window=10"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown --deflate item"), "{err}");
+    }
+
     #[test]
     fn display_round_trips() {
         for s in [
