@@ -134,4 +134,6 @@ pub use policy::{DeflatePolicy, PolicyError};
 pub use pool::{idle_contexts, live_contexts};
 
 #[cfg(test)]
+mod cap_tests;
+#[cfg(test)]
 mod codec_tests;

@@ -108,8 +108,11 @@ def run_offer(url: str, name: str, kwargs: dict, sizes: list[int], timeout: floa
     rng = random.Random(name)
     factory = ClientPerMessageDeflateFactory(**kwargs)
     try:
-        with connect(url, extensions=[factory], compression=None,
-                     max_size=None, open_timeout=timeout, close_timeout=timeout) as ws:
+        # No keepalive pings: a 16 MiB echo through a debug build may take
+        # longer than a ping timeout; --timeout bounds each echo instead.
+        with connect(url, extensions=[factory], compression=None, max_size=None,
+                     ping_interval=None, open_timeout=timeout,
+                     close_timeout=timeout) as ws:
             problem = check_negotiation(ws, kwargs)
             negotiated = ws.response.headers.get("Sec-WebSocket-Extensions")
             print(f"  negotiated: {negotiated}")
