@@ -31,10 +31,14 @@
 //!   queue, rooms shared across instances through Redis.
 //! - [`close`], [`utf8`]: close-frame rules; incremental UTF-8 validation.
 //! - [`metrics`]: the Prometheus exposition.
+//! - [`deflate`]: permessage-deflate (RFC 7692) negotiation and codec, with
+//!   pooled zlib-rs contexts; built and tested, not yet negotiated by the
+//!   server (the session does not accept RSV1 yet).
 
 pub mod chat;
 pub mod close;
 pub mod config;
+pub mod deflate;
 pub mod echo;
 mod http;
 pub mod inbox;
