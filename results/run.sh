@@ -2,7 +2,7 @@
 # Regenerates results/<date>/: wsecho and the servers a user would pick
 # instead, measured with two load generators on this machine.
 #
-#   UWS_DIR=/path/to/uWebSockets results/run.sh   # the full matrix (about 85 minutes)
+#   UWS_DIR=/path/to/uWebSockets results/run.sh   # the full matrix (about 75 minutes)
 #   results/run.sh --quick     # 1 repetition, short runs: checks the pipeline
 #   results/run.sh --no-build --quick --servers wsecho,raw-tcp --cases 100x20 --parts echo,loadtest
 #                              # a subset, with the release binaries already built
