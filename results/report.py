@@ -490,7 +490,12 @@ def update_readme(readme: Path, out: Path, s: dict) -> None:
              "on paper (and how to measure 100,000 where the descriptor limit allows), and latency: "
              f"[{rel}/summary.md]({rel}/summary.md). Regenerate with `results/run.sh` "
              "(`UWS_DIR=path/to/uWebSockets` adds uWebSockets and load_test).", ""]
-    block += throughput_table(s) + ["", f"![messages per second]({rel}/throughput.svg)", README_END]
+    block += throughput_table(s) + ["", f"![messages per second]({rel}/throughput.svg)", ""]
+    block += ["Server CPU per echoed message at saturation (µs; ratio to wsecho, server CPU use), wsecho-load:", ""] + \
+        cpu_table(s, "throughput")
+    if s["throughput_load_test"]:
+        block += ["", "The same with load_test:", ""] + cpu_table(s, "throughput_load_test")
+    block += [README_END]
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)
