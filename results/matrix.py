@@ -142,6 +142,7 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
 
 
 LIVE: set[subprocess.Popen] = set()
+NOTES: list[str] = []  # for the summary, besides run.sh's RESULTS_NOTES
 
 
 def kill_all(*_: object) -> None:
@@ -344,7 +345,8 @@ def idle(specs: list[dict], raw: Path, hold: str, counts: list[int]) -> dict:
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     for n in counts:
         if n + 64 > nofile:
-            say(f"idle {n:,}: skipped, this process may hold {nofile:,} descriptors (ulimit -n)")
+            NOTES.append(f"idle {n:,} connections: skipped, a process here may hold {nofile:,} descriptors (ulimit -n)")
+            say(NOTES[-1])
             continue
         for spec in specs:
             out = raw / f"idle-{n}-{spec['name']}.json"
@@ -463,7 +465,7 @@ def main() -> int:
         found["chat"] = chat(wsecho[0], raw, warmup, duration) if "chat" in parts and wsecho else {}
     finally:
         kill_all()
-    notes = [n for n in os.environ.get("RESULTS_NOTES", "").split("\n") if n.strip()]
+    notes = [n for n in os.environ.get("RESULTS_NOTES", "").split("\n") if n.strip()] + NOTES
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),

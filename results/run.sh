@@ -53,6 +53,7 @@ fi
 for bin in target/release/wsecho target/release/wsecho-load; do
     [ -x "$bin" ] || { echo "$bin is missing: run without --no-build" >&2; exit 2; }
 done
+[ "$BUILD" = 1 ] || NOTES+=("--no-build: wsecho and wsecho-load as built at $(date -u -r target/release/wsecho +%FT%TZ) and $(date -u -r target/release/wsecho-load +%FT%TZ), which may predate the commit named below")
 [ -x target/release/examples/tungstenite_echo ] ||
     NOTES+=("tokio-tungstenite: target/release/examples/tungstenite_echo was not built (--no-build); left out")
 
