@@ -34,11 +34,20 @@ pub struct Config {
     #[arg(long, env = "WSECHO_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
-    /// Largest single frame accepted (bytes, suffixes as above). The read
-    /// buffer grows to hold one whole frame, so this bounds per-connection
-    /// memory. Capped at --max-message-size.
+    /// Largest single frame accepted (bytes, suffixes as above), checked
+    /// from its header (1009 past it). A policy, not a memory bound: frames
+    /// are read in pieces. Capped at --max-message-size.
     #[arg(long, env = "WSECHO_MAX_FRAME_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_frame_size: usize,
+
+    /// Most unsent echo bytes a connection may hold while the peer, in the
+    /// middle of sending a frame over 64 KiB, is not reading (bytes). Clients
+    /// that send a whole large message before reading its echo (Autobahn's
+    /// 16 MiB cases, simple blocking clients) need the server to take it in
+    /// meanwhile; a peer that reads costs one read (128 KiB) whatever it
+    /// sends, and past this the server stops reading from it.
+    #[arg(long, env = "WSECHO_MAX_BACKLOG", default_value = "16MiB", value_parser = parse_size)]
+    pub max_backlog: usize,
 
     /// Text sent first on every echo connection. Off by default: a greeting
     /// breaks clients that expect pure echo.
@@ -151,7 +160,7 @@ impl Config {
         }
     }
 
-    /// The frame limit handed to fastwebsockets: never above the message limit.
+    /// The frame limit: never above the message limit.
     pub fn frame_limit(&self) -> usize {
         self.max_frame_size.min(self.max_message_size)
     }

@@ -77,6 +77,7 @@ pub fn limits() -> Limits {
     Limits {
         max_message: 64 << 20,
         max_frame: 64 << 20,
+        max_backlog: 16 << 20,
         close_timeout: std::time::Duration::from_secs(1),
         max_ping_rate: 0,
     }

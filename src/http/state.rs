@@ -50,6 +50,7 @@ impl Shared {
         let limits = Limits {
             max_message: config.max_message_size,
             max_frame: config.frame_limit(),
+            max_backlog: config.max_backlog,
             close_timeout: config.close_timeout,
             max_ping_rate: config.max_ping_rate,
         };

@@ -36,6 +36,11 @@ impl Spill {
         self.written == self.bytes.len()
     }
 
+    /// Bytes waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len() - self.written
+    }
+
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
     }

@@ -154,6 +154,11 @@ impl Proto {
         }
     }
 
+    /// In the middle of a frame over [`CHUNK`], echoed as it arrives.
+    pub(crate) fn cutting_through(&self) -> bool {
+        self.frame.is_some_and(|f| f.head.len > CHUNK)
+    }
+
     /// Looks for the peer's close after ours: true once it came (or the
     /// input stopped making sense).
     pub(crate) fn find_close(&mut self, buf: &mut [u8]) -> bool {

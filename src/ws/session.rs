@@ -83,6 +83,9 @@ pub struct Limits {
     pub max_message: usize,
     /// Largest single frame, checked from its header (1009 past it).
     pub max_frame: usize,
+    /// Most unsent bytes held while a large frame is still arriving and the
+    /// peer does not read (see [`Session`]'s read loop).
+    pub max_backlog: usize,
     /// How long to wait for the peer's close after we sent ours.
     pub close_timeout: Duration,
     /// Pings accepted per second (0: any number).
@@ -243,15 +246,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Poll::Ready(stop);
             }
             match self.poll_drain(cx) {
-                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Ok(())) => {
+                    if let Err(stop) = self.relay(cx) {
+                        return Poll::Ready(stop);
+                    }
+                    if !self.spill.is_empty() || self.relay_unfinished() {
+                        continue;
+                    }
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Stop::Dropped(e.kind())),
+                // Backpressure: a peer that does not read gets nothing more
+                // read from it. Except in the middle of a large frame: a
+                // client that sends a whole message before reading its echo
+                // cannot read until it is done, so its echo is held (up to
+                // --max-backlog) while the rest arrives.
+                Poll::Pending if self.may_read_behind() => {}
                 Poll::Pending => return self.wait(cx),
-            }
-            if let Err(stop) = self.relay(cx) {
-                return Poll::Ready(stop);
-            }
-            if !self.spill.is_empty() || self.relay_unfinished() {
-                continue;
             }
             if passes == PASSES_PER_POLL {
                 cx.waker().wake_by_ref();
@@ -315,6 +325,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.queue_frame(OpCode::Ping, &[]);
         }
         None
+    }
+
+    /// Whether to read on while echoes wait unsent (see the read loop).
+    fn may_read_behind(&self) -> bool {
+        self.proto.cutting_through()
+            && !self.relay_unfinished()
+            && self.spill.len() < self.env.limits.max_backlog
     }
 
     fn relay_unfinished(&self) -> bool {

@@ -17,6 +17,7 @@ fn env(liveness: Option<Liveness>) -> Arc<Env> {
         limits: Limits {
             max_message: 64 << 20,
             max_frame: 64 << 20,
+            max_backlog: 16 << 20,
             close_timeout: Duration::from_secs(2),
             max_ping_rate: 0,
         },
@@ -212,4 +213,55 @@ async fn idle_session_state_stays_small() {
     println!("session state: {state} B, run future: {future} B");
     assert!(state <= 360, "session state grew to {state} B");
     assert!(future <= 160, "run future grew to {future} B");
+}
+
+#[tokio::test]
+async fn client_that_sends_a_large_frame_before_reading_gets_its_echo() {
+    // The pipe holds far less than the frame: without the backlog, server
+    // and client would wait on each other forever.
+    let (mut client, server) = tokio::io::duplex(64 << 10);
+    let task = start_echo(server, env(None));
+    let payload = pattern(4 << 20);
+    client
+        .write_all(&client_frame(0x82, &payload))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < payload.len() {
+        let (_, piece) = read_frame(&mut client).await.expect("an echo fragment");
+        got.extend(piece);
+    }
+    assert!(got == payload, "the same 4 MiB back");
+    client.write_all(&client_frame(0x88, &[])).await.unwrap();
+    assert_eq!(task.await.unwrap().0.code(), 1005);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backlog_of_a_non_reading_large_frame_sender_is_capped() {
+    let (client, server) = tokio::io::duplex(16 << 10);
+    let mut env = env(Some(Liveness {
+        interval: Duration::from_secs(1),
+        limit_ticks: 2,
+        ping: false,
+    }));
+    Arc::get_mut(&mut env).unwrap().limits.max_backlog = 256 << 10;
+    let task = start_echo(server, env);
+    let (_rx, mut tx) = tokio::io::split(client);
+    let writer = tokio::spawn(async move {
+        let payload = pattern(8 << 20);
+        let frame = client_frame(0x82, &payload);
+        let mut sent = 0;
+        for chunk in frame.chunks(16 << 10) {
+            if tx.write_all(chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let (end, _) = task.await.unwrap();
+    assert!(matches!(end, End::Stalled), "{end:?}");
+    let sent = writer.await.unwrap();
+    // What the server took in: its backlog, one read, and the pipe.
+    assert!(sent < (256 << 10) + 2 * RECV_SIZE + (64 << 10), "{sent}");
 }
