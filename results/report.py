@@ -84,8 +84,10 @@ def kernel_per_socket(idle: dict) -> dict:
             caches = k.get("before", {}).get("caches") or caches
     if idle:
         top = max(idle, key=int)
+        # Only runs that held (nearly) every connection: lost ones skew it.
         measured = [r["kernel"]["slab_bytes_per_socket"] for r in idle[top].values()
-                    if (r.get("kernel") or {}).get("slab_bytes_per_socket")]
+                    if (r.get("kernel") or {}).get("slab_bytes_per_socket")
+                    and r["connections"].get("held", 0) >= 0.99 * int(top)]
     objects = sum(c["objsize"] for c in caches.values())
     slab = median(measured) if measured else None
     return {"objects": {n: c["objsize"] for n, c in caches.items()}, "objects_bytes": objects,
@@ -112,7 +114,9 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
     kernel = kernel_per_socket(found.get("idle", {}))
     plan = {}
     for name, by_count in idle.items():
-        top = by_count[max(by_count, key=int)]
+        # The most connections held cleanly (a run that lost some overstates RSS per connection).
+        clean = [c for c, v in by_count.items() if v["connections"] >= 0.99 * v["requested"]] or list(by_count)
+        top = by_count[max(clean, key=int)]
         user = top["kib_per_connection"] * 1024
         plan[name] = {"from_connections": top["connections"], "user_bytes": user,
                       "kernel_bytes": kernel["bytes"],
@@ -314,12 +318,12 @@ def markdown(s: dict) -> str:
         slab = "not measured" if k["measured_slab_bytes"] is None else f"{k['measured_slab_bytes']:,.0f} B"
         out += ["", "### 100,000 and 1,000,000 connections, on paper", "",
                 f"Not measurable here (the descriptor limit). Per connection: the server's RSS per idle connection "
-                f"at the most connections measured, plus the kernel's own memory per idle TCP socket, which "
+                f"at the most connections it held cleanly (no ⚠), plus the kernel's own memory per idle TCP socket, which "
                 f"is not in the process's RSS: {k['bytes']:,.0f} B, the larger of the slab objects each socket "
                 f"holds ({objs}; sum {k['objects_bytes']:,} B, from /proc/slabinfo) and the kernel slab growth "
-                f"measured while the most connections were held, per socket ({slab}: /proc/meminfo `Slab`, divided "
-                "by twice the connections since both ends were on this host; other processes' allocations add "
-                "noise). An idle socket holds no buffer memory (skbs are allocated as data arrives); under traffic "
+                f"measured while the most connections were held, per socket ({slab}, the median over the servers "
+                "that held every connection: /proc/meminfo `Slab`, divided by twice the connections since both "
+                "ends were on this host; other processes' allocations add noise). An idle socket holds no buffer memory (skbs are allocated as data arrives); under traffic "
                 "add the socket buffers in flight. Where the clients run on the same machine, their sockets cost "
                 "the kernel as much again.", "",
                 "| server | user space per connection | " + " | ".join(f"{n:,}: process + kernel = total" for n in PLAN) + " |",
