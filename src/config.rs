@@ -59,7 +59,9 @@ pub struct Config {
     #[arg(long, env = "WSECHO_SERVER_NAME")]
     pub server_name: Option<String>,
 
-    /// Time a client has to send its complete HTTP request head.
+    /// Time a client has to send its complete HTTP request head (over
+    /// HTTP/2: its first request); it also bounds the TLS handshake and the
+    /// reading of a `/.http` body.
     #[arg(long, env = "WSECHO_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response, Version};
+use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ProtocolVersion;
 use tracing::{debug, info};
 
-use super::body::Body;
+use super::body::{Body, text};
 use super::router::{self, Decision};
 use super::state::{ConnInfo, Shared, TlsInfo};
 use super::{request_echo, sse, upgrade};
@@ -183,6 +183,13 @@ where
         }
         Decision::EchoRequest => {
             shared.metrics.http_request(protocol);
+            let Ok(_slot) = shared.echo_slots.try_acquire() else {
+                shared.metrics.limit_hit("http_echo");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many /.http requests at once; try again\n".into(),
+                );
+            };
             let config = &shared.config;
             let (max, deadline) = (config.http_echo_max_body, config.handshake_timeout);
             return request_echo::answer(req, conn, &shared.server_name, max, deadline).await;

@@ -89,7 +89,8 @@ pub async fn answer(
     let body = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(max_body),
-        // The client went away or broke the stream: there is no one to answer.
+        // Most often the client went away mid-body; if it is still there,
+        // its body was malformed (bad chunking), which is its error.
         Ok(Err(_)) => return text(StatusCode::BAD_REQUEST, "unreadable body\n".into()),
         Err(_) => {
             return text(

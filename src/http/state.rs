@@ -20,6 +20,10 @@ use crate::metrics::Metrics;
 use crate::rooms::{RoomLimits, Rooms};
 use crate::ws::{self, Limits, Liveness, Sweep};
 
+/// `/.http` requests whose bodies may be read at once (64 MiB with the
+/// default 1 MiB limit); past it they get 503.
+pub const ECHO_BODIES: usize = 64;
+
 pub(crate) struct Shared {
     pub config: Config,
     pub server_name: HeaderValue,
@@ -30,6 +34,10 @@ pub(crate) struct Shared {
     pub rooms: Arc<Rooms>,
     /// One permit per open WebSocket (--max-connections).
     pub connection_slots: Arc<Semaphore>,
+    /// One permit per `/.http` body being read, so bodies in memory at once
+    /// are bounded by [`ECHO_BODIES`] × --http-echo-max-body, however many
+    /// connections and HTTP/2 streams ask.
+    pub echo_slots: Semaphore,
     /// Set when shutdown begins: `/healthz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
     /// Cancelled when shutdown begins: listeners stop, sessions get 1001.
@@ -73,6 +81,7 @@ impl Shared {
             metrics,
             tls,
             connection_slots: Arc::new(Semaphore::new(slots)),
+            echo_slots: Semaphore::new(ECHO_BODIES),
             draining: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
