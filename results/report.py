@@ -285,8 +285,7 @@ def markdown(s: dict) -> str:
                 cpu = "–" if v["cpu_us_per_msg"] is None else f"**{v['cpu_us_per_msg']:.2f} µs**"
                 ratio = "" if name == rate_names[0] or v["cpu_ratio"] is None else f" ({v['cpu_ratio']:.2f}×)"
                 lat = v["latency_us"] or {"p50": 0, "p99": 0}
-                short = (" ⚠ below the offered rate" if v["median"] < 0.95 * m["rate"] else
-                         " ⚠ fell behind" if lat["p50"] > BEHIND_P50_US else "")
+                short = rate_flag(v, m["rate"])
                 cells.append(f"{cpu}{ratio}<br>{v['server_cpu_pct']:.0f} %, {fmt_rate(v['median'])}/s{short}, "
                              f"{lat['p50']:.0f} / {lat['p99']:.0f} µs")
             out.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -402,20 +401,29 @@ def markdown(s: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def rate_flag(v: dict, rate: int) -> str:
+    """Why a fixed-rate run is not one: '' when it is."""
+    lat = v["latency_us"] or {"p50": 0}
+    return (" ⚠ below the offered rate" if v["median"] < 0.95 * rate else
+            " ⚠ fell behind" if lat["p50"] > BEHIND_P50_US else "")
+
+
 def versus(s: dict, peer: str) -> list[str]:
     """wsecho's CPU per message ÷ the peer's, per case, generator and the
     fixed rate; and both idle figures: the issue's acceptance checks."""
     keys = [("wsecho-load", "throughput"), ("load_test", "throughput_load_test"), ("fixed rate", "rate")]
     if not any(peer in row["servers"] for _, key in keys for row in s[key]):
         return []
-    def ratio(row: dict) -> str:
+    def ratio(row: dict, key: str) -> str:
         a, b = row["servers"].get("wsecho"), row["servers"].get(peer)
         if not a or not b or not a["cpu_us_per_msg"] or not b["cpu_us_per_msg"]:
             return "–"
         r = a["cpu_us_per_msg"] / b["cpu_us_per_msg"]
-        return f"{r:.2f}× {'✓' if r <= 1 else '✗'}"
+        flag = " ⚠" if key == "rate" and (rate_flag(a, s["meta"]["rate"]) or rate_flag(b, s["meta"]["rate"])) else ""
+        return f"{r:.2f}× {'✓' if r <= 1 else '✗'}{flag}"
     out = ["", f"## wsecho against {peer}", "",
-           f"wsecho's server CPU per message ÷ {peer}'s (✓: at or below), medians of the runs above.", "",
+           f"wsecho's server CPU per message ÷ {peer}'s (✓: at or below), medians of the runs above; ⚠: at the "
+           "fixed rate one of the two fell behind, so that ratio is not a fixed-rate one.", "",
            "| connections × payload | " + " | ".join(g for g, _ in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     cases = []
     for _, key in keys:
@@ -424,7 +432,7 @@ def versus(s: dict, peer: str) -> list[str]:
         cells = []
         for _, key in keys:
             row = next((r for r in s[key] if (r["connections"], r["size"]) == c), None)
-            cells.append(ratio(row) if row else "–")
+            cells.append(ratio(row, key) if row else "–")
         out.append(f"| {c[0]} × {size_label(c[1])} | " + " | ".join(cells) + " |")
     w, u = s["idle"].get("wsecho", {}), s["idle"].get(peer, {})
     for count in sorted(set(w) & set(u), key=int):
