@@ -290,11 +290,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Shutdown, idle and write-stall checks, once per sweep tick; a
     /// keep-alive ping to a silent peer.
     fn check_live(&mut self) -> Option<Stop> {
-        let sweep = self.live.ticket.sweep();
-        if sweep.draining() {
+        let now = self.live.ticket.sweep().now();
+        if now.draining {
             return Some(Stop::Fail(code::GOING_AWAY, "server shutting down"));
         }
-        let tick = sweep.tick();
+        let tick = now.tick;
         let liveness = self.env.liveness?;
         if tick == self.live.seen {
             return None;

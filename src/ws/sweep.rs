@@ -15,29 +15,49 @@ use std::time::Duration;
 
 use slab::Slab;
 
+/// The drain flag, in the top bit of [`Sweep::state`].
+const DRAINING: u64 = 1 << 63;
+
 /// The shared tick and the wakers of the sessions it wakes.
 #[derive(Debug, Default)]
 pub struct Sweep {
-    tick: AtomicU64,
-    draining: AtomicBool,
+    /// The tick count, and [`DRAINING`]: one load per read tells a session
+    /// both whether a tick passed and whether to close.
+    state: AtomicU64,
     running: AtomicBool,
     wakers: Mutex<Slab<Waker>>,
 }
 
+/// What a session reads from the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub tick: u64,
+    pub draining: bool,
+}
+
 impl Sweep {
-    /// The current tick; it advances once per interval.
+    /// The current tick (it advances once per interval) and the drain flag.
+    pub fn now(&self) -> Now {
+        let state = self.state.load(Ordering::Relaxed);
+        Now {
+            tick: state & !DRAINING,
+            draining: state & DRAINING != 0,
+        }
+    }
+
+    /// The current tick.
     pub fn tick(&self) -> u64 {
-        self.tick.load(Ordering::Relaxed)
+        self.now().tick
     }
 
     /// True once the server began its drain.
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.now().draining
     }
 
     /// Starts the drain: every session wakes and closes with 1001.
     pub fn begin_drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.state.fetch_or(DRAINING, Ordering::SeqCst);
         self.wake_all();
     }
 
@@ -53,7 +73,7 @@ impl Sweep {
     }
 
     fn advance(&self) {
-        self.tick.fetch_add(1, Ordering::Relaxed);
+        self.state.fetch_add(1, Ordering::Relaxed);
         self.wake_all();
     }
 
