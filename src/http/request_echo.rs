@@ -25,7 +25,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
@@ -81,14 +81,13 @@ pub async fn answer(
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body as u64) {
+    if declared.is_some_and(|n| n > (max_body + DRAIN_MAX) as u64) {
         return too_large(max_body);
     }
     let (parts, body) = req.into_parts();
-    let read = tokio::time::timeout(deadline, Limited::new(body, max_body).collect());
-    let body = match read.await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(max_body),
+    let body = match tokio::time::timeout(deadline, read_capped(body, max_body)).await {
+        Ok(Ok(Some(body))) => body,
+        Ok(Ok(None)) => return too_large(max_body),
         // Most often the client went away mid-body; if it is still there,
         // its body was malformed (bad chunking), which is its error.
         Ok(Err(_)) => return text(StatusCode::BAD_REQUEST, "unreadable body\n".into()),
@@ -106,6 +105,31 @@ pub async fn answer(
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert("x-server", server.clone());
     res
+}
+
+/// A body over the limit by at most this much is still read (and dropped)
+/// before the 413: an HTTP/2 client still sending it would otherwise see a
+/// stream reset instead of the answer. A larger one is answered at once.
+const DRAIN_MAX: usize = 64 << 10;
+
+/// The body, or `None` when it is over `max_body` (read to its end when
+/// within [`DRAIN_MAX`] more, so the client sees the answer).
+async fn read_capped(mut body: Incoming, max_body: usize) -> Result<Option<Bytes>, hyper::Error> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > max_body + DRAIN_MAX {
+            return Ok(None);
+        }
+        if seen <= max_body {
+            kept.extend_from_slice(&data);
+        }
+    }
+    Ok((seen <= max_body).then(|| Bytes::from(kept)))
 }
 
 fn too_large(max_body: usize) -> Response<Body> {
