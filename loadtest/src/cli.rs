@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::target::Target;
 
 /// A WebSocket load generator that verifies every echo and measures latency
 /// honestly (HDR histograms, coordinated-omission-corrected open loop).
@@ -39,7 +42,8 @@ pub struct MergeArgs {
     pub thresholds: Thresholds,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scenario {
     /// Send, verify every echo, measure round trips.
     Echo,
@@ -51,22 +55,19 @@ pub enum Scenario {
     Chat,
 }
 
-impl Scenario {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Echo => "echo",
-            Scenario::Connect => "connect",
-            Scenario::Idle => "idle",
-            Scenario::Chat => "chat",
-        }
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The name clap takes on the command line is the one shown.
+        let value = self.to_possible_value().expect("no variant is skipped");
+        f.write_str(value.get_name())
     }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Endpoint: `ws://host:port/path` or `wss://...`
-    #[arg(required = true)]
-    pub url: Option<String>,
+    #[arg(required = true, value_parser = Target::parse)]
+    pub url: Option<Target>,
 
     /// Connections (chat: peers).
     #[arg(short = 'c', long, default_value = "10", value_parser = parse_count)]
@@ -188,23 +189,14 @@ pub struct SourceIps(pub Vec<IpAddr>);
 /// The most addresses a range may expand to.
 const MAX_SOURCE_IPS: u128 = 65_536;
 
-/// Parses `250ms`, `10s`, `1.5s`, `2m`, `1h`, `500us`; a bare number is seconds.
+/// Parses durations the way humantime does (`250ms`, `1.5s`, `2m`, `1h 30m`,
+/// `500us`); a bare number is seconds, as `sleep` and `timeout` take it.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit.trim() {
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration: {s:?}"))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration: {s:?}"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Parses `100000`, `10k`, `1.5M`, `2G`.
@@ -234,22 +226,15 @@ pub fn parse_per_second(s: &str) -> Result<u64, String> {
     parse_count(s.trim().trim_end_matches("/s"))
 }
 
-/// Parses `1024`, `64k` (decimal), `16KiB`, `1MiB` (binary), `1M`.
+/// Parses sizes the way bytesize does: `1024`, `64k` and `1MB` (decimal),
+/// `16KiB` and `1.5GiB` (binary).
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "K" | "kB" | "KB" => 1_000,
-        "KiB" => 1 << 10,
-        "M" | "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("size too large: {s:?}"))
+    let bytes = s
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| format!("{s:?}: {e}"))?
+        .as_u64();
+    usize::try_from(bytes).map_err(|_| format!("size too large: {s:?}"))
 }
 
 /// `Name: value` (the value may be empty).
@@ -312,6 +297,7 @@ mod tests {
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 fortnights").is_err());
     }
@@ -331,6 +317,8 @@ mod tests {
         assert_eq!(parse_size("20"), Ok(20));
         assert_eq!(parse_size("16KiB"), Ok(16 << 10));
         assert_eq!(parse_size("1k"), Ok(1000));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
         assert!(parse_size("1 parsec").is_err());
     }
 

@@ -24,51 +24,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::LocalSet;
 
-use crate::cli::{RunArgs, Scenario};
-use crate::clock::Clock;
-use crate::handshake::Upgrade;
-use crate::net::Dialer;
+use crate::cli::Scenario;
 use crate::pacer::Pacer;
-use crate::payload::Layout;
+use crate::plan::Plan;
 use crate::scenario::{self, chat::PeerEnd};
 use crate::stats::{Stats, Tick};
-use crate::target::Target;
-
-/// Everything the workers share, fixed before the first dial.
-pub struct Plan {
-    pub args: RunArgs,
-    pub target: Target,
-    pub clock: Clock,
-    pub dialer: Dialer,
-    pub upgrade: Upgrade,
-    pub layout: Layout,
-    pub threads: usize,
-    pub timeout_ns: u64,
-    /// Largest message accepted from the server.
-    pub max_message: usize,
-}
-
-impl Plan {
-    pub fn scenario(&self) -> Scenario {
-        self.args.scenario
-    }
-
-    /// Run time at which connection `n` may be dialled.
-    pub fn dial_at_ns(&self, n: u64) -> u64 {
-        match self.args.connect_rate {
-            Some(rate) if rate > 0 => n.saturating_mul(1_000_000_000) / rate,
-            _ => 0,
-        }
-    }
-
-    /// The read buffer each connection starts with: room for a few
-    /// messages, so one `read` takes in every echo that has arrived.
-    pub fn read_buf(&self) -> usize {
-        let frame = self.layout.size + crate::codec::MAX_HEADER;
-        let burst = frame.saturating_mul(2 * self.args.in_flight.clamp(1, 64) as usize);
-        burst.clamp(4 << 10, 256 << 10)
-    }
-}
 
 /// When the traffic starts, when the counted window opens and closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +107,7 @@ impl WorkerCtx {
 /// What a worker hands back.
 pub struct WorkerResult {
     pub stats: Stats,
+    /// Chat: each peer's view at the end, for the tail-drop count.
     pub peers: Vec<PeerEnd>,
 }
 
@@ -178,11 +139,7 @@ fn worker_main(
         .build()
         .expect("a tokio runtime (out of file descriptors?)");
     LocalSet::new().block_on(&rt, async move {
-        let scheduled = match plan.scenario() {
-            Scenario::Chat => true,
-            Scenario::Echo => plan.args.rate.is_some(),
-            _ => false,
-        };
+        let scheduled = plan.workload.scheduled_rate().is_some();
         // Without a timerfd (never seen on Linux) sends fall back to the
         // millisecond tokio timer, which only makes corrected latency coarser.
         let pacer = scheduled

@@ -9,7 +9,7 @@ use clap::{CommandFactory, Parser};
 use mimalloc::MiMalloc;
 use wsecho_load::cli::{Cli, Command, OutputArgs, Thresholds};
 use wsecho_load::report::Report;
-use wsecho_load::{merge, output, run};
+use wsecho_load::{merge, output, plan, run};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -19,13 +19,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Merge(m)) => merge_files(&m.files).map(|r| (r, m.out, m.thresholds)),
         None => {
-            if let Err(msg) = run::validate(&cli.run) {
+            if let Err(msg) = plan::validate(&cli.run) {
                 Cli::command()
                     .error(clap::error::ErrorKind::ValueValidation, msg)
                     .exit();
             }
             let (out, thresholds) = (cli.run.out.clone(), cli.run.thresholds.clone());
-            run::plan(cli.run)
+            plan::build(cli.run)
                 .and_then(run::run)
                 .map(|r| (r, out, thresholds))
         }

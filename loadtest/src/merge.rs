@@ -6,9 +6,9 @@
 //! longest one, rates are recomputed from the sums, and percentiles come
 //! from the added histograms.
 
-use crate::cli::Thresholds;
+use crate::cli::{Scenario, Thresholds};
 use crate::report::{self, Percentiles, Report};
-use crate::stats::{ErrorKind, Hist};
+use crate::stats::Hist;
 
 pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
     let mut iter = reports.into_iter();
@@ -117,7 +117,7 @@ fn add(acc: &mut Report, r: Report, run: usize) {
             t.name = format!("run{run}/{}", t.name);
             t
         }));
-    acc.generator_bottleneck |= r.generator_bottleneck;
+    acc.generator_bottleneck = acc.generator_bottleneck.combine(r.generator_bottleneck);
     // Several servers' CPU and memory do not add up to one figure.
     acc.server = None;
 }
@@ -158,17 +158,17 @@ fn finish(acc: &mut Report, h: &Hists) {
 pub fn verdict(r: &Report, t: &Thresholds) -> Vec<String> {
     let mut reasons = Vec::new();
     if r.errors.total() > 0 {
-        let kinds: Vec<String> = ErrorKind::ALL
-            .iter()
-            .filter(|k| r.errors.get(**k) > 0)
-            .map(|k| format!("{} {}", r.errors.get(*k), k.name()))
+        let kinds: Vec<String> = r
+            .errors
+            .nonzero()
+            .map(|(k, n)| format!("{n} {}", k.name()))
             .collect();
         reasons.push(format!("errors: {}", kinds.join(", ")));
     }
-    let nothing = match r.scenario.as_str() {
-        "connect" => r.churn.as_ref().is_none_or(|c| c.handshakes == 0),
-        "idle" => r.connections.held.unwrap_or(0) == 0,
-        _ => r.messages_received == 0,
+    let nothing = match r.scenario {
+        Scenario::Connect => r.churn.as_ref().is_none_or(|c| c.handshakes == 0),
+        Scenario::Idle => r.connections.held.unwrap_or(0) == 0,
+        Scenario::Echo | Scenario::Chat => r.messages_received == 0,
     };
     if nothing {
         reasons.push("nothing completed in the counted window".to_owned());

@@ -10,11 +10,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::cli::Scenario;
 use crate::cpu::ThreadCpu;
-use crate::stats::{Errors, Hist};
+use crate::stats::{ErrorKind, Errors, Hist};
 
-/// Bumped when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped when a field changes meaning or goes away (2: the bottleneck
+/// flag became yes/no/unknown).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -23,7 +25,7 @@ pub struct Report {
     /// Runs combined into this report (1 unless merged).
     pub runs: u32,
     pub url: String,
-    pub scenario: String,
+    pub scenario: Scenario,
     pub started_unix_s: u64,
     pub config: RunConfig,
     /// The counted window, in seconds.
@@ -47,7 +49,7 @@ pub struct Report {
     pub handshake_us: Percentiles,
     pub errors: Errors,
     /// The first message seen for each error kind.
-    pub error_details: BTreeMap<String, String>,
+    pub error_details: BTreeMap<ErrorKind, String>,
     /// Close codes the server sent (1005: close without code, 1006: no
     /// close frame at all), over the whole run.
     pub close_codes: BTreeMap<String, u64>,
@@ -64,12 +66,44 @@ pub struct Report {
     /// over its threads; merged reports: the busiest run's).
     pub client_cpu_pct: f64,
     pub client_threads: Vec<ThreadCpu>,
-    /// A worker thread was at or above 90 % of a core: the generator may
-    /// have limited the run.
-    pub generator_bottleneck: bool,
+    /// Whether a worker thread was at or above 90 % of a core (the
+    /// generator may have limited the run); unknown without a CPU sample.
+    pub generator_bottleneck: Bottleneck,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<Server>,
     pub histograms: Histograms,
+}
+
+/// Was the generator saturated? Never "no" for lack of a measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bottleneck {
+    Yes,
+    No,
+    /// The CPU samples around the window are missing.
+    Unknown,
+}
+
+impl Bottleneck {
+    /// Several runs: yes if any was, unknown if any is unknown, else no.
+    pub fn combine(self, other: Bottleneck) -> Bottleneck {
+        use Bottleneck::*;
+        match (self, other) {
+            (Yes, _) | (_, Yes) => Yes,
+            (Unknown, _) | (_, Unknown) => Unknown,
+            (No, No) => No,
+        }
+    }
+}
+
+impl std::fmt::Display for Bottleneck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bottleneck::Yes => "yes",
+            Bottleneck::No => "no",
+            Bottleneck::Unknown => "unknown",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,11 +235,11 @@ impl Report {
     /// The rate `--min-rate` is held against: echoes (connect: handshakes;
     /// chat: deliveries) per second. None for idle.
     pub fn primary_rate(&self) -> Option<(f64, &'static str)> {
-        match self.scenario.as_str() {
-            "idle" => None,
-            "connect" => Some((self.churn.as_ref()?.handshakes_per_s, "handshakes/s")),
-            "chat" => Some((self.rates.messages_received_per_s, "deliveries/s")),
-            _ => Some((self.rates.messages_received_per_s, "echoes/s")),
+        match self.scenario {
+            Scenario::Idle => None,
+            Scenario::Connect => Some((self.churn.as_ref()?.handshakes_per_s, "handshakes/s")),
+            Scenario::Chat => Some((self.rates.messages_received_per_s, "deliveries/s")),
+            Scenario::Echo => Some((self.rates.messages_received_per_s, "echoes/s")),
         }
     }
 }

@@ -10,7 +10,8 @@ use std::rc::Rc;
 use crate::conn::{Conn, Event, Msg};
 use crate::engine::{Phases, WorkerCtx};
 use crate::payload::{Corrupt, Layout};
-use crate::scenario::{self, chat::PeerEnd};
+use crate::plan::{Pace, Workload};
+use crate::scenario;
 use crate::stats::{ErrorKind, Stats};
 use crate::window::{Echo, Window};
 
@@ -23,17 +24,16 @@ const MAX_BURST: u32 = 256;
 /// the corrected latency.
 const MAX_BACKLOG: usize = 4 << 20;
 
-pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) -> Option<PeerEnd> {
+pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) {
     scenario::ramp(&ctx, id).await;
     let conn = scenario::open(&ctx, id, &ctx.plan.upgrade, true).await;
     ctx.dialled();
-    let mut conn = conn?;
+    let Some(mut conn) = conn else { return };
     let phases = ctx.phases().await;
     let mut echo = EchoLoop::new(&ctx, id, phases, None);
     let end = echo.drive(&mut conn).await;
     echo.finish(&mut conn, end).await;
     scenario::closed(&ctx);
-    None
 }
 
 /// How a connection's run ended.
@@ -68,17 +68,28 @@ pub struct EchoLoop<'a> {
 
 impl<'a> EchoLoop<'a> {
     pub fn new(ctx: &'a WorkerCtx, id: u64, phases: Phases, budget: Option<u64>) -> Self {
-        let args = &ctx.plan.args;
-        let schedule = args.rate.filter(|_| budget.is_none()).map(|rate| {
+        let plan = &ctx.plan;
+        let pace = match plan.workload {
+            Workload::Echo(pace) if budget.is_none() => pace,
+            _ => Pace::Closed { in_flight: 1 },
+        };
+        let open_rate = match pace {
+            Pace::Open { rate } => Some(rate),
+            Pace::Closed { .. } => None,
+        };
+        let schedule = open_rate.map(|rate| {
             // Connection k sends at start + k/rate + n·c/rate: the c
             // connections interleave evenly into one stream of `rate`.
             let per_ns = 1e9 / rate.max(1) as f64;
             Schedule {
                 next_ns: phases.start_ns + (id as f64 * per_ns) as u64,
-                interval_ns: ((args.connections as f64 * per_ns) as u64).max(1),
+                interval_ns: ((plan.args.connections as f64 * per_ns) as u64).max(1),
             }
         });
-        let in_flight = args.in_flight.clamp(1, u32::MAX as u64) as u32;
+        let in_flight = match pace {
+            Pace::Closed { in_flight } => in_flight.clamp(1, u32::MAX as u64) as u32,
+            Pace::Open { .. } => 1,
+        };
         let window = Window::new(if schedule.is_some() {
             64
         } else {
