@@ -11,6 +11,9 @@
 #
 # Usage: loadtest/bench.sh            (from anywhere in the repository)
 # Knobs: PORT=19909 REPS=3 DURATION=10s WARMUP=2s SERVER_CPU=0 CLIENT_CPU=1
+#        MIN_RATE=10000 (echoes/s below which a run fails: the speed floor
+#        that `cargo test` does not check, since a loaded CI machine may be
+#        slow without anything being wrong)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,6 +23,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+MIN_RATE=${MIN_RATE:-10000}
 MATRIX=("100 20" "10 16384")
 
 cargo build --release --quiet -p wsecho --bin wsecho
@@ -51,7 +55,7 @@ for rep in $(seq "$REPS"); do
         echo "run $rep: $conns connections x $size B" >&2
         if ! taskset -c "$CLIENT_CPU" "$LOAD" "ws://127.0.0.1:$PORT/" -c "$conns" -s "$size" \
             -d "$DURATION" --warmup "$WARMUP" --threads 1 --server-pid "$server_pid" \
-            -q --csv "$csv" >"$work/run-$rep-$conns-$size.txt"; then
+            --min-rate "$MIN_RATE" -q --csv "$csv" >"$work/run-$rep-$conns-$size.txt"; then
             failures=$((failures + 1))
             cat "$work/run-$rep-$conns-$size.txt" >&2
         fi
