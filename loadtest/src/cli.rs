@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::profile::{Stages, parse_stages};
 use crate::target::Target;
 
 /// A WebSocket load generator that verifies every echo and measures latency
@@ -78,9 +79,34 @@ pub struct RunArgs {
     pub duration: Duration,
 
     /// Traffic before the counted window, excluded from the figures (it
-    /// starts once every connection is up).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub warmup: Duration,
+    /// starts once every connection is up) [default: 1s; 0 with stages,
+    /// whose ramp is the warm-up].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+
+    /// Ramp the connections, k6-style: `30s:1000,2m:1000,30s:0` goes
+    /// linearly from 0 to 1000 in 30 s, holds, then down to 0. The stages
+    /// are the counted window (instead of -c and -d). Echo, closed loop.
+    #[arg(long, value_parser = parse_stages, conflicts_with_all = ["connections", "duration", "rate", "rate_stages"])]
+    pub stages: Option<Stages>,
+
+    /// Ramp the open-loop rate (messages/s in total, over -c
+    /// connections): `1m:10k,5m:50k`, linearly from 0. The stages are the
+    /// counted window (instead of -d).
+    #[arg(long, value_parser = parse_stages, conflicts_with_all = ["duration", "rate", "in_flight"])]
+    pub rate_stages: Option<Stages>,
+
+    /// Run share `i` of `N` of this load (`0/4`): connections `j` with
+    /// `j % N == i`, so each process takes its share of connections, rate
+    /// and stages. `merge` adds the N results up.
+    #[arg(long, value_parser = parse_segment)]
+    pub segment: Option<Segment>,
+
+    /// Start the counted window at this wall-clock moment (RFC 3339
+    /// `2026-11-28T10:00:00Z`, or unix seconds), so that several processes
+    /// count the same window; the warm-up runs just before it.
+    #[arg(long, value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
 
     /// Payload bytes per message (k/M = 1000s, KiB/MiB = 1024s).
     #[arg(short = 's', long, default_value = "20", value_parser = parse_size)]
@@ -180,6 +206,57 @@ pub struct Thresholds {
     /// handshakes; chat: deliveries).
     #[arg(long, value_parser = parse_count)]
     pub min_rate: Option<u64>,
+
+    /// With --stages or --rate-stages: hold --max-p99 against each stage
+    /// and --min-rate against each stage's target (scaled to the stage),
+    /// not only against the whole window.
+    #[arg(long)]
+    pub per_stage: bool,
+}
+
+/// Share `index` of `count` (`--segment i/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Segment {
+    /// Whether connection `id` of the whole load is this segment's.
+    pub fn owns(self, id: u64) -> bool {
+        id % self.count == self.index
+    }
+}
+
+/// `i/N` with `i < N`.
+pub fn parse_segment(s: &str) -> Result<Segment, String> {
+    let (i, n) = s
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("expected i/N, got {s:?}"))?;
+    let index: u64 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("not an index: {i:?}"))?;
+    let count: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a count: {n:?}"))?;
+    if count == 0 || index >= count {
+        return Err(format!("{s:?}: need 0 <= i < N"));
+    }
+    Ok(Segment { index, count })
+}
+
+/// RFC 3339 (`2026-11-28T10:00:00Z`, fractions allowed) or unix seconds.
+pub fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map(|d| std::time::UNIX_EPOCH + d)
+            .map_err(|_| format!("bad unix time: {s:?}"));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?}: {e} (RFC 3339 or unix seconds)"))
 }
 
 /// Local addresses to bind before connecting.
@@ -320,6 +397,20 @@ mod tests {
         assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
         assert_eq!(parse_size("1MB"), Ok(1_000_000));
         assert!(parse_size("1 parsec").is_err());
+    }
+
+    #[test]
+    fn segments_and_start_times_parse() {
+        assert_eq!(parse_segment("1/4"), Ok(Segment { index: 1, count: 4 }));
+        assert!(parse_segment("4/4").is_err() && parse_segment("0/0").is_err());
+        assert!(parse_segment("1").is_err());
+        let t = parse_start_at("2026-11-28T10:00:00Z").unwrap();
+        assert_eq!(parse_start_at("1795860000").unwrap(), t);
+        assert_eq!(
+            parse_start_at("1795860000.5").unwrap(),
+            t + Duration::from_millis(500)
+        );
+        assert!(parse_start_at("tomorrow").is_err());
     }
 
     #[test]

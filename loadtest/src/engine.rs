@@ -19,7 +19,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::LocalSet;
@@ -53,7 +52,9 @@ impl Phases {
 pub enum WorkerMsg {
     /// Every connection of this worker has been dialled (or failed).
     Ready,
-    Tick(Tick),
+    // Boxed: a tick (histogram and error counts) is large, and once a
+    // second per thread is no allocation worth avoiding.
+    Tick(Box<Tick>),
 }
 
 /// One worker thread's view: the plan, its stats, its channels.
@@ -67,13 +68,19 @@ pub struct WorkerCtx {
     go: watch::Receiver<Option<Phases>>,
     /// Connections of this worker still being dialled.
     pending: Cell<u64>,
+    /// The second the next tick will cover (see [`ticker`]).
+    next_tick: Cell<i64>,
 }
 
 impl WorkerCtx {
     /// Global indices of this worker's connections.
     pub fn connection_ids(&self) -> impl Iterator<Item = u64> + use<> {
-        let (threads, index) = (self.plan.threads as u64, self.index as u64);
-        (index..self.plan.args.connections).step_by(threads as usize)
+        let (threads, index) = (self.plan.threads, self.index);
+        let segment = self.plan.segment;
+        (0..self.plan.connections)
+            .filter(move |id| segment.owns(*id))
+            .skip(index)
+            .step_by(threads)
     }
 
     /// One of this worker's connections is up or has failed.
@@ -139,7 +146,7 @@ fn worker_main(
         .build()
         .expect("a tokio runtime (out of file descriptors?)");
     LocalSet::new().block_on(&rt, async move {
-        let scheduled = plan.workload.scheduled_rate().is_some();
+        let scheduled = plan.workload.scheduled();
         // Without a timerfd (never seen on Linux) sends fall back to the
         // millisecond tokio timer, which only makes corrected latency coarser.
         let pacer = scheduled
@@ -154,10 +161,12 @@ fn worker_main(
             tx,
             go,
             pending: Cell::new(0),
+            next_tick: Cell::new(i64::MIN),
         });
         let pending = match ctx.plan.scenario() {
-            // Churn dials all the time: nothing to wait for before it starts.
+            // Churn and stages dial all the time: nothing to wait for.
             Scenario::Connect => 0,
+            _ if ctx.plan.ramp.is_some() => 0,
             _ => ctx.connection_ids().count() as u64,
         };
         ctx.pending.set(pending);
@@ -171,6 +180,13 @@ fn worker_main(
             .map(|p| tokio::task::spawn_local(async move { p.run().await }));
         let peers = scenario::run(ctx.clone()).await;
         ticker.abort();
+        // What happened since the last tick goes to the second that tick
+        // would have covered: a worker that ends just after the window
+        // must not take its last second's figures with it.
+        if ctx.next_tick.get() != i64::MIN {
+            let tick = ctx.stats.borrow_mut().take_tick(ctx.next_tick.get());
+            let _ = ctx.tx.send(WorkerMsg::Tick(Box::new(tick)));
+        }
         if let Some(p) = pacer {
             p.abort();
         }
@@ -180,17 +196,26 @@ fn worker_main(
 }
 
 /// Once a second, hands this thread's interval figures to the main thread.
+/// Seconds are counted from the start of the counted window (negative in
+/// the warm-up), so every thread's tick `m` covers the same second and the
+/// time series has one sample per second of the window.
 async fn ticker(ctx: Rc<WorkerCtx>) {
-    let second = Duration::from_secs(1);
-    let mut interval = tokio::time::interval_at(ctx.plan.clock.at(1_000_000_000), second);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    const SECOND: u64 = 1_000_000_000;
+    let phases = ctx.phases().await;
+    let ws = phases.window_start_ns as i128;
+    // The first boundary after now: ws + m·1s.
+    let since = ctx.now_ns() as i128 - ws;
+    let mut m = since.div_euclid(SECOND as i128) as i64 + 1;
+    // Everything before that boundary (dial time included) is its second.
+    ctx.next_tick.set(m - 1);
     loop {
-        interval.tick().await;
-        // The second this tick closes, rounded: a late tick keeps its number.
-        let index = (ctx.now_ns() + 500_000_000) / 1_000_000_000;
-        let tick = ctx.stats.borrow_mut().take_tick(index);
-        if ctx.tx.send(WorkerMsg::Tick(tick)).is_err() {
+        let at = (ws + m as i128 * SECOND as i128).max(0) as u64;
+        tokio::time::sleep_until(ctx.plan.clock.at(at)).await;
+        let tick = ctx.stats.borrow_mut().take_tick(m - 1);
+        ctx.next_tick.set(m);
+        if ctx.tx.send(WorkerMsg::Tick(Box::new(tick))).is_err() {
             return;
         }
+        m += 1;
     }
 }

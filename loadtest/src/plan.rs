@@ -2,13 +2,16 @@
 //! the rest of the code matches on ([`Workload`], [`Pace`]), plus what the
 //! workers share (target, dialer, upgrade request, payload layout, clock).
 
+use std::time::{Duration, SystemTime};
+
 use anyhow::{Context, anyhow};
 
-use crate::cli::{RunArgs, Scenario};
+use crate::cli::{RunArgs, Scenario, Segment};
 use crate::clock::Clock;
 use crate::handshake::Upgrade;
 use crate::net::Dialer;
 use crate::payload::Layout;
+use crate::profile::Stages;
 use crate::scenario::chat;
 use crate::target::Target;
 
@@ -16,18 +19,44 @@ use crate::target::Target;
 /// whatever else a server might send (a greeting, a broken echo).
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// An open-loop rate: fixed, or following stages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rate {
+    Fixed(u64),
+    Staged(Stages),
+}
+
+impl Rate {
+    /// Intended send time of message `k` (from 0) of the whole load, in ns
+    /// since the timetable began; None once the timetable is over.
+    pub fn time_of(&self, k: u64) -> Option<u64> {
+        match self {
+            Rate::Fixed(rate) => Some((k as f64 * 1e9 / (*rate).max(1) as f64) as u64),
+            Rate::Staged(stages) => stages.time_of(k as f64),
+        }
+    }
+
+    /// The rate asked for at `t_ns` since the timetable began.
+    pub fn target_at(&self, t_ns: u64) -> f64 {
+        match self {
+            Rate::Fixed(rate) => *rate as f64,
+            Rate::Staged(stages) => stages.target_at(t_ns),
+        }
+    }
+}
+
 /// How echo connections decide when to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Pace {
     /// Keep this many messages outstanding per connection.
     Closed { in_flight: u64 },
-    /// Send `rate` messages per second in total, on a timetable, whatever
-    /// comes back (latency from the intended send time).
-    Open { rate: u64 },
+    /// Send on a timetable whatever comes back (latency from the intended
+    /// send time).
+    Open(Rate),
 }
 
 /// What the connections do, with what only that scenario needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Workload {
     Echo(Pace),
     Connect,
@@ -42,9 +71,10 @@ pub enum Workload {
 impl Workload {
     pub fn from_args(args: &RunArgs) -> Workload {
         match args.scenario {
-            Scenario::Echo => Workload::Echo(match args.rate {
-                Some(rate) => Pace::Open { rate },
-                None => Pace::Closed {
+            Scenario::Echo => Workload::Echo(match (&args.rate_stages, args.rate) {
+                (Some(stages), _) => Pace::Open(Rate::Staged(stages.clone())),
+                (None, Some(rate)) => Pace::Open(Rate::Fixed(rate)),
+                (None, None) => Pace::Closed {
                     in_flight: args.in_flight,
                 },
             }),
@@ -59,7 +89,7 @@ impl Workload {
         }
     }
 
-    pub fn scenario(self) -> Scenario {
+    pub fn scenario(&self) -> Scenario {
         match self {
             Workload::Echo(_) => Scenario::Echo,
             Workload::Connect => Scenario::Connect,
@@ -68,30 +98,45 @@ impl Workload {
         }
     }
 
-    /// Messages per second in total when sends follow a timetable.
-    pub fn scheduled_rate(self) -> Option<u64> {
+    /// Sends follow a timetable (the pacer is needed).
+    pub fn scheduled(&self) -> bool {
+        matches!(self, Workload::Echo(Pace::Open(_)) | Workload::Chat { .. })
+    }
+
+    /// A fixed total rate, when there is one.
+    pub fn fixed_rate(&self) -> Option<u64> {
         match self {
-            Workload::Echo(Pace::Open { rate }) | Workload::Chat { rate, .. } => Some(rate),
+            Workload::Echo(Pace::Open(Rate::Fixed(rate))) | Workload::Chat { rate, .. } => {
+                Some(*rate)
+            }
+            _ => None,
+        }
+    }
+
+    /// The open-loop timetable, when there is one.
+    pub fn open_rate(&self) -> Option<&Rate> {
+        match self {
+            Workload::Echo(Pace::Open(rate)) => Some(rate),
             _ => None,
         }
     }
 
     /// Open-loop echo: two latencies are measured.
-    pub fn open_loop(self) -> bool {
-        matches!(self, Workload::Echo(Pace::Open { .. }))
+    pub fn open_loop(&self) -> bool {
+        self.open_rate().is_some()
     }
 
     /// Closed-loop echo: messages outstanding per connection.
-    pub fn in_flight(self) -> Option<u64> {
+    pub fn in_flight(&self) -> Option<u64> {
         match self {
-            Workload::Echo(Pace::Closed { in_flight }) => Some(in_flight),
+            Workload::Echo(Pace::Closed { in_flight }) => Some(*in_flight),
             _ => None,
         }
     }
 
-    pub fn rooms(self) -> Option<u64> {
+    pub fn rooms(&self) -> Option<u64> {
         match self {
-            Workload::Chat { rooms, .. } => Some(rooms),
+            Workload::Chat { rooms, .. } => Some(*rooms),
             _ => None,
         }
     }
@@ -101,6 +146,17 @@ impl Workload {
 pub struct Plan {
     pub args: RunArgs,
     pub workload: Workload,
+    /// Connections of the whole load (with `--stages`: the most at once).
+    pub connections: u64,
+    /// `--stages`: when each connection slot is wanted.
+    pub ramp: Option<Stages>,
+    /// The counted window and the warm-up before it.
+    pub window: Duration,
+    pub warmup: Duration,
+    /// This process's share of the load (0/1 alone).
+    pub segment: Segment,
+    /// The wall-clock moment the counted window starts, when given.
+    pub start_at: Option<SystemTime>,
     pub target: Target,
     pub clock: Clock,
     pub dialer: Dialer,
@@ -115,6 +171,30 @@ pub struct Plan {
 impl Plan {
     pub fn scenario(&self) -> Scenario {
         self.workload.scenario()
+    }
+
+    /// The stages the run follows (connections or rate), if any.
+    pub fn stages(&self) -> Option<&Stages> {
+        match (&self.ramp, self.workload.open_rate()) {
+            (Some(s), _) | (None, Some(Rate::Staged(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// What is asked for at `t_ns` since the window began: connections
+    /// (--stages) or messages/s (--rate-stages), for the whole load.
+    pub fn target_at(&self, t_ns: u64) -> Option<f64> {
+        match (&self.ramp, self.workload.open_rate()) {
+            (Some(s), _) => Some(s.target_at(t_ns)),
+            (None, Some(rate @ Rate::Staged(_))) => Some(rate.target_at(t_ns)),
+            _ => None,
+        }
+    }
+
+    /// Connections of this segment.
+    pub fn own_connections(&self) -> u64 {
+        let s = self.segment;
+        self.connections.saturating_sub(s.index).div_ceil(s.count)
     }
 
     /// Run time at which connection `n` may be dialled.
@@ -142,6 +222,19 @@ pub fn validate(args: &RunArgs) -> Result<(), String> {
     match () {
         _ if args.url.is_none() => Err("a ws:// or wss:// URL is required".into()),
         _ if args.connections == 0 => Err("--connections must be at least 1".into()),
+        _ if args.stages.as_ref().is_some_and(|s| s.max_target() == 0) => {
+            Err("--stages never asks for a connection".into())
+        }
+        _ if args.stages.is_some() && (scenario != Scenario::Echo || args.rate.is_some()) => {
+            Err("--stages ramps closed-loop echo connections (--rate-stages ramps a rate)".into())
+        }
+        _ if args.rate_stages.is_some() && scenario != Scenario::Echo => {
+            Err("--rate-stages applies to the echo scenario".into())
+        }
+        _ if args.segment.is_some_and(|s| s.count > args.connections.max(
+            args.stages.as_ref().map_or(0, |s| s.max_target()))) => {
+            Err("--segment: more segments than connections".into())
+        }
         _ if args.duration.is_zero() => Err("--duration must be above 0".into()),
         _ if args.rate == Some(0) => Err("--rate must be above 0".into()),
         _ if args.connect_rate == Some(0) => Err("--connect-rate must be above 0".into()),
@@ -195,21 +288,36 @@ pub fn build(args: RunArgs) -> anyhow::Result<Plan> {
     let sources = args.source_ip.clone().map(|s| s.0).unwrap_or_default();
     let dialer = Dialer::new(&target, addr, sources, tls, args.timeout).map_err(|e| anyhow!(e))?;
     let upgrade = Upgrade::new(&target, &args.headers, args.subprotocol.as_deref());
+    let ramp = args.stages.clone();
+    let connections = ramp.as_ref().map_or(args.connections, Stages::max_target);
+    let segment = args.segment.unwrap_or(Segment { index: 0, count: 1 });
+    let own = connections
+        .saturating_sub(segment.index)
+        .div_ceil(segment.count);
     if let Some(limit) = crate::net::raise_fd_limit()
-        && args.connections.saturating_add(64) > limit
+        && own.saturating_add(64) > limit
     {
         anyhow::bail!(
-            "{} connections need more file descriptors than the limit of {limit} (ulimit -n)",
-            args.connections
+            "{own} connections need more file descriptors than the limit of {limit} (ulimit -n)"
         );
     }
+    let staged = args.stages.as_ref().or(args.rate_stages.as_ref());
+    let window = staged.map_or(args.duration, Stages::total);
+    let warmup = args.warmup.unwrap_or(if staged.is_some() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1)
+    });
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = args
-        .threads
-        .unwrap_or(cpus)
-        .clamp(1, args.connections.max(1) as usize);
+    let threads = args.threads.unwrap_or(cpus).clamp(1, own.max(1) as usize);
     Ok(Plan {
         workload: Workload::from_args(&args),
+        connections,
+        ramp,
+        window,
+        warmup,
+        segment,
+        start_at: args.start_at,
         layout: Layout::new(args.size, args.text),
         timeout_ns: args.timeout.as_nanos() as u64,
         max_message: MAX_MESSAGE.max(args.size),

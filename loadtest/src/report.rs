@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Scenario;
+use crate::cli::{Scenario, Segment};
 use crate::cpu::ThreadCpu;
+use crate::profile::Stage;
 use crate::stats::{ErrorKind, Errors, Hist};
 
 /// Bumped when a field changes meaning or goes away (2: the bottleneck
@@ -72,6 +73,84 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<Server>,
     pub histograms: Histograms,
+    /// The counted window in wall-clock time (ms since the Unix epoch):
+    /// runs merged from several machines show how well they overlapped.
+    pub window_start_unix_ms: u64,
+    pub window_end_unix_ms: u64,
+    /// One sample per second of the counted window.
+    pub series: Vec<Sample>,
+    /// With --stages / --rate-stages: figures per stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageFigures>>,
+    /// Merged runs: how much of the merged window every run covered (1.0:
+    /// all started and ended together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_overlap: Option<f64>,
+}
+
+/// One second of the counted window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    /// Second of the window, from 0.
+    pub t_s: u32,
+    /// Its length: 1, or less for the last one.
+    pub seconds: f64,
+    pub sent_per_s: f64,
+    pub received_per_s: f64,
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_max_us: u64,
+    pub errors: Errors,
+    /// Most connections open at once during the second.
+    pub open: u64,
+    /// The generator process, % of one core.
+    pub cpu_pct: Option<f64>,
+    /// What the stages asked for (connections or messages/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    /// This second's latency histogram (V2, base64), for merging.
+    pub latency_hist: String,
+}
+
+impl Sample {
+    pub fn of(
+        t_s: u32,
+        seconds: f64,
+        s: &crate::series::Second,
+        cpu_pct: Option<f64>,
+        target: Option<f64>,
+    ) -> Sample {
+        let per_s = |n: u64| (n as f64 / seconds.max(1e-9) * 10.0).round() / 10.0;
+        let p = Percentiles::of(&s.latency);
+        Sample {
+            t_s,
+            seconds,
+            sent_per_s: per_s(s.sent),
+            received_per_s: per_s(s.received),
+            latency_p50_us: p.p50,
+            latency_p99_us: p.p99,
+            latency_max_us: p.max,
+            errors: s.errors,
+            open: s.open,
+            cpu_pct,
+            target: target.map(|t| (t * 10.0).round() / 10.0),
+            latency_hist: encode_hist(&s.latency),
+        }
+    }
+}
+
+/// One stage of --stages or --rate-stages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageFigures {
+    /// When it ran, in seconds of the window.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Where it was heading (connections or messages/s, this process's
+    /// share with --segment).
+    pub target: u64,
+    pub received_per_s: f64,
+    pub mean_open: f64,
+    pub latency_us: Percentiles,
 }
 
 /// Was the generator saturated? Never "no" for lack of a measurement.
@@ -121,6 +200,15 @@ pub struct RunConfig {
     pub threads: usize,
     pub rooms: Option<u64>,
     pub timeout_s: f64,
+    /// --stages (connections of the whole load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<Stage>>,
+    /// --rate-stages (messages/s of the whole load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_stages: Option<Vec<Stage>>,
+    /// --segment: this run's share of the load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
-//! The main thread's part of a run: build the [`Plan`], start the workers,
-//! start the traffic once every connection is dialled, print the live
-//! line, sample CPU and server memory at the window's edges, and turn the
-//! workers' figures into a [`Report`].
+//! The main thread's part of a run: start the workers, start the traffic
+//! once every connection is dialled (or at `--start-at`), print the live
+//! line, sample CPU every second of the window and server memory near its
+//! end, and turn the workers' figures into a [`Report`].
 
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,22 +12,36 @@ use tokio::sync::watch;
 use crate::cli::Scenario;
 use crate::cpu::{self, CpuSample};
 use crate::engine::{self, Phases, WorkerMsg, WorkerResult};
-use crate::output::live::Live;
+use crate::output::live;
 use crate::plan::Plan;
 use crate::report::Report;
 use crate::scenario::chat;
+use crate::series::Collector;
 use crate::summary;
+
+const SECOND: u64 = 1_000_000_000;
 
 /// What the main thread measured around the workers.
 #[derive(Default)]
 pub struct Observed {
     pub phases: Option<Phases>,
+    /// Wall-clock time (ms since the epoch) of run time 0.
+    pub epoch_unix_ms: f64,
     pub cpu_start: Option<CpuSample>,
     pub cpu_end: Option<CpuSample>,
     pub server_ticks: Option<(Instant, u64)>,
     pub server_cpu_pct: Option<f64>,
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
+    /// The end-of-window samples were taken (or tried).
+    pub end_sampled: bool,
+    /// The per-second figures.
+    pub series: Collector,
+}
+
+fn unix_ms(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 /// Runs the whole thing and returns the report.
@@ -38,6 +52,7 @@ pub fn run(plan: Plan) -> anyhow::Result<Report> {
     let plan = Arc::new(plan);
     let mut seen = Observed {
         rss_before_kib: plan.args.server_pid.and_then(cpu::rss_kib),
+        epoch_unix_ms: unix_ms(SystemTime::now()) - plan.clock.now_ns() as f64 / 1e6,
         ..Observed::default()
     };
     let (tx, rx) = mpsc::channel();
@@ -71,10 +86,10 @@ fn main_loop(
     seen: &mut Observed,
     workers: &[std::thread::JoinHandle<WorkerResult>],
 ) {
-    let mut live = Live::new(plan.threads, plan.args.quiet);
     let mut ready = 0;
+    let mut printed = i64::MIN;
     let start = |seen: &mut Observed| {
-        let phases = phases(plan);
+        let phases = phases(plan, seen.epoch_unix_ms);
         seen.phases = Some(phases);
         go.send_replace(Some(phases));
     };
@@ -85,7 +100,7 @@ fn main_loop(
             start(seen);
         }
         sample(plan, seen, plan.clock.now_ns());
-        let wait = next_sample_ns(plan, seen)
+        let wait = next_sample_ns(seen)
             .map_or(Duration::from_millis(250), |t| {
                 Duration::from_nanos(t.saturating_sub(plan.clock.now_ns()))
             })
@@ -97,25 +112,43 @@ fn main_loop(
                     start(seen);
                 }
             }
-            Ok(WorkerMsg::Tick(tick)) => live.tick(tick, seen.phases),
+            Ok(WorkerMsg::Tick(tick)) => {
+                let done = seen.series.add(*tick, plan.threads, &mut printed);
+                if let (false, Some(p)) = (plan.args.quiet, seen.phases) {
+                    for m in done {
+                        if let Some(s) = seen.series.second(m) {
+                            live::print(plan, &p, m, s);
+                        }
+                    }
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
 }
 
-/// The traffic starts now (chat: after the settle time).
-fn phases(plan: &Plan) -> Phases {
+/// When the traffic starts and the window opens: now (chat: after the
+/// settle time) plus the warm-up, or at `--start-at` with the warm-up
+/// just before it (shortened if the moment is too close).
+fn phases(plan: &Plan, epoch_unix_ms: f64) -> Phases {
     let settle = match plan.scenario() {
         Scenario::Chat => chat::SETTLE.as_nanos() as u64,
         _ => 0,
     };
-    let start_ns = plan.clock.now_ns() + settle;
-    let window_start_ns = start_ns + plan.args.warmup.as_nanos() as u64;
+    let warmup = plan.warmup.as_nanos() as u64;
+    let earliest = plan.clock.now_ns() + settle;
+    let window_start_ns = match plan.start_at {
+        Some(at) => {
+            let at_ns = ((unix_ms(at) - epoch_unix_ms) * 1e6).max(0.0) as u64;
+            at_ns.max(earliest)
+        }
+        None => earliest + warmup,
+    };
     Phases {
-        start_ns,
+        start_ns: window_start_ns.saturating_sub(warmup).max(earliest),
         window_start_ns,
-        window_end_ns: window_start_ns + plan.args.duration.as_nanos() as u64,
+        window_end_ns: window_start_ns + plan.window.as_nanos() as u64,
     }
 }
 
@@ -127,16 +160,22 @@ fn end_sample_time(p: &Phases) -> u64 {
     p.window_end_ns - margin
 }
 
-fn next_sample_ns(plan: &Plan, seen: &Observed) -> Option<u64> {
+/// The window's second boundaries still to sample (CPU per second): the
+/// last one is the end sample.
+fn next_boundary(seen: &Observed, p: &Phases) -> Option<(i64, u64)> {
+    let n = (p.window_end_ns - p.window_start_ns).div_ceil(SECOND) as i64;
+    (0..n)
+        .find(|m| !seen.series.has_cpu_mark(*m))
+        .map(|m| (m, p.window_start_ns + m as u64 * SECOND))
+}
+
+fn next_sample_ns(seen: &Observed) -> Option<u64> {
     let p = seen.phases?;
-    if seen.cpu_start.is_none() {
-        Some(p.window_start_ns)
-    } else if seen.cpu_end.is_none()
-        || (seen.rss_after_kib.is_none() && plan.args.server_pid.is_some())
-    {
-        Some(end_sample_time(&p))
-    } else {
-        None
+    let end = (!seen.end_sampled).then(|| end_sample_time(&p));
+    let boundary = next_boundary(seen, &p).map(|(_, t)| t);
+    match (boundary, end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -149,14 +188,27 @@ fn sample(plan: &Plan, seen: &mut Observed, now: u64) {
             .and_then(cpu::process_ticks)
             .map(|t| (Instant::now(), t));
     }
-    if let Some(pid) = pid
-        && seen.rss_after_kib.is_none()
-        && now >= end_sample_time(&p)
+    while let Some((m, at)) = next_boundary(seen, &p)
+        && now >= at
     {
-        seen.rss_after_kib = cpu::rss_kib(pid);
+        // A boundary passed unsampled (the main thread was late) gets the
+        // sample taken now, so every second still has its CPU figure.
+        match cpu::sample_self() {
+            Some(s) => seen.series.cpu_mark(m, s),
+            None => break,
+        }
     }
-    if seen.cpu_start.is_some() && seen.cpu_end.is_none() && now >= end_sample_time(&p) {
+    if seen.end_sampled || now < end_sample_time(&p) {
+        return;
+    }
+    seen.end_sampled = true;
+    seen.rss_after_kib = pid.and_then(cpu::rss_kib);
+    if seen.cpu_start.is_some() {
         seen.cpu_end = cpu::sample_self();
+        if let Some(end) = &seen.cpu_end {
+            let n = (p.window_end_ns - p.window_start_ns).div_ceil(SECOND) as i64;
+            seen.series.cpu_mark(n, end.clone());
+        }
         if let (Some(pid), Some((at, before))) = (pid, seen.server_ticks)
             && let Some(after) = cpu::process_ticks(pid)
         {

@@ -161,21 +161,33 @@ pub struct Stats {
     pub interval: Interval,
 }
 
-/// What the live line needs since the last tick.
+/// What happened since the last tick (the live line, the time series).
 #[derive(Clone)]
 pub struct Interval {
+    pub sent: u64,
     pub received: u64,
     pub bytes: u64,
     pub latency: Hist,
+    pub errors: Errors,
+    /// Most connections open at once.
+    pub open_max: u64,
 }
 
 /// One thread's second, sent to the main thread.
 pub struct Tick {
-    pub index: u64,
+    /// The second it covers, counted from the start of the window
+    /// (negative in the warm-up).
+    pub index: i64,
+    pub sent: u64,
     pub received: u64,
     pub bytes: u64,
     pub latency: Hist,
-    pub errors: u64,
+    /// Errors in this second.
+    pub errors: Errors,
+    /// Errors so far, for the live line.
+    pub errors_total: u64,
+    /// Most connections open at once in this second (closing ones at the
+    /// end of the window still count for it).
     pub open: u64,
 }
 
@@ -201,9 +213,12 @@ impl Default for Stats {
             held: 0,
             expected_deliveries: 0,
             interval: Interval {
+                sent: 0,
                 received: 0,
                 bytes: 0,
                 latency: new_hist(),
+                errors: Errors::default(),
+                open_max: 0,
             },
         }
     }
@@ -213,6 +228,7 @@ impl Stats {
     /// A message sent at `now` (counted when inside the window).
     #[inline]
     pub fn on_sent(&mut self, in_window: bool, bytes: usize) {
+        self.interval.sent += 1;
         if in_window {
             self.sent += 1;
             self.bytes_sent += bytes as u64;
@@ -247,13 +263,16 @@ impl Stats {
             return;
         }
         *self.errors.get_mut(kind) += n;
+        *self.interval.errors.get_mut(kind) += n;
         self.first_errors.entry(kind).or_insert_with(detail);
     }
 
     /// A late echo was counted lost when it timed out; it is late instead.
     pub fn late(&mut self) {
-        let lost = self.errors.get_mut(ErrorKind::Lost);
-        *lost = lost.saturating_sub(1);
+        for errors in [&mut self.errors, &mut self.interval.errors] {
+            let lost = errors.get_mut(ErrorKind::Lost);
+            *lost = lost.saturating_sub(1);
+        }
         self.error(ErrorKind::Late, 1, || {
             "an echo came back after the timeout".into()
         });
@@ -264,18 +283,20 @@ impl Stats {
     }
 
     /// The live line's second: hands over the interval and starts a new one.
-    pub fn take_tick(&mut self, index: u64) -> Tick {
+    pub fn take_tick(&mut self, index: i64) -> Tick {
         let latency = std::mem::replace(&mut self.interval.latency, new_hist());
+        let i = &mut self.interval;
         let tick = Tick {
             index,
-            received: self.interval.received,
-            bytes: self.interval.bytes,
+            sent: std::mem::take(&mut i.sent),
+            received: std::mem::take(&mut i.received),
+            bytes: std::mem::take(&mut i.bytes),
             latency,
-            errors: self.errors.total(),
-            open: self.open,
+            errors: std::mem::take(&mut i.errors),
+            errors_total: self.errors.total(),
+            open: i.open_max.max(self.open),
         };
-        self.interval.received = 0;
-        self.interval.bytes = 0;
+        i.open_max = self.open;
         tick
     }
 

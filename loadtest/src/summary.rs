@@ -23,7 +23,7 @@ pub fn build(
     started_unix_s: u64,
 ) -> Report {
     let args = &plan.args;
-    let workload = plan.workload;
+    let workload = &plan.workload;
     let open_loop = workload.open_loop();
     let duration_s = seen.phases.map_or(0.0, |p| p.window_secs());
     let mut errors = stats.errors;
@@ -37,6 +37,23 @@ pub fn build(
         Some(_) => Bottleneck::No,
     };
     let (client_cpu_pct, client_threads) = cpu.unwrap_or_default();
+    let share = plan.own_connections() as f64 / plan.connections.max(1) as f64;
+    let series = seen.series.samples(duration_s, |t| {
+        plan.target_at(t).map(|target| target * share)
+    });
+    let stages = plan.stages().map(|st| {
+        let bounds: Vec<(u64, u64)> = (0..st.stages.len()).map(|i| st.bounds(i)).collect();
+        let targets: Vec<u64> = st
+            .stages
+            .iter()
+            .map(|s| (s.target as f64 * share).round() as u64)
+            .collect();
+        crate::series::stage_figures(&series, &bounds, &targets)
+    });
+    let (window_start_unix_ms, window_end_unix_ms) = seen.phases.map_or((0, 0), |p| {
+        let at = |ns: u64| (seen.epoch_unix_ms + ns as f64 / 1e6).round() as u64;
+        (at(p.window_start_ns), at(p.window_end_ns))
+    });
     let tls = plan.target.tls;
     Report {
         schema_version: report::SCHEMA_VERSION,
@@ -65,12 +82,12 @@ pub fn build(
             .map(|(c, n)| (c.to_string(), *n))
             .collect(),
         connections: Connections {
-            requested: args.connections,
+            requested: plan.own_connections(),
             opened: stats.opened,
             failed: stats.errors.get(ErrorKind::Connect) + stats.errors.get(ErrorKind::Handshake),
-            held: (workload == Workload::Idle).then_some(stats.held),
+            held: (*workload == Workload::Idle).then_some(stats.held),
         },
-        churn: (workload == Workload::Connect).then(|| Churn {
+        churn: (*workload == Workload::Connect).then(|| Churn {
             handshakes: stats.cycles,
             handshakes_per_s: per_s(stats.cycles, duration_s),
         }),
@@ -83,6 +100,11 @@ pub fn build(
         client_threads,
         server: args.server_pid.map(|pid| server(pid, stats, seen)),
         histograms: histograms(stats, open_loop, tls),
+        window_start_unix_ms,
+        window_end_unix_ms,
+        series,
+        stages,
+        window_overlap: None,
     }
 }
 
@@ -110,18 +132,21 @@ fn chat(rooms: u64, stats: &Stats, drops: u64, secs: f64) -> Chat {
 
 fn config(plan: &Plan) -> RunConfig {
     let args = &plan.args;
-    let workload = plan.workload;
+    let workload = &plan.workload;
     RunConfig {
-        connections: args.connections,
-        duration_s: args.duration.as_secs_f64(),
-        warmup_s: args.warmup.as_secs_f64(),
+        connections: plan.own_connections(),
+        duration_s: plan.window.as_secs_f64(),
+        warmup_s: plan.warmup.as_secs_f64(),
         size: args.size,
         text: args.text,
         in_flight: workload.in_flight(),
-        rate: workload.scheduled_rate(),
+        rate: workload.fixed_rate(),
         connect_rate: args.connect_rate,
         threads: plan.threads,
         rooms: workload.rooms(),
+        stages: plan.ramp.as_ref().map(|s| s.stages.clone()),
+        rate_stages: args.rate_stages.as_ref().map(|s| s.stages.clone()),
+        segment: args.segment,
         timeout_s: args.timeout.as_secs_f64(),
     }
 }

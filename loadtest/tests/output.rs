@@ -151,7 +151,7 @@ async fn csv_rows_append_under_one_header() {
 fn the_schema_names_every_error_kind_and_no_other() {
     let schema: serde_json::Value = serde_json::from_str(include_str!("../schema.json")).unwrap();
     let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
-    let required: Vec<&str> = schema["properties"]["errors"]["required"]
+    let required: Vec<&str> = schema["$defs"]["errors"]["required"]
         .as_array()
         .unwrap()
         .iter()

@@ -19,6 +19,7 @@ pub fn render(r: &Report) -> String {
     header(o, r);
     traffic(o, r);
     latencies(o, r);
+    stages(o, r);
     problems(o, r);
     cpu(o, r);
     out
@@ -27,8 +28,14 @@ pub fn render(r: &Report) -> String {
 fn header(o: &mut String, r: &Report) {
     let c = &r.config;
     let mode = match (r.scenario, c.in_flight, c.rate) {
+        (Scenario::Echo, Some(k), _) if c.stages.is_some() => {
+            format!("closed loop, {k} in flight per connection, connections following --stages")
+        }
         (Scenario::Echo, Some(k), _) => format!("closed loop, {k} in flight per connection"),
         (Scenario::Echo, None, Some(rate)) => format!("open loop, {rate} msg/s in total"),
+        (Scenario::Echo, None, None) if c.rate_stages.is_some() => {
+            "open loop following --rate-stages".to_owned()
+        }
         (Scenario::Chat, _, rate) => format!(
             "{} rooms, {} msg/s sent in total",
             c.rooms.unwrap_or(1),
@@ -123,6 +130,44 @@ fn latencies(o: &mut String, r: &Report) {
     }
     row(o, "WS handshake", &r.handshake_us);
     let _ = writeln!(o);
+}
+
+/// With stages: each stage's target beside what was achieved.
+fn stages(o: &mut String, r: &Report) {
+    let Some(stages) = &r.stages else { return };
+    let connections = r.config.stages.is_some();
+    let what = if connections { "connections" } else { "msg/s" };
+    let _ = writeln!(
+        o,
+        "{:<8}{:>16}{:>14}{:>14}{:>12}{:>10}",
+        "stage", "window (s)", "target", "achieved", "echoes/s", "p99 µs"
+    );
+    for (i, s) in stages.iter().enumerate() {
+        let achieved = if connections {
+            format!("{:.1}", s.mean_open)
+        } else {
+            si(s.received_per_s)
+        };
+        let _ = writeln!(
+            o,
+            "{:<8}{:>16}{:>14}{:>14}{:>12}{:>10}",
+            i + 1,
+            format!("{:.1}–{:.1}", s.start_s, s.end_s),
+            format!("{} {what}", si(s.target as f64)),
+            achieved,
+            si(s.received_per_s),
+            s.latency_us.p99
+        );
+    }
+    let _ = writeln!(
+        o,
+        "(achieved: mean {} over the stage; a ramp's mean is about half way)\n",
+        if connections {
+            "connections open"
+        } else {
+            "echoes/s"
+        }
+    );
 }
 
 fn row(o: &mut String, name: &str, p: &Percentiles) {

@@ -106,7 +106,7 @@ impl<'a> Peer<'a> {
         let Workload::Chat { rooms, rate } = ctx.plan.workload else {
             unreachable!("chat peers run only in the chat workload")
         };
-        let peers = ctx.plan.args.connections;
+        let peers = ctx.plan.connections;
         let per_ns = 1e9 / rate.max(1) as f64;
         let room = id % rooms;
         let size = room_size(room, peers, rooms);

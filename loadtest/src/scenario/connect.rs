@@ -20,7 +20,7 @@ pub async fn slot(ctx: Rc<WorkerCtx>, slot: u64) {
     let plan = &ctx.plan;
     for cycle in 0u64.. {
         // With --connect-rate, dial number k + n·c of the whole churn.
-        let dial = slot + cycle * plan.args.connections;
+        let dial = slot + cycle * plan.connections;
         let at = phases.start_ns + plan.dial_at_ns(dial);
         if at >= phases.window_end_ns {
             break;

@@ -98,6 +98,7 @@ pub async fn open(ctx: &WorkerCtx, n: u64, upgrade: &Upgrade, record: bool) -> O
     }
     stats.opened += 1;
     stats.open += 1;
+    stats.interval.open_max = stats.interval.open_max.max(stats.open);
     let read_buf = plan.read_buf();
     Some(Conn::new(
         stream,
