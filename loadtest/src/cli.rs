@@ -30,6 +30,19 @@ pub struct Cli {
 pub enum Command {
     /// Combine result files (e.g. one per load machine) into one report.
     Merge(MergeArgs),
+    /// Draw result files as one self-contained HTML page (charts and a
+    /// summary table; several files are overlaid).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files written with --json (or by merge).
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Where to write the page.
+    #[arg(short = 'o', long, value_name = "FILE", default_value = "report.html")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

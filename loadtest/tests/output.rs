@@ -166,3 +166,36 @@ fn the_schema_names_every_error_kind_and_no_other() {
         .collect();
     assert_eq!(details, names);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_draws_one_offline_page_with_every_chart() {
+    let addr = wsecho().await;
+    let dir = scratch();
+    let mut files = Vec::new();
+    for name in ["first", "second"] {
+        let run = load(&[&url(addr), "-c", "2", "-d", "1s", "--warmup", "0s"]).await;
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        let f = dir.join(format!("{name}.json"));
+        std::fs::write(&f, serde_json::to_vec(run.json()).unwrap()).unwrap();
+        files.push(f.to_str().unwrap().to_owned());
+    }
+    let page = dir.join("run.html");
+    let run = load_raw(&["report", &files[0], &files[1], "-o", page.to_str().unwrap()]).await;
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    for id in [
+        "throughput",
+        "connections",
+        "latency-over-time",
+        "latency-distribution",
+    ] {
+        assert!(
+            html.contains(&format!("<figure class=\"chart\" id=\"{id}\"><svg")),
+            "{id}"
+        );
+    }
+    assert_eq!(html.matches("<svg").count(), 4);
+    // Both runs are overlaid and named; nothing is loaded from elsewhere.
+    assert!(html.contains("first: received/s") && html.contains("second: received/s"));
+    assert!(!html.contains("src=") && !html.contains("<link") && !html.contains("<script"));
+}
