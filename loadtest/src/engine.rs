@@ -92,10 +92,12 @@ impl WorkerCtx {
         }
     }
 
-    /// Waits for the main thread to start the traffic.
+    /// Waits for the main thread to set the phases, then for the traffic
+    /// to start (with `--start-at`, that may be well after every
+    /// connection is up).
     pub async fn phases(&self) -> Phases {
         let mut go = self.go.clone();
-        match go.wait_for(Option::is_some).await {
+        let phases = match go.wait_for(Option::is_some).await {
             Ok(p) => p.unwrap_or_else(|| unreachable!("waited for Some")),
             // The main thread is gone: nothing will be counted.
             Err(_) => Phases {
@@ -103,7 +105,11 @@ impl WorkerCtx {
                 window_start_ns: 0,
                 window_end_ns: 0,
             },
+        };
+        if phases.start_ns > self.now_ns() {
+            tokio::time::sleep_until(self.plan.clock.at(phases.start_ns)).await;
         }
+        phases
     }
 
     pub fn now_ns(&self) -> u64 {
