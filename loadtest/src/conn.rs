@@ -103,6 +103,9 @@ pub struct Conn {
     frag_opcode: Option<u8>,
     timer: Pin<Box<Sleep>>,
     timer_armed: bool,
+    /// The armed timer has been polled once, so tokio will wake this task
+    /// when it fires: until its deadline it need not be polled again.
+    timer_registered: bool,
     pace: Option<Pace>,
     rng: Rng,
     max_message: usize,
@@ -138,6 +141,7 @@ impl Conn {
             frag_opcode: None,
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             timer_armed: false,
+            timer_registered: false,
             pace: None,
             rng,
             max_message,
@@ -154,6 +158,7 @@ impl Conn {
     pub fn arm(&mut self, deadline: tokio::time::Instant) {
         if !self.timer_armed || self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
+            self.timer_registered = false;
         }
         self.timer_armed = true;
     }
@@ -223,9 +228,18 @@ impl Conn {
                 p.registered = true;
             }
         }
-        if self.timer_armed && self.timer.as_mut().poll(cx).is_ready() {
-            self.timer_armed = false;
-            return Poll::Ready(Event::Timer);
+        // Polling a tokio Sleep costs a driver lookup, a coop-budget check
+        // and a waker compare (1.6 % of the generator's CPU at 1000 x 20 B
+        // in perf): poll it to register, then again only once it is due.
+        // The task's waker does not change, so the registration holds.
+        if self.timer_armed
+            && (!self.timer_registered || tokio::time::Instant::now() >= self.timer.deadline())
+        {
+            if self.timer.as_mut().poll(cx).is_ready() {
+                self.timer_armed = false;
+                return Poll::Ready(Event::Timer);
+            }
+            self.timer_registered = true;
         }
         Poll::Pending
     }
