@@ -139,7 +139,8 @@ impl Sample {
     }
 }
 
-/// One stage of --stages or --rate-stages.
+/// One stage of --stages or --rate-stages, from the seconds of the series
+/// that overlap it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageFigures {
     /// When it ran, in seconds of the window.

@@ -105,7 +105,8 @@ impl Collector {
     }
 }
 
-/// Figures per stage, from the samples whose middle falls in the stage.
+/// Figures per stage, from the seconds that overlap it (to the second: a
+/// stage shorter than a second still gets the second it ran in).
 pub fn stage_figures(
     samples: &[Sample],
     bounds: &[(u64, u64)],
@@ -118,8 +119,9 @@ pub fn stage_figures(
             let mut hist = new_hist();
             let (mut secs, mut received, mut open) = (0.0, 0u64, 0.0);
             for s in samples {
-                let mid = ((s.t_s as f64 + s.seconds / 2.0) * 1e9) as u64;
-                if mid < start || mid >= end {
+                let from = (s.t_s as f64 * 1e9) as u64;
+                let to = ((s.t_s as f64 + s.seconds) * 1e9) as u64;
+                if to <= start || from >= end {
                     continue;
                 }
                 if let Ok(h) = report::decode_hist(&s.latency_hist) {

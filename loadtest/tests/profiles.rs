@@ -123,6 +123,15 @@ async fn two_segments_merged_match_one_process() {
     let (seg0, seg1) = (seg("0/2"), seg("1/2"));
     let (a, b) = tokio::join!(load(&seg0), load(&seg1));
     assert_eq!((a.status, b.status), (0, 0), "{}\n{}", a.stderr, b.stderr);
+    // Both windows open at the --start-at moment, not when each was ready.
+    let at_ms = (at.parse::<f64>().unwrap() * 1000.0).round() as u64;
+    for run in [&a, &b] {
+        let start = run.u64("/window_start_unix_ms");
+        assert!(
+            start.abs_diff(at_ms) <= 5,
+            "window opened at {start}, asked {at_ms}"
+        );
+    }
     assert_eq!(
         a.u64("/config/connections") + b.u64("/config/connections"),
         8
@@ -164,4 +173,31 @@ async fn two_segments_merged_match_one_process() {
     let series = doc["series"].as_array().unwrap();
     assert_eq!(series.len(), 2);
     assert!(series.iter().all(|s| s["open"] == 8), "{series:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_stage_thresholds_name_the_stage_that_broke_them() {
+    let addr = wsecho().await;
+    let u = url(addr);
+    let stages = ["--stages", "500ms:2,1s:2"];
+    // Whole-window thresholds that hold; per stage, an impossible rate.
+    let run = load(&[&[u.as_str()][..], &stages, &["--min-rate", "1"]].concat()).await;
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let run = load(
+        &[
+            &[u.as_str()][..],
+            &stages,
+            &["--min-rate", "1G", "--per-stage"],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    for n in [1, 2] {
+        assert!(
+            run.stderr.contains(&format!("FAIL: stage {n}: ")),
+            "stage {n}: {}",
+            run.stderr
+        );
+    }
 }
