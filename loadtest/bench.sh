@@ -1,40 +1,69 @@
 #!/usr/bin/env bash
-# One core against one core: wsecho (release) pinned to CPU 0 with one
-# worker thread, wsecho-load pinned to CPU 1 with one worker thread, closed
-# loop, 1 message in flight per connection:
-#   100 connections x 20 B and 10 connections x 16 KiB,
-# each run 10 s counted after a 2 s warm-up, 3 interleaved repetitions.
-# Prints a Markdown table: median messages/s, each side's CPU (wsecho-load
-# reads its own threads from /proc/self/task and the server's from
-# /proc/PID/stat, over the counted window) and which side was the
-# bottleneck. Loopback only; every run is bounded by its duration.
+# One core each: wsecho (release) pinned to CPU 0 with one worker thread;
+# the generator pinned to CPU 1: wsecho-load with one worker thread and
+# verification on, and (when UWS_DIR is set) the C load_test that
+# fastwebsockets and uWebSockets publish their charts with, built here
+# from the fastwebsockets crate source and uSockets from $UWS_DIR.
+# Closed loop, 1 message in flight per connection, binary, for each
+# matrix case; REPS interleaved repetitions (case by case, generator by
+# generator). Prints a Markdown table: median messages/s, each generator's
+# CPU over the counted window, and messages/s per core of the generator's
+# own (rate / its CPU share), and the ratio wsecho-load / load_test.
+# Loopback only; every run is bounded by its duration (load_test, which
+# runs until killed, by `timeout`).
 #
 # Usage: loadtest/bench.sh            (from anywhere in the repository)
-# Knobs: PORT=19909 REPS=3 DURATION=10s WARMUP=2s SERVER_CPU=0 CLIENT_CPU=1
+#        UWS_DIR=/path/to/uWebSockets loadtest/bench.sh
+# Knobs: PORT=19909 REPS=3 DURATION=8s WARMUP=2s SERVER_CPU=0 CLIENT_CPU=1
+#        MATRIX="100x20 10x1024 ..." (connections x payload bytes)
+#        BUILD=0 (use the release binaries already in target/)
+#        MIN_RATE=10000 (echoes/s below which a wsecho-load run fails: the
+#        speed floor that `cargo test` does not check, since a loaded CI
+#        machine may be slow without anything being wrong)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PORT=${PORT:-19909}
 REPS=${REPS:-3}
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-8s}
 WARMUP=${WARMUP:-2s}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-MATRIX=("100 20" "10 16384")
+MIN_RATE=${MIN_RATE:-10000}
+read -r -a MATRIX <<<"${MATRIX:-100x20 10x1024 10x16384 200x16384 500x16384 1000x20}"
+secs() { local d=${1%s}; echo "${d%.*}"; }
 
-cargo build --release --quiet -p wsecho --bin wsecho
-cargo build --release --quiet -p wsecho-load
+if [[ "${BUILD:-1}" == 1 ]]; then
+    cargo build --release --quiet -p wsecho --bin wsecho
+    cargo build --release --quiet -p wsecho-load
+fi
 SERVER=target/release/wsecho
 LOAD=target/release/wsecho-load
 
 work=$(mktemp -d)
-csv="$work/runs.csv"
 server_pid=""
 cleanup() {
     if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+# load_test from source: the fastwebsockets crate's benches/load_test.c on
+# uSockets (epoll, no TLS), as its Makefile does, with gcc.
+LOAD_TEST=""
+if [[ -n "${UWS_DIR:-}" ]]; then
+    src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/fastwebsockets-0.10.0/benches 2>/dev/null | head -1)
+    us="$UWS_DIR/uSockets/src"
+    if [[ -n "$src" && -d "$us" ]]; then
+        LOAD_TEST="$work/load_test"
+        gcc -O3 -flto -w -DLIBUS_NO_SSL -I"$us" "$us"/*.c "$us/eventing/epoll_kqueue.c" \
+            "$us/crypto/openssl.c" "$src/load_test.c" -o "$LOAD_TEST"
+    else
+        echo "note: no fastwebsockets-0.10.0 crate source or no $us: load_test skipped" >&2
+    fi
+else
+    echo "note: UWS_DIR is not set: load_test skipped (wsecho-load alone)" >&2
+fi
 
 taskset -c "$SERVER_CPU" "$SERVER" --listen "127.0.0.1:$PORT" --threads 1 --log warn \
     >"$work/server.log" 2>&1 &
@@ -44,17 +73,58 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# results: one line per run: generator case rate cpu_pct
+results="$work/results.txt"
 failures=0
+run_wsecho_load() {
+    local conns=$1 size=$2 out="$work/wl-$1-$2-$3.json"
+    if ! taskset -c "$CLIENT_CPU" "$LOAD" "ws://127.0.0.1:$PORT/" -c "$conns" -s "$size" \
+        -d "$DURATION" --warmup "$WARMUP" --threads 1 --server-pid "$server_pid" \
+        --min-rate "$MIN_RATE" -q --json "$out" >"$work/wl.txt" 2>&1; then
+        failures=$((failures + 1))
+        cat "$work/wl.txt" >&2
+    fi
+    python3 - "$out" "$conns" "$size" >>"$results" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("wsecho-load", f"{sys.argv[2]}x{sys.argv[3]}", r["rates"]["messages_received_per_s"],
+      r["client_cpu_pct"], r["errors"] and sum(r["errors"].values()))
+PY
+}
+# load_test prints "Msg/sec" every 4 s (uSockets' timeout granularity),
+# counted from its last connection; it runs until killed. The window is
+# its 2nd and 3rd reports (4-12 s), and its CPU is read from /proc over
+# the same span.
+run_load_test() {
+    local conns=$1 size=$2 args=("$1" 127.0.0.1 "$PORT" 0 0)
+    if ((size != 20)); then args+=("$size"); fi
+    taskset -c "$CLIENT_CPU" stdbuf -oL "$LOAD_TEST" "${args[@]}" >"$work/lt.txt" 2>&1 &
+    local pid=$!
+    sleep 4.5
+    local t0 a0 b
+    t0=$(date +%s.%N)
+    a0=$(ticks "$pid")
+    sleep 8
+    b=$(ticks "$pid")
+    local t1
+    t1=$(date +%s.%N)
+    sleep 0.2
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    awk -v c="${conns}x${size}" -v a="$a0" -v b="$b" -v t0="$t0" -v t1="$t1" '
+        /Msg\/sec/ { n++; if (n == 2 || n == 3) { sum += $2; k++ } }
+        END { printf "load_test %s %.1f %.1f 0\n", c, (k ? sum / k : 0), (b - a) / (t1 - t0) }
+    ' "$work/lt.txt" >>"$results"
+}
+
 for rep in $(seq "$REPS"); do
     for cell in "${MATRIX[@]}"; do
-        read -r conns size <<<"$cell"
+        conns=${cell%x*} size=${cell#*x}
         echo "run $rep: $conns connections x $size B" >&2
-        if ! taskset -c "$CLIENT_CPU" "$LOAD" "ws://127.0.0.1:$PORT/" -c "$conns" -s "$size" \
-            -d "$DURATION" --warmup "$WARMUP" --threads 1 --server-pid "$server_pid" \
-            -q --csv "$csv" >"$work/run-$rep-$conns-$size.txt"; then
-            failures=$((failures + 1))
-            cat "$work/run-$rep-$conns-$size.txt" >&2
-        fi
+        run_wsecho_load "$conns" "$size" "$rep"
+        if [[ -n "$LOAD_TEST" ]]; then run_load_test "$conns" "$size"; fi
     done
 done
 
@@ -64,47 +134,45 @@ server_pid=""
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit (with uncommitted changes)"; fi
-echo "### wsecho vs wsecho-load, one core each"
+echo "### wsecho-load vs load_test, one core each, against wsecho"
 echo
 echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(nproc) CPUs)"
 echo "- kernel: $(uname -sr)"
 echo "- rustc: $(rustc --version)"
+echo "- gcc: $(gcc --version | head -1)"
 echo "- commit: $commit"
-echo "- wsecho: \`taskset -c $SERVER_CPU $SERVER --threads 1\`; wsecho-load: \`taskset -c $CLIENT_CPU $LOAD URL -c N -s SIZE -d $DURATION --warmup $WARMUP --threads 1 --server-pid PID\`"
-echo "- closed loop, 1 message in flight per connection, binary; $REPS interleaved repetitions; median shown, every run listed"
+if [[ -n "$LOAD_TEST" ]]; then
+    us_id=$(git -C "$UWS_DIR/uSockets" rev-parse --short HEAD 2>/dev/null ||
+        cat "$UWS_DIR"/uSockets/src/*.c "$UWS_DIR"/uSockets/src/eventing/epoll_kqueue.c | sha256sum | cut -c1-12)
+    echo "- load_test: fastwebsockets-0.10.0 benches/load_test.c on uSockets from \$UWS_DIR (commit, or sha256 of its C sources: $us_id), \`gcc -O3 -flto -DLIBUS_NO_SSL\`"
+fi
+echo "- wsecho: \`taskset -c $SERVER_CPU $SERVER --threads 1\`; wsecho-load: \`taskset -c $CLIENT_CPU $LOAD URL -c N -s SIZE -d $DURATION --warmup $WARMUP --threads 1\` (verification: full, the default: every byte of every echo checked, every round trip in the HDR histogram); load_test: \`taskset -c $CLIENT_CPU load_test N 127.0.0.1 PORT 0 0 [SIZE]\`, its reports over 4-12 s"
+echo "- closed loop, 1 message in flight per connection, binary; $REPS interleaved repetitions; medians shown; per core = messages/s / (generator CPU % / 100)"
 echo
-echo "| connections x payload | messages/s (median) | all runs | wsecho-load CPU % | wsecho CPU % | errors | bottleneck |"
-echo "|---|---:|---|---:|---:|---:|---|"
-awk -F, '
-NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-{
-    key = $col["connections"] " x " $col["size"]
-    if (!(key in n)) order[++keys] = key
-    k = ++n[key]
-    rate[key, k] = $col["messages_received_per_s"]
-    client[key, k] = $col["client_cpu_pct"]
-    server[key, k] = $col["server_cpu_pct"]
-    errors[key] += $col["errors"]
-}
-function median(arr, key, count,    i, j, v, t) {
-    for (i = 1; i <= count; i++) v[i] = arr[key, i] + 0
-    for (i = 1; i <= count; i++) for (j = i + 1; j <= count; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-    return count % 2 ? v[(count + 1) / 2] : (v[count / 2] + v[count / 2 + 1]) / 2
-}
-END {
-    for (o = 1; o <= keys; o++) {
-        key = order[o]; c = n[key]
-        all = ""
-        for (i = 1; i <= c; i++) all = all (i > 1 ? ", " : "") sprintf("%.0f", rate[key, i])
-        r = median(rate, key, c); cl = median(client, key, c); sv = median(server, key, c)
-        split(key, parts, " x ")
-        payload = parts[2] >= 1024 ? sprintf("%d KiB", parts[2] / 1024) : parts[2] " B"
-        if (cl >= 90 && sv >= 90) verdict = (sv >= cl ? "both saturated; server the busier" : "both saturated; wsecho-load the busier")
-        else verdict = (sv >= cl ? "server (wsecho-load has headroom)" : "wsecho-load (server has headroom)")
-        printf "| %s x %s | %.0f | %s | %.1f | %.1f | %d | %s |\n", parts[1], payload, r, all, cl, sv, errors[key], verdict
-    }
-}' "$csv"
+echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio | wsecho-load runs (msg/s) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+python3 - "$results" "${MATRIX[*]}" <<'PY'
+import statistics, sys
+runs = [l.split() for l in open(sys.argv[1])]
+def med(gen, case, col):
+    v = [float(r[col]) for r in runs if r[0] == gen and r[1] == case]
+    return statistics.median(v) if v else None
+def per_core(gen, case):
+    v = [float(r[2]) / (float(r[3]) / 100) for r in runs if r[0] == gen and r[1] == case and float(r[3]) > 0]
+    return statistics.median(v) if v else None
+fmt = lambda x, d=0: "-" if x is None else f"{x:,.{d}f}"
+for case in sys.argv[2].split():
+    n, size = case.split("x")
+    payload = f"{int(size)//1024} KiB" if int(size) >= 1024 else f"{size} B"
+    wl, lt = per_core("wsecho-load", case), per_core("load_test", case)
+    ratio = f"{wl/lt:.2f}x" if wl and lt else "-"
+    all_runs = ", ".join(f"{float(r[2]):.0f}" for r in runs if r[0] == "wsecho-load" and r[1] == case)
+    print(f"| {n} x {payload} | {fmt(med('wsecho-load', case, 2))} | {fmt(med('wsecho-load', case, 3), 1)} | {fmt(wl)} "
+          f"| {fmt(med('load_test', case, 2))} | {fmt(med('load_test', case, 3), 1)} | {fmt(lt)} | {ratio} | {all_runs} |")
+errors = sum(int(float(r[4])) for r in runs if r[0] == "wsecho-load")
+print(f"\nwsecho-load errors over all runs: {errors}")
+PY
 if ((failures > 0)); then
     echo
     echo "$failures run(s) exited non-zero (errors or thresholds); see above."

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{Stages, parse_stages};
+use crate::target::Target;
 
 /// A WebSocket load generator that verifies every echo and measures latency
 /// honestly (HDR histograms, coordinated-omission-corrected open loop).
@@ -26,6 +30,19 @@ pub struct Cli {
 pub enum Command {
     /// Combine result files (e.g. one per load machine) into one report.
     Merge(MergeArgs),
+    /// Draw result files as one self-contained HTML page (charts and a
+    /// summary table; several files are overlaid).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files written with --json (or by merge).
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Where to write the page.
+    #[arg(short = 'o', long, value_name = "FILE", default_value = "report.html")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -39,7 +56,8 @@ pub struct MergeArgs {
     pub thresholds: Thresholds,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scenario {
     /// Send, verify every echo, measure round trips.
     Echo,
@@ -51,22 +69,19 @@ pub enum Scenario {
     Chat,
 }
 
-impl Scenario {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Echo => "echo",
-            Scenario::Connect => "connect",
-            Scenario::Idle => "idle",
-            Scenario::Chat => "chat",
-        }
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The name clap takes on the command line is the one shown.
+        let value = self.to_possible_value().expect("no variant is skipped");
+        f.write_str(value.get_name())
     }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Endpoint: `ws://host:port/path` or `wss://...`
-    #[arg(required = true)]
-    pub url: Option<String>,
+    #[arg(required = true, value_parser = Target::parse)]
+    pub url: Option<Target>,
 
     /// Connections (chat: peers).
     #[arg(short = 'c', long, default_value = "10", value_parser = parse_count)]
@@ -77,9 +92,34 @@ pub struct RunArgs {
     pub duration: Duration,
 
     /// Traffic before the counted window, excluded from the figures (it
-    /// starts once every connection is up).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub warmup: Duration,
+    /// starts once every connection is up) [default: 1s; 0 with stages,
+    /// whose ramp is the warm-up].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+
+    /// Ramp the connections, k6-style: `30s:1000,2m:1000,30s:0` goes
+    /// linearly from 0 to 1000 in 30 s, holds, then down to 0. The stages
+    /// are the counted window (instead of -c and -d). Echo, closed loop.
+    #[arg(long, value_parser = parse_stages, conflicts_with_all = ["connections", "duration", "rate", "rate_stages"])]
+    pub stages: Option<Stages>,
+
+    /// Ramp the open-loop rate (messages/s in total, over -c
+    /// connections): `1m:10k,5m:50k`, linearly from 0. The stages are the
+    /// counted window (instead of -d).
+    #[arg(long, value_parser = parse_stages, conflicts_with_all = ["duration", "rate", "in_flight"])]
+    pub rate_stages: Option<Stages>,
+
+    /// Run share `i` of `N` of this load (`0/4`): connections `j` with
+    /// `j % N == i`, so each process takes its share of connections, rate
+    /// and stages. `merge` adds the N results up.
+    #[arg(long, value_parser = parse_segment)]
+    pub segment: Option<Segment>,
+
+    /// Start the counted window at this wall-clock moment (RFC 3339
+    /// `2026-11-28T10:00:00Z`, or unix seconds), so that several processes
+    /// count the same window; the warm-up runs just before it.
+    #[arg(long, value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
 
     /// Payload bytes per message (k/M = 1000s, KiB/MiB = 1024s).
     #[arg(short = 's', long, default_value = "20", value_parser = parse_size)]
@@ -179,6 +219,57 @@ pub struct Thresholds {
     /// handshakes; chat: deliveries).
     #[arg(long, value_parser = parse_count)]
     pub min_rate: Option<u64>,
+
+    /// With --stages or --rate-stages: hold --max-p99 against each stage
+    /// and --min-rate against each stage's target (scaled to the stage),
+    /// not only against the whole window.
+    #[arg(long)]
+    pub per_stage: bool,
+}
+
+/// Share `index` of `count` (`--segment i/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Segment {
+    /// Whether connection `id` of the whole load is this segment's.
+    pub fn owns(self, id: u64) -> bool {
+        id % self.count == self.index
+    }
+}
+
+/// `i/N` with `i < N`.
+pub fn parse_segment(s: &str) -> Result<Segment, String> {
+    let (i, n) = s
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("expected i/N, got {s:?}"))?;
+    let index: u64 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("not an index: {i:?}"))?;
+    let count: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a count: {n:?}"))?;
+    if count == 0 || index >= count {
+        return Err(format!("{s:?}: need 0 <= i < N"));
+    }
+    Ok(Segment { index, count })
+}
+
+/// RFC 3339 (`2026-11-28T10:00:00Z`, fractions allowed) or unix seconds.
+pub fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map(|d| std::time::UNIX_EPOCH + d)
+            .map_err(|_| format!("bad unix time: {s:?}"));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?}: {e} (RFC 3339 or unix seconds)"))
 }
 
 /// Local addresses to bind before connecting.
@@ -188,23 +279,14 @@ pub struct SourceIps(pub Vec<IpAddr>);
 /// The most addresses a range may expand to.
 const MAX_SOURCE_IPS: u128 = 65_536;
 
-/// Parses `250ms`, `10s`, `1.5s`, `2m`, `1h`, `500us`; a bare number is seconds.
+/// Parses durations the way humantime does (`250ms`, `1.5s`, `2m`, `1h 30m`,
+/// `500us`); a bare number is seconds, as `sleep` and `timeout` take it.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit.trim() {
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration: {s:?}"))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration: {s:?}"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Parses `100000`, `10k`, `1.5M`, `2G`.
@@ -234,22 +316,15 @@ pub fn parse_per_second(s: &str) -> Result<u64, String> {
     parse_count(s.trim().trim_end_matches("/s"))
 }
 
-/// Parses `1024`, `64k` (decimal), `16KiB`, `1MiB` (binary), `1M`.
+/// Parses sizes the way bytesize does: `1024`, `64k` and `1MB` (decimal),
+/// `16KiB` and `1.5GiB` (binary).
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "K" | "kB" | "KB" => 1_000,
-        "KiB" => 1 << 10,
-        "M" | "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("size too large: {s:?}"))
+    let bytes = s
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| format!("{s:?}: {e}"))?
+        .as_u64();
+    usize::try_from(bytes).map_err(|_| format!("size too large: {s:?}"))
 }
 
 /// `Name: value` (the value may be empty).
@@ -312,6 +387,7 @@ mod tests {
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 fortnights").is_err());
     }
@@ -331,7 +407,23 @@ mod tests {
         assert_eq!(parse_size("20"), Ok(20));
         assert_eq!(parse_size("16KiB"), Ok(16 << 10));
         assert_eq!(parse_size("1k"), Ok(1000));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
         assert!(parse_size("1 parsec").is_err());
+    }
+
+    #[test]
+    fn segments_and_start_times_parse() {
+        assert_eq!(parse_segment("1/4"), Ok(Segment { index: 1, count: 4 }));
+        assert!(parse_segment("4/4").is_err() && parse_segment("0/0").is_err());
+        assert!(parse_segment("1").is_err());
+        let t = parse_start_at("2026-11-28T10:00:00Z").unwrap();
+        assert_eq!(parse_start_at("1795860000").unwrap(), t);
+        assert_eq!(
+            parse_start_at("1795860000.5").unwrap(),
+            t + Duration::from_millis(500)
+        );
+        assert!(parse_start_at("tomorrow").is_err());
     }
 
     #[test]

@@ -73,8 +73,11 @@ impl Outbox {
         let need = self.end + MAX_HEADER + len;
         if self.buf.len() < need {
             // Grows to the largest burst once; afterwards the send path
-            // writes into memory it already has.
-            self.buf.resize(need.next_power_of_two(), 0);
+            // writes into memory it already has. Not to a power of two: a
+            // 16 KiB frame would take 32 KiB per connection, and with
+            // hundreds of connections that memory is what the cache misses.
+            let grown = need.max(self.buf.len() * 2);
+            self.buf.resize(grown, 0);
         }
         let h = codec::write_header(&mut self.buf[self.end..], opcode, len, mask);
         let start = self.end + h;
@@ -103,6 +106,9 @@ pub struct Conn {
     frag_opcode: Option<u8>,
     timer: Pin<Box<Sleep>>,
     timer_armed: bool,
+    /// The armed timer has been polled once, so tokio will wake this task
+    /// when it fires: until its deadline it need not be polled again.
+    timer_registered: bool,
     pace: Option<Pace>,
     rng: Rng,
     max_message: usize,
@@ -138,6 +144,7 @@ impl Conn {
             frag_opcode: None,
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             timer_armed: false,
+            timer_registered: false,
             pace: None,
             rng,
             max_message,
@@ -154,6 +161,7 @@ impl Conn {
     pub fn arm(&mut self, deadline: tokio::time::Instant) {
         if !self.timer_armed || self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
+            self.timer_registered = false;
         }
         self.timer_armed = true;
     }
@@ -223,9 +231,18 @@ impl Conn {
                 p.registered = true;
             }
         }
-        if self.timer_armed && self.timer.as_mut().poll(cx).is_ready() {
-            self.timer_armed = false;
-            return Poll::Ready(Event::Timer);
+        // Polling a tokio Sleep costs a driver lookup, a coop-budget check
+        // and a waker compare (1.6 % of the generator's CPU at 1000 x 20 B
+        // in perf): poll it to register, then again only once it is due.
+        // The task's waker does not change, so the registration holds.
+        if self.timer_armed
+            && (!self.timer_registered || tokio::time::Instant::now() >= self.timer.deadline())
+        {
+            if self.timer.as_mut().poll(cx).is_ready() {
+                self.timer_armed = false;
+                return Poll::Ready(Event::Timer);
+            }
+            self.timer_registered = true;
         }
         Poll::Pending
     }

@@ -3,6 +3,8 @@
 //! `--server-pid`), sampled at the start and end of the counted window.
 
 use std::fs;
+#[cfg(test)]
+use std::time::Duration;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -142,13 +144,67 @@ mod tests {
         assert_eq!(stat_ticks(line), Some(300));
     }
 
+    fn sample(at: Instant, process: u64, threads: &[(u32, u64)]) -> CpuSample {
+        CpuSample {
+            at,
+            process,
+            threads: threads
+                .iter()
+                .map(|&(tid, ticks)| ThreadSample {
+                    tid,
+                    name: format!("t{tid}"),
+                    ticks,
+                })
+                .collect(),
+        }
+    }
+
     #[test]
-    fn this_process_can_be_sampled() {
-        let a = sample_self().expect("/proc is mounted");
-        assert!(!a.threads.is_empty());
-        assert!(process_ticks(std::process::id()).is_some());
+    fn usage_is_ticks_over_elapsed_time_for_threads_alive_in_both() {
+        let t0 = Instant::now();
+        let before = sample(t0, 1000, &[(1, 100), (2, 500)]);
+        // Two seconds later: thread 1 used 150 ticks (75 % of a core),
+        // thread 2 is gone, thread 3 is new; the process used 300 ticks.
+        let after = sample(t0 + Duration::from_secs(2), 1300, &[(1, 250), (3, 40)]);
+        let u = usage(&before, &after);
+        assert_eq!(u.total_pct, 150.0);
+        assert_eq!(
+            u.threads,
+            vec![ThreadCpu {
+                name: "t1".into(),
+                cpu_pct: 75.0
+            }]
+        );
+        assert_eq!(pct_of_core(50, 0.5), 100.0);
+        assert_eq!(usage(&after, &before).threads.len(), 0);
+    }
+
+    #[test]
+    fn a_busy_thread_shows_its_cpu_time() {
+        let before = sample_self().expect("/proc is mounted");
         assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
-        let b = sample_self().unwrap();
-        assert!(usage(&a, &b).total_pct >= 0.0);
+        let mine = || stat_ticks(&fs::read_to_string("/proc/thread-self/stat").unwrap());
+        let start = mine().unwrap();
+        // Spin until this thread has used 5 more ticks (50 ms of CPU):
+        // bounded by CPU used, not by a wall-clock guess.
+        let mut x = 0u64;
+        while mine().is_none_or(|t| t < start + 5) {
+            for i in 0..100_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+        }
+        let after = sample_self().unwrap();
+        let u = usage(&before, &after);
+        assert!(u.total_pct > 0.0, "{u:?}");
+        let me = std::thread::current()
+            .name()
+            .map(|n| n.chars().take(15).collect::<String>());
+        assert!(
+            u.threads
+                .iter()
+                .any(|t| Some(&t.name) == me.as_ref() && t.cpu_pct > 0.0),
+            "{u:?} (this thread: {me:?})"
+        );
     }
 }

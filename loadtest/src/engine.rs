@@ -19,56 +19,15 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::LocalSet;
 
-use crate::cli::{RunArgs, Scenario};
-use crate::clock::Clock;
-use crate::handshake::Upgrade;
-use crate::net::Dialer;
+use crate::cli::Scenario;
 use crate::pacer::Pacer;
-use crate::payload::Layout;
+use crate::plan::Plan;
 use crate::scenario::{self, chat::PeerEnd};
 use crate::stats::{Stats, Tick};
-use crate::target::Target;
-
-/// Everything the workers share, fixed before the first dial.
-pub struct Plan {
-    pub args: RunArgs,
-    pub target: Target,
-    pub clock: Clock,
-    pub dialer: Dialer,
-    pub upgrade: Upgrade,
-    pub layout: Layout,
-    pub threads: usize,
-    pub timeout_ns: u64,
-    /// Largest message accepted from the server.
-    pub max_message: usize,
-}
-
-impl Plan {
-    pub fn scenario(&self) -> Scenario {
-        self.args.scenario
-    }
-
-    /// Run time at which connection `n` may be dialled.
-    pub fn dial_at_ns(&self, n: u64) -> u64 {
-        match self.args.connect_rate {
-            Some(rate) if rate > 0 => n.saturating_mul(1_000_000_000) / rate,
-            _ => 0,
-        }
-    }
-
-    /// The read buffer each connection starts with: room for a few
-    /// messages, so one `read` takes in every echo that has arrived.
-    pub fn read_buf(&self) -> usize {
-        let frame = self.layout.size + crate::codec::MAX_HEADER;
-        let burst = frame.saturating_mul(2 * self.args.in_flight.clamp(1, 64) as usize);
-        burst.clamp(4 << 10, 256 << 10)
-    }
-}
 
 /// When the traffic starts, when the counted window opens and closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +52,9 @@ impl Phases {
 pub enum WorkerMsg {
     /// Every connection of this worker has been dialled (or failed).
     Ready,
-    Tick(Tick),
+    // Boxed: a tick (histogram and error counts) is large, and once a
+    // second per thread is no allocation worth avoiding.
+    Tick(Box<Tick>),
 }
 
 /// One worker thread's view: the plan, its stats, its channels.
@@ -107,13 +68,19 @@ pub struct WorkerCtx {
     go: watch::Receiver<Option<Phases>>,
     /// Connections of this worker still being dialled.
     pending: Cell<u64>,
+    /// The second the next tick will cover (see [`ticker`]).
+    next_tick: Cell<i64>,
 }
 
 impl WorkerCtx {
     /// Global indices of this worker's connections.
     pub fn connection_ids(&self) -> impl Iterator<Item = u64> + use<> {
-        let (threads, index) = (self.plan.threads as u64, self.index as u64);
-        (index..self.plan.args.connections).step_by(threads as usize)
+        let (threads, index) = (self.plan.threads, self.index);
+        let segment = self.plan.segment;
+        (0..self.plan.connections)
+            .filter(move |id| segment.owns(*id))
+            .skip(index)
+            .step_by(threads)
     }
 
     /// One of this worker's connections is up or has failed.
@@ -125,10 +92,12 @@ impl WorkerCtx {
         }
     }
 
-    /// Waits for the main thread to start the traffic.
+    /// Waits for the main thread to set the phases, then for the traffic
+    /// to start (with `--start-at`, that may be well after every
+    /// connection is up).
     pub async fn phases(&self) -> Phases {
         let mut go = self.go.clone();
-        match go.wait_for(Option::is_some).await {
+        let phases = match go.wait_for(Option::is_some).await {
             Ok(p) => p.unwrap_or_else(|| unreachable!("waited for Some")),
             // The main thread is gone: nothing will be counted.
             Err(_) => Phases {
@@ -136,7 +105,11 @@ impl WorkerCtx {
                 window_start_ns: 0,
                 window_end_ns: 0,
             },
+        };
+        if phases.start_ns > self.now_ns() {
+            tokio::time::sleep_until(self.plan.clock.at(phases.start_ns)).await;
         }
+        phases
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -147,6 +120,7 @@ impl WorkerCtx {
 /// What a worker hands back.
 pub struct WorkerResult {
     pub stats: Stats,
+    /// Chat: each peer's view at the end, for the tail-drop count.
     pub peers: Vec<PeerEnd>,
 }
 
@@ -178,11 +152,7 @@ fn worker_main(
         .build()
         .expect("a tokio runtime (out of file descriptors?)");
     LocalSet::new().block_on(&rt, async move {
-        let scheduled = match plan.scenario() {
-            Scenario::Chat => true,
-            Scenario::Echo => plan.args.rate.is_some(),
-            _ => false,
-        };
+        let scheduled = plan.workload.scheduled();
         // Without a timerfd (never seen on Linux) sends fall back to the
         // millisecond tokio timer, which only makes corrected latency coarser.
         let pacer = scheduled
@@ -197,10 +167,12 @@ fn worker_main(
             tx,
             go,
             pending: Cell::new(0),
+            next_tick: Cell::new(i64::MIN),
         });
         let pending = match ctx.plan.scenario() {
-            // Churn dials all the time: nothing to wait for before it starts.
+            // Churn and stages dial all the time: nothing to wait for.
             Scenario::Connect => 0,
+            _ if ctx.plan.ramp.is_some() => 0,
             _ => ctx.connection_ids().count() as u64,
         };
         ctx.pending.set(pending);
@@ -214,6 +186,13 @@ fn worker_main(
             .map(|p| tokio::task::spawn_local(async move { p.run().await }));
         let peers = scenario::run(ctx.clone()).await;
         ticker.abort();
+        // What happened since the last tick goes to the second that tick
+        // would have covered: a worker that ends just after the window
+        // must not take its last second's figures with it.
+        if ctx.next_tick.get() != i64::MIN {
+            let tick = ctx.stats.borrow_mut().take_tick(ctx.next_tick.get());
+            let _ = ctx.tx.send(WorkerMsg::Tick(Box::new(tick)));
+        }
         if let Some(p) = pacer {
             p.abort();
         }
@@ -223,17 +202,26 @@ fn worker_main(
 }
 
 /// Once a second, hands this thread's interval figures to the main thread.
+/// Seconds are counted from the start of the counted window (negative in
+/// the warm-up), so every thread's tick `m` covers the same second and the
+/// time series has one sample per second of the window.
 async fn ticker(ctx: Rc<WorkerCtx>) {
-    let second = Duration::from_secs(1);
-    let mut interval = tokio::time::interval_at(ctx.plan.clock.at(1_000_000_000), second);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    const SECOND: u64 = 1_000_000_000;
+    let phases = ctx.phases().await;
+    let ws = phases.window_start_ns as i128;
+    // The first boundary after now: ws + m·1s.
+    let since = ctx.now_ns() as i128 - ws;
+    let mut m = since.div_euclid(SECOND as i128) as i64 + 1;
+    // Everything before that boundary (dial time included) is its second.
+    ctx.next_tick.set(m - 1);
     loop {
-        interval.tick().await;
-        // The second this tick closes, rounded: a late tick keeps its number.
-        let index = (ctx.now_ns() + 500_000_000) / 1_000_000_000;
-        let tick = ctx.stats.borrow_mut().take_tick(index);
-        if ctx.tx.send(WorkerMsg::Tick(tick)).is_err() {
+        let at = (ws + m as i128 * SECOND as i128).max(0) as u64;
+        tokio::time::sleep_until(ctx.plan.clock.at(at)).await;
+        let tick = ctx.stats.borrow_mut().take_tick(m - 1);
+        ctx.next_tick.set(m);
+        if ctx.tx.send(WorkerMsg::Tick(Box::new(tick))).is_err() {
             return;
         }
+        m += 1;
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap derive) and its value parsers.
+//! - [`cli`]: the command line (clap derive) and its value parsers;
+//!   [`plan`]: the checked command line as types ([`plan::Workload`]) and
+//!   what the workers share.
 //! - [`target`]: the `ws://` / `wss://` URL; [`net`]: dialling (source
 //!   addresses, TCP_NODELAY, TLS) and the stream type; [`tls`]: rustls.
 //! - [`handshake`]: the HTTP/1.1 upgrade, timed apart from the connect.
@@ -36,9 +38,12 @@ pub mod net;
 pub mod output;
 pub mod pacer;
 pub mod payload;
+pub mod plan;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod series;
 pub mod stats;
 pub mod summary;
 pub mod target;

@@ -9,7 +9,7 @@ use clap::{CommandFactory, Parser};
 use mimalloc::MiMalloc;
 use wsecho_load::cli::{Cli, Command, OutputArgs, Thresholds};
 use wsecho_load::report::Report;
-use wsecho_load::{merge, output, run};
+use wsecho_load::{merge, output, plan, run};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -17,15 +17,24 @@ static GLOBAL: MiMalloc = MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Report(r)) => {
+            return match write_report(&r.files, &r.out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("wsecho-load: {e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Some(Command::Merge(m)) => merge_files(&m.files).map(|r| (r, m.out, m.thresholds)),
         None => {
-            if let Err(msg) = run::validate(&cli.run) {
+            if let Err(msg) = plan::validate(&cli.run) {
                 Cli::command()
                     .error(clap::error::ErrorKind::ValueValidation, msg)
                     .exit();
             }
             let (out, thresholds) = (cli.run.out.clone(), cli.run.thresholds.clone());
-            run::plan(cli.run)
+            plan::build(cli.run)
                 .and_then(run::run)
                 .map(|r| (r, out, thresholds))
         }
@@ -46,6 +55,22 @@ fn merge_files(files: &[std::path::PathBuf]) -> anyhow::Result<Report> {
         .map(|f| output::read_json(f))
         .collect::<anyhow::Result<Vec<_>>>()?;
     merge::merge(reports).map_err(anyhow::Error::msg)
+}
+
+/// Draws the files as one HTML page; each run is named after its file.
+fn write_report(files: &[std::path::PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
+    let runs = files
+        .iter()
+        .map(|f| {
+            let name = f.file_stem().map_or_else(
+                || f.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            );
+            output::read_json(f).map(|r| (name, r))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let page = output::html::render(&runs)?;
+    std::fs::write(out, page).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))
 }
 
 /// Prints and writes the report; true when the run was clean.

@@ -6,9 +6,9 @@
 //! longest one, rates are recomputed from the sums, and percentiles come
 //! from the added histograms.
 
-use crate::cli::Thresholds;
-use crate::report::{self, Percentiles, Report};
-use crate::stats::{ErrorKind, Hist};
+use crate::cli::{Scenario, Thresholds};
+use crate::report::{self, Percentiles, Report, Sample};
+use crate::stats::Hist;
 
 pub fn merge(reports: Vec<Report>) -> Result<Report, String> {
     let mut iter = reports.into_iter();
@@ -75,6 +75,7 @@ impl Hists {
 }
 
 fn add(acc: &mut Report, r: Report, run: usize) {
+    acc.window_overlap = Some(overlap(acc, &r));
     acc.runs += r.runs;
     if acc.url != r.url {
         acc.url = format!("{} + {}", acc.url, r.url);
@@ -111,15 +112,69 @@ fn add(acc: &mut Report, r: Report, run: usize) {
         a.drops += b.drops;
     }
     acc.greetings += r.greetings;
+    acc.window_start_unix_ms = acc.window_start_unix_ms.min(r.window_start_unix_ms);
+    acc.window_end_unix_ms = acc.window_end_unix_ms.max(r.window_end_unix_ms);
+    add_series(&mut acc.series, &r.series);
+    if let (Some(a), Some(b)) = (&mut acc.stages, &r.stages) {
+        for (a, b) in a.iter_mut().zip(b) {
+            a.target += b.target;
+        }
+    }
     acc.client_cpu_pct = acc.client_cpu_pct.max(r.client_cpu_pct);
     acc.client_threads
         .extend(r.client_threads.into_iter().map(|mut t| {
             t.name = format!("run{run}/{}", t.name);
             t
         }));
-    acc.generator_bottleneck |= r.generator_bottleneck;
+    acc.generator_bottleneck = acc.generator_bottleneck.combine(r.generator_bottleneck);
     // Several servers' CPU and memory do not add up to one figure.
     acc.server = None;
+}
+
+/// The share of the merged window that both windows cover (their
+/// intersection over their union); the smallest such share over all runs.
+fn overlap(acc: &Report, r: &Report) -> f64 {
+    let (a0, a1) = (acc.window_start_unix_ms, acc.window_end_unix_ms);
+    let (b0, b1) = (r.window_start_unix_ms, r.window_end_unix_ms);
+    let both = a1.min(b1).saturating_sub(a0.max(b0)) as f64;
+    let either = a1.max(b1).saturating_sub(a0.min(b0)) as f64;
+    let this = if either > 0.0 { both / either } else { 1.0 };
+    acc.window_overlap.unwrap_or(1.0).min(this)
+}
+
+/// Adds the runs' seconds up by their place in the window (the windows
+/// are taken to start together, as with --start-at); latency percentiles
+/// come from the added per-second histograms.
+fn add_series(acc: &mut Vec<Sample>, other: &[Sample]) {
+    for b in other {
+        let Some(a) = acc.iter_mut().find(|a| a.t_s == b.t_s) else {
+            acc.push(b.clone());
+            continue;
+        };
+        a.sent_per_s += b.sent_per_s;
+        a.received_per_s += b.received_per_s;
+        a.errors.add(&b.errors);
+        a.open += b.open;
+        a.cpu_pct = match (a.cpu_pct, b.cpu_pct) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        a.target = match (a.target, b.target) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, y) => x.or(y),
+        };
+        if let (Ok(mut h), Ok(hb)) = (
+            report::decode_hist(&a.latency_hist),
+            report::decode_hist(&b.latency_hist),
+        ) {
+            h.auto(true);
+            let _ = h.add(&hb);
+            let p = Percentiles::of(&h);
+            (a.latency_p50_us, a.latency_p99_us, a.latency_max_us) = (p.p50, p.p99, p.max);
+            a.latency_hist = report::encode_hist(&h);
+        }
+    }
+    acc.sort_by_key(|s| s.t_s);
 }
 
 fn finish(acc: &mut Report, h: &Hists) {
@@ -152,23 +207,31 @@ fn finish(acc: &mut Report, h: &Hists) {
     acc.histograms.tls = h.tls.as_ref().map(report::encode_hist);
     acc.histograms.handshake = report::encode_hist(&h.handshake);
     acc.tool = format!("wsecho-load {}", env!("CARGO_PKG_VERSION"));
+    if let Some(stages) = &acc.stages {
+        let bounds: Vec<(u64, u64)> = stages
+            .iter()
+            .map(|s| ((s.start_s * 1e9) as u64, (s.end_s * 1e9) as u64))
+            .collect();
+        let targets: Vec<u64> = stages.iter().map(|s| s.target).collect();
+        acc.stages = Some(crate::series::stage_figures(&acc.series, &bounds, &targets));
+    }
 }
 
 /// Why the run is not clean (empty: exit 0).
 pub fn verdict(r: &Report, t: &Thresholds) -> Vec<String> {
     let mut reasons = Vec::new();
     if r.errors.total() > 0 {
-        let kinds: Vec<String> = ErrorKind::ALL
-            .iter()
-            .filter(|k| r.errors.get(**k) > 0)
-            .map(|k| format!("{} {}", r.errors.get(*k), k.name()))
+        let kinds: Vec<String> = r
+            .errors
+            .nonzero()
+            .map(|(k, n)| format!("{n} {}", k.name()))
             .collect();
         reasons.push(format!("errors: {}", kinds.join(", ")));
     }
-    let nothing = match r.scenario.as_str() {
-        "connect" => r.churn.as_ref().is_none_or(|c| c.handshakes == 0),
-        "idle" => r.connections.held.unwrap_or(0) == 0,
-        _ => r.messages_received == 0,
+    let nothing = match r.scenario {
+        Scenario::Connect => r.churn.as_ref().is_none_or(|c| c.handshakes == 0),
+        Scenario::Idle => r.connections.held.unwrap_or(0) == 0,
+        Scenario::Echo | Scenario::Chat => r.messages_received == 0,
     };
     if nothing {
         reasons.push("nothing completed in the counted window".to_owned());
@@ -187,6 +250,29 @@ pub fn verdict(r: &Report, t: &Thresholds) -> Vec<String> {
         && rate < min as f64
     {
         reasons.push(format!("{rate:.1} {what} is below --min-rate {min}"));
+    }
+    if t.per_stage {
+        for (i, s) in r.stages.iter().flatten().enumerate() {
+            let n = i + 1;
+            if let Some(max) = t.max_p99
+                && s.latency_us.count > 0
+                && s.latency_us.p99 as u128 > max.as_micros()
+            {
+                reasons.push(format!(
+                    "stage {n}: p99 latency {} µs is above --max-p99 {} µs",
+                    s.latency_us.p99,
+                    max.as_micros()
+                ));
+            }
+            if let Some(min) = t.min_rate
+                && s.received_per_s < min as f64
+            {
+                reasons.push(format!(
+                    "stage {n}: {:.1}/s is below --min-rate {min}",
+                    s.received_per_s
+                ));
+            }
+        }
     }
     reasons
 }

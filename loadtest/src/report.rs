@@ -10,11 +10,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::cli::{Scenario, Segment};
 use crate::cpu::ThreadCpu;
-use crate::stats::{Errors, Hist};
+use crate::profile::Stage;
+use crate::stats::{ErrorKind, Errors, Hist};
 
-/// Bumped when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped when a field changes meaning or goes away (2: the bottleneck
+/// flag became yes/no/unknown).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -23,7 +26,7 @@ pub struct Report {
     /// Runs combined into this report (1 unless merged).
     pub runs: u32,
     pub url: String,
-    pub scenario: String,
+    pub scenario: Scenario,
     pub started_unix_s: u64,
     pub config: RunConfig,
     /// The counted window, in seconds.
@@ -47,7 +50,7 @@ pub struct Report {
     pub handshake_us: Percentiles,
     pub errors: Errors,
     /// The first message seen for each error kind.
-    pub error_details: BTreeMap<String, String>,
+    pub error_details: BTreeMap<ErrorKind, String>,
     /// Close codes the server sent (1005: close without code, 1006: no
     /// close frame at all), over the whole run.
     pub close_codes: BTreeMap<String, u64>,
@@ -64,12 +67,123 @@ pub struct Report {
     /// over its threads; merged reports: the busiest run's).
     pub client_cpu_pct: f64,
     pub client_threads: Vec<ThreadCpu>,
-    /// A worker thread was at or above 90 % of a core: the generator may
-    /// have limited the run.
-    pub generator_bottleneck: bool,
+    /// Whether a worker thread was at or above 90 % of a core (the
+    /// generator may have limited the run); unknown without a CPU sample.
+    pub generator_bottleneck: Bottleneck,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<Server>,
     pub histograms: Histograms,
+    /// The counted window in wall-clock time (ms since the Unix epoch):
+    /// runs merged from several machines show how well they overlapped.
+    pub window_start_unix_ms: u64,
+    pub window_end_unix_ms: u64,
+    /// One sample per second of the counted window.
+    pub series: Vec<Sample>,
+    /// With --stages / --rate-stages: figures per stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageFigures>>,
+    /// Merged runs: how much of the merged window every run covered (1.0:
+    /// all started and ended together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_overlap: Option<f64>,
+}
+
+/// One second of the counted window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    /// Second of the window, from 0.
+    pub t_s: u32,
+    /// Its length: 1, or less for the last one.
+    pub seconds: f64,
+    pub sent_per_s: f64,
+    pub received_per_s: f64,
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_max_us: u64,
+    pub errors: Errors,
+    /// Most connections open at once during the second.
+    pub open: u64,
+    /// The generator process, % of one core.
+    pub cpu_pct: Option<f64>,
+    /// What the stages asked for (connections or messages/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    /// This second's latency histogram (V2, base64), for merging.
+    pub latency_hist: String,
+}
+
+impl Sample {
+    pub fn of(
+        t_s: u32,
+        seconds: f64,
+        s: &crate::series::Second,
+        cpu_pct: Option<f64>,
+        target: Option<f64>,
+    ) -> Sample {
+        let per_s = |n: u64| (n as f64 / seconds.max(1e-9) * 10.0).round() / 10.0;
+        let p = Percentiles::of(&s.latency);
+        Sample {
+            t_s,
+            seconds,
+            sent_per_s: per_s(s.sent),
+            received_per_s: per_s(s.received),
+            latency_p50_us: p.p50,
+            latency_p99_us: p.p99,
+            latency_max_us: p.max,
+            errors: s.errors,
+            open: s.open,
+            cpu_pct,
+            target: target.map(|t| (t * 10.0).round() / 10.0),
+            latency_hist: encode_hist(&s.latency),
+        }
+    }
+}
+
+/// One stage of --stages or --rate-stages, from the seconds of the series
+/// that overlap it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageFigures {
+    /// When it ran, in seconds of the window.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Where it was heading (connections or messages/s, this process's
+    /// share with --segment).
+    pub target: u64,
+    pub received_per_s: f64,
+    pub mean_open: f64,
+    pub latency_us: Percentiles,
+}
+
+/// Was the generator saturated? Never "no" for lack of a measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bottleneck {
+    Yes,
+    No,
+    /// The CPU samples around the window are missing.
+    Unknown,
+}
+
+impl Bottleneck {
+    /// Several runs: yes if any was, unknown if any is unknown, else no.
+    pub fn combine(self, other: Bottleneck) -> Bottleneck {
+        use Bottleneck::*;
+        match (self, other) {
+            (Yes, _) | (_, Yes) => Yes,
+            (Unknown, _) | (_, Unknown) => Unknown,
+            (No, No) => No,
+        }
+    }
+}
+
+impl std::fmt::Display for Bottleneck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bottleneck::Yes => "yes",
+            Bottleneck::No => "no",
+            Bottleneck::Unknown => "unknown",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +201,15 @@ pub struct RunConfig {
     pub threads: usize,
     pub rooms: Option<u64>,
     pub timeout_s: f64,
+    /// --stages (connections of the whole load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<Stage>>,
+    /// --rate-stages (messages/s of the whole load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_stages: Option<Vec<Stage>>,
+    /// --segment: this run's share of the load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -201,11 +324,11 @@ impl Report {
     /// The rate `--min-rate` is held against: echoes (connect: handshakes;
     /// chat: deliveries) per second. None for idle.
     pub fn primary_rate(&self) -> Option<(f64, &'static str)> {
-        match self.scenario.as_str() {
-            "idle" => None,
-            "connect" => Some((self.churn.as_ref()?.handshakes_per_s, "handshakes/s")),
-            "chat" => Some((self.rates.messages_received_per_s, "deliveries/s")),
-            _ => Some((self.rates.messages_received_per_s, "echoes/s")),
+        match self.scenario {
+            Scenario::Idle => None,
+            Scenario::Connect => Some((self.churn.as_ref()?.handshakes_per_s, "handshakes/s")),
+            Scenario::Chat => Some((self.rates.messages_received_per_s, "deliveries/s")),
+            Scenario::Echo => Some((self.rates.messages_received_per_s, "echoes/s")),
         }
     }
 }

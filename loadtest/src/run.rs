@@ -1,7 +1,7 @@
-//! The main thread's part of a run: build the [`Plan`], start the workers,
-//! start the traffic once every connection is dialled, print the live
-//! line, sample CPU and server memory at the window's edges, and turn the
-//! workers' figures into a [`Report`].
+//! The main thread's part of a run: start the workers, start the traffic
+//! once every connection is dialled (or at `--start-at`), print the live
+//! line, sample CPU every second of the window and server memory near its
+//! end, and turn the workers' figures into a [`Report`].
 
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,119 +9,39 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, anyhow};
 use tokio::sync::watch;
 
-use crate::cli::{RunArgs, Scenario};
-use crate::clock::Clock;
+use crate::cli::Scenario;
 use crate::cpu::{self, CpuSample};
-use crate::engine::{self, Phases, Plan, WorkerMsg, WorkerResult};
-use crate::handshake::Upgrade;
-use crate::net::Dialer;
-use crate::output::live::Live;
-use crate::payload::Layout;
+use crate::engine::{self, Phases, WorkerMsg, WorkerResult};
+use crate::output::live;
+use crate::plan::Plan;
 use crate::report::Report;
 use crate::scenario::chat;
+use crate::series::Collector;
 use crate::summary;
-use crate::target::Target;
 
-/// Largest message accepted from a server: our own size, or 64 MiB for
-/// whatever else a server might send (a greeting, a broken echo).
-const MAX_MESSAGE: usize = 64 << 20;
-
-/// Checks the flags that clap cannot check alone; an `Err` is a usage error.
-pub fn validate(args: &RunArgs) -> Result<(), String> {
-    let url = args.url.as_deref().unwrap_or_default();
-    Target::parse(url)?;
-    let layout = Layout::new(args.size, args.text);
-    match () {
-        _ if args.connections == 0 => Err("--connections must be at least 1".into()),
-        _ if args.duration.is_zero() => Err("--duration must be above 0".into()),
-        _ if args.rate == Some(0) => Err("--rate must be above 0".into()),
-        _ if args.connect_rate == Some(0) => Err("--connect-rate must be above 0".into()),
-        _ if args.threads == Some(0) => Err("--threads must be at least 1".into()),
-        _ if args.in_flight == 0 => Err("--in-flight must be at least 1".into()),
-        _ if args.timeout.is_zero() => Err("--timeout must be above 0".into()),
-        _ if args.size > MAX_MESSAGE => Err(format!("--size is capped at {MAX_MESSAGE} bytes")),
-        _ if args.rate.is_some() && matches!(args.scenario, Scenario::Idle | Scenario::Connect) => {
-            Err("--rate applies to the echo and chat scenarios".into())
-        }
-        _ if args.scenario == Scenario::Chat && !layout.carries_time() => Err(
-            "chat messages carry sender, seq and send time: --size at least 20 (binary) or 40 (--text)"
-                .into(),
-        ),
-        _ if args.scenario == Scenario::Chat && (args.rooms == 0 || args.rooms > args.connections) => {
-            Err("--rooms must be between 1 and --connections".into())
-        }
-        _ if layout.seq_bits() < 64 && args.in_flight > max_in_flight(&layout) => Err(format!(
-            "a {} B payload carries {} bits of sequence number: --in-flight at most {}",
-            args.size,
-            layout.seq_bits(),
-            max_in_flight(&layout)
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Most messages in flight that a payload's sequence bits tell apart: half
-/// their range (the rest tells a late echo from an early one); with no bits
-/// at all, echoes are matched in order, one at a time.
-fn max_in_flight(layout: &Layout) -> u64 {
-    match layout.seq_bits() {
-        0 => 1,
-        bits @ 1..64 => 1 << (bits - 1),
-        _ => u64::MAX,
-    }
-}
-
-/// Builds everything the workers share. Fails on what only shows at run
-/// time: a name that does not resolve, a source address of the wrong family.
-pub fn plan(args: RunArgs) -> anyhow::Result<Plan> {
-    let target = Target::parse(args.url.as_deref().unwrap_or_default()).map_err(|e| anyhow!(e))?;
-    let addr = target
-        .resolve()
-        .with_context(|| format!("cannot resolve {}", target.host))?;
-    let tls = target
-        .tls
-        .then(|| crate::tls::client_config(args.insecure))
-        .transpose()
-        .context("TLS configuration")?;
-    let sources = args.source_ip.clone().map(|s| s.0).unwrap_or_default();
-    let dialer = Dialer::new(&target, addr, sources, tls, args.timeout).map_err(|e| anyhow!(e))?;
-    let upgrade = Upgrade::new(&target, &args.headers, args.subprotocol.as_deref());
-    if let Some(limit) = crate::net::raise_fd_limit()
-        && args.connections.saturating_add(64) > limit
-    {
-        anyhow::bail!(
-            "{} connections need more file descriptors than the limit of {limit} (ulimit -n)",
-            args.connections
-        );
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = args
-        .threads
-        .unwrap_or(cpus)
-        .clamp(1, args.connections.max(1) as usize);
-    Ok(Plan {
-        layout: Layout::new(args.size, args.text),
-        timeout_ns: args.timeout.as_nanos() as u64,
-        max_message: MAX_MESSAGE.max(args.size),
-        clock: Clock::start(),
-        threads,
-        args,
-        target,
-        dialer,
-        upgrade,
-    })
-}
+const SECOND: u64 = 1_000_000_000;
 
 /// What the main thread measured around the workers.
 #[derive(Default)]
 pub struct Observed {
     pub phases: Option<Phases>,
+    /// Wall-clock time (ms since the epoch) of run time 0.
+    pub epoch_unix_ms: f64,
     pub cpu_start: Option<CpuSample>,
     pub cpu_end: Option<CpuSample>,
     pub server_ticks: Option<(Instant, u64)>,
     pub server_cpu_pct: Option<f64>,
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
+    /// The end-of-window samples were taken (or tried).
+    pub end_sampled: bool,
+    /// The per-second figures.
+    pub series: Collector,
+}
+
+fn unix_ms(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 /// Runs the whole thing and returns the report.
@@ -132,6 +52,7 @@ pub fn run(plan: Plan) -> anyhow::Result<Report> {
     let plan = Arc::new(plan);
     let mut seen = Observed {
         rss_before_kib: plan.args.server_pid.and_then(cpu::rss_kib),
+        epoch_unix_ms: unix_ms(SystemTime::now()) - plan.clock.now_ns() as f64 / 1e6,
         ..Observed::default()
     };
     let (tx, rx) = mpsc::channel();
@@ -142,16 +63,18 @@ pub fn run(plan: Plan) -> anyhow::Result<Report> {
         .into_iter()
         .map(|w| w.join().map_err(|_| anyhow!("a worker thread panicked")))
         .collect::<anyhow::Result<Vec<WorkerResult>>>()?;
-    if seen.cpu_end.is_none() {
-        seen.cpu_end = cpu::sample_self();
-    }
+    // No sample after the workers are gone: their threads would be missing
+    // from it and the bottleneck flag would read "no" for want of data.
     let mut stats = crate::stats::Stats::default();
     let mut peers = Vec::new();
     for r in results {
         stats.merge(&r.stats);
         peers.extend(r.peers);
     }
-    let tail = chat::tail_drops(&peers, plan.args.rooms.max(1));
+    let tail = plan
+        .workload
+        .rooms()
+        .map_or(0, |rooms| chat::tail_drops(&peers, rooms));
     Ok(summary::build(&plan, &stats, &seen, tail, started_unix_s))
 }
 
@@ -163,10 +86,10 @@ fn main_loop(
     seen: &mut Observed,
     workers: &[std::thread::JoinHandle<WorkerResult>],
 ) {
-    let mut live = Live::new(plan.threads, plan.args.quiet);
     let mut ready = 0;
+    let mut printed = i64::MIN;
     let start = |seen: &mut Observed| {
-        let phases = phases(plan);
+        let phases = phases(plan, seen.epoch_unix_ms);
         seen.phases = Some(phases);
         go.send_replace(Some(phases));
     };
@@ -177,7 +100,7 @@ fn main_loop(
             start(seen);
         }
         sample(plan, seen, plan.clock.now_ns());
-        let wait = next_sample_ns(plan, seen)
+        let wait = next_sample_ns(seen)
             .map_or(Duration::from_millis(250), |t| {
                 Duration::from_nanos(t.saturating_sub(plan.clock.now_ns()))
             })
@@ -189,45 +112,70 @@ fn main_loop(
                     start(seen);
                 }
             }
-            Ok(WorkerMsg::Tick(tick)) => live.tick(tick, seen.phases),
+            Ok(WorkerMsg::Tick(tick)) => {
+                let done = seen.series.add(*tick, plan.threads, &mut printed);
+                if let (false, Some(p)) = (plan.args.quiet, seen.phases) {
+                    for m in done {
+                        if let Some(s) = seen.series.second(m) {
+                            live::print(plan, &p, m, s);
+                        }
+                    }
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
 }
 
-/// The traffic starts now (chat: after the settle time).
-fn phases(plan: &Plan) -> Phases {
+/// When the traffic starts and the window opens: now (chat: after the
+/// settle time) plus the warm-up, or at `--start-at` with the warm-up
+/// just before it (shortened if the moment is too close).
+fn phases(plan: &Plan, epoch_unix_ms: f64) -> Phases {
     let settle = match plan.scenario() {
         Scenario::Chat => chat::SETTLE.as_nanos() as u64,
         _ => 0,
     };
-    let start_ns = plan.clock.now_ns() + settle;
-    let window_start_ns = start_ns + plan.args.warmup.as_nanos() as u64;
+    let warmup = plan.warmup.as_nanos() as u64;
+    let earliest = plan.clock.now_ns() + settle;
+    let window_start_ns = match plan.start_at {
+        Some(at) => {
+            let at_ns = ((unix_ms(at) - epoch_unix_ms) * 1e6).max(0.0) as u64;
+            at_ns.max(earliest)
+        }
+        None => earliest + warmup,
+    };
     Phases {
-        start_ns,
+        start_ns: window_start_ns.saturating_sub(warmup).max(earliest),
         window_start_ns,
-        window_end_ns: window_start_ns + plan.args.duration.as_nanos() as u64,
+        window_end_ns: window_start_ns + plan.window.as_nanos() as u64,
     }
 }
 
-/// Server memory is read a little before the window closes, while every
-/// idle connection is certainly still up.
-fn rss_time(p: &Phases) -> u64 {
+/// The end-of-window samples (server memory, our CPU) are taken a little
+/// before the window closes, while every connection and every worker
+/// thread is certainly still there.
+fn end_sample_time(p: &Phases) -> u64 {
     let margin = ((p.window_end_ns - p.window_start_ns) / 2).min(100_000_000);
     p.window_end_ns - margin
 }
 
-fn next_sample_ns(plan: &Plan, seen: &Observed) -> Option<u64> {
+/// The window's second boundaries still to sample (CPU per second): the
+/// last one is the end sample.
+fn next_boundary(seen: &Observed, p: &Phases) -> Option<(i64, u64)> {
+    let n = (p.window_end_ns - p.window_start_ns).div_ceil(SECOND) as i64;
+    (0..n)
+        .find(|m| !seen.series.has_cpu_mark(*m))
+        .map(|m| (m, p.window_start_ns + m as u64 * SECOND))
+}
+
+fn next_sample_ns(seen: &Observed) -> Option<u64> {
     let p = seen.phases?;
-    if seen.cpu_start.is_none() {
-        Some(p.window_start_ns)
-    } else if seen.rss_after_kib.is_none() && plan.args.server_pid.is_some() {
-        Some(rss_time(&p))
-    } else if seen.cpu_end.is_none() {
-        Some(p.window_end_ns)
-    } else {
-        None
+    let end = (!seen.end_sampled).then(|| end_sample_time(&p));
+    let boundary = next_boundary(seen, &p).map(|(_, t)| t);
+    match (boundary, end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -240,14 +188,27 @@ fn sample(plan: &Plan, seen: &mut Observed, now: u64) {
             .and_then(cpu::process_ticks)
             .map(|t| (Instant::now(), t));
     }
-    if let Some(pid) = pid
-        && seen.rss_after_kib.is_none()
-        && now >= rss_time(&p)
+    while let Some((m, at)) = next_boundary(seen, &p)
+        && now >= at
     {
-        seen.rss_after_kib = cpu::rss_kib(pid);
+        // A boundary passed unsampled (the main thread was late) gets the
+        // sample taken now, so every second still has its CPU figure.
+        match cpu::sample_self() {
+            Some(s) => seen.series.cpu_mark(m, s),
+            None => break,
+        }
     }
-    if seen.cpu_start.is_some() && seen.cpu_end.is_none() && now >= p.window_end_ns {
+    if seen.end_sampled || now < end_sample_time(&p) {
+        return;
+    }
+    seen.end_sampled = true;
+    seen.rss_after_kib = pid.and_then(cpu::rss_kib);
+    if seen.cpu_start.is_some() {
         seen.cpu_end = cpu::sample_self();
+        if let Some(end) = &seen.cpu_end {
+            let n = (p.window_end_ns - p.window_start_ns).div_ceil(SECOND) as i64;
+            seen.series.cpu_mark(n, end.clone());
+        }
         if let (Some(pid), Some((at, before))) = (pid, seen.server_ticks)
             && let Some(after) = cpu::process_ticks(pid)
         {

@@ -21,96 +21,111 @@ pub fn new_hist() -> Hist {
     Histogram::new_with_bounds(1, MAX_US, 3).expect("constant bounds are valid")
 }
 
-/// Errors by kind, over the whole run (warm-up and drain included: a bad
-/// echo is bad whenever it comes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Errors {
-    pub corrupted: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    pub late: u64,
-    pub connect: u64,
-    pub handshake: u64,
-    pub closed: u64,
-    pub protocol: u64,
-    pub self_delivery: u64,
+/// Declares every error kind once, with the name it goes by in the JSON,
+/// the CSV and the text summary; everything else (the counters, their
+/// serialization, the lists) is derived from this.
+macro_rules! error_kinds {
+    ($($(#[$doc:meta])* $kind:ident = $name:literal),+ $(,)?) => {
+        /// One kind of error.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum ErrorKind {
+            $($(#[$doc])* #[serde(rename = $name)] $kind),+
+        }
+
+        impl ErrorKind {
+            pub const ALL: &[ErrorKind] = &[$(ErrorKind::$kind),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$kind => $name),+
+                }
+            }
+        }
+    };
 }
 
-/// One kind of error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ErrorKind {
-    Corrupted,
-    Lost,
-    Duplicated,
-    Reordered,
-    Late,
-    Connect,
-    Handshake,
-    Closed,
-    Protocol,
-    SelfDelivery,
+error_kinds! {
+    /// An echo that differs from what was sent (opcode, length, header, filler).
+    Corrupted = "corrupted",
+    /// No echo within `--timeout`, or none by the end.
+    Lost = "lost",
+    /// Echoed twice.
+    Duplicated = "duplicated",
+    /// Came back after the echo of a later message.
+    Reordered = "reordered",
+    /// Came back after it had been counted lost.
+    Late = "late",
+    /// TCP or TLS failed.
+    Connect = "connect",
+    /// The upgrade was refused or its `Sec-WebSocket-Accept` was wrong.
+    Handshake = "handshake",
+    /// The server closed or dropped a connection before we did.
+    Closed = "closed",
+    /// A frame no server may send.
+    Protocol = "protocol",
+    /// Chat: a peer received its own message.
+    SelfDelivery = "self_delivery",
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
-        ErrorKind::Corrupted,
-        ErrorKind::Lost,
-        ErrorKind::Duplicated,
-        ErrorKind::Reordered,
-        ErrorKind::Late,
-        ErrorKind::Connect,
-        ErrorKind::Handshake,
-        ErrorKind::Closed,
-        ErrorKind::Protocol,
-        ErrorKind::SelfDelivery,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorKind::Corrupted => "corrupted",
-            ErrorKind::Lost => "lost",
-            ErrorKind::Duplicated => "duplicated",
-            ErrorKind::Reordered => "reordered",
-            ErrorKind::Late => "late",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Handshake => "handshake",
-            ErrorKind::Closed => "closed",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::SelfDelivery => "self_delivery",
-        }
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
+/// Errors by kind, over the whole run (warm-up and drain included: a bad
+/// echo is bad whenever it comes). Serialized as `{kind: count}` with every
+/// kind present.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Errors([u64; ErrorKind::ALL.len()]);
+
 impl Errors {
     pub fn get_mut(&mut self, kind: ErrorKind) -> &mut u64 {
-        match kind {
-            ErrorKind::Corrupted => &mut self.corrupted,
-            ErrorKind::Lost => &mut self.lost,
-            ErrorKind::Duplicated => &mut self.duplicated,
-            ErrorKind::Reordered => &mut self.reordered,
-            ErrorKind::Late => &mut self.late,
-            ErrorKind::Connect => &mut self.connect,
-            ErrorKind::Handshake => &mut self.handshake,
-            ErrorKind::Closed => &mut self.closed,
-            ErrorKind::Protocol => &mut self.protocol,
-            ErrorKind::SelfDelivery => &mut self.self_delivery,
-        }
+        &mut self.0[kind.index()]
     }
 
     pub fn get(&self, kind: ErrorKind) -> u64 {
-        let mut copy = *self;
-        *copy.get_mut(kind)
+        self.0[kind.index()]
     }
 
     pub fn total(&self) -> u64 {
-        ErrorKind::ALL.iter().map(|k| self.get(*k)).sum()
+        self.0.iter().sum()
     }
 
     pub fn add(&mut self, other: &Errors) {
-        for k in ErrorKind::ALL {
-            *self.get_mut(k) += other.get(k);
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
         }
+    }
+
+    /// The kinds that occurred, with their counts, in declaration order.
+    pub fn nonzero(&self) -> impl Iterator<Item = (ErrorKind, u64)> + '_ {
+        ErrorKind::ALL
+            .iter()
+            .map(|k| (*k, self.get(*k)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+impl Serialize for Errors {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(ErrorKind::ALL.len()))?;
+        for k in ErrorKind::ALL {
+            map.serialize_entry(k, &self.get(*k))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Errors {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<ErrorKind, u64>::deserialize(d)?;
+        let mut errors = Errors::default();
+        for (k, n) in map {
+            *errors.get_mut(k) = n;
+        }
+        Ok(errors)
     }
 }
 
@@ -146,21 +161,33 @@ pub struct Stats {
     pub interval: Interval,
 }
 
-/// What the live line needs since the last tick.
+/// What happened since the last tick (the live line, the time series).
 #[derive(Clone)]
 pub struct Interval {
+    pub sent: u64,
     pub received: u64,
     pub bytes: u64,
     pub latency: Hist,
+    pub errors: Errors,
+    /// Most connections open at once.
+    pub open_max: u64,
 }
 
 /// One thread's second, sent to the main thread.
 pub struct Tick {
-    pub index: u64,
+    /// The second it covers, counted from the start of the window
+    /// (negative in the warm-up).
+    pub index: i64,
+    pub sent: u64,
     pub received: u64,
     pub bytes: u64,
     pub latency: Hist,
-    pub errors: u64,
+    /// Errors in this second.
+    pub errors: Errors,
+    /// Errors so far, for the live line.
+    pub errors_total: u64,
+    /// Most connections open at once in this second (closing ones at the
+    /// end of the window still count for it).
     pub open: u64,
 }
 
@@ -186,9 +213,12 @@ impl Default for Stats {
             held: 0,
             expected_deliveries: 0,
             interval: Interval {
+                sent: 0,
                 received: 0,
                 bytes: 0,
                 latency: new_hist(),
+                errors: Errors::default(),
+                open_max: 0,
             },
         }
     }
@@ -198,6 +228,7 @@ impl Stats {
     /// A message sent at `now` (counted when inside the window).
     #[inline]
     pub fn on_sent(&mut self, in_window: bool, bytes: usize) {
+        self.interval.sent += 1;
         if in_window {
             self.sent += 1;
             self.bytes_sent += bytes as u64;
@@ -232,12 +263,16 @@ impl Stats {
             return;
         }
         *self.errors.get_mut(kind) += n;
+        *self.interval.errors.get_mut(kind) += n;
         self.first_errors.entry(kind).or_insert_with(detail);
     }
 
     /// A late echo was counted lost when it timed out; it is late instead.
     pub fn late(&mut self) {
-        self.errors.lost = self.errors.lost.saturating_sub(1);
+        for errors in [&mut self.errors, &mut self.interval.errors] {
+            let lost = errors.get_mut(ErrorKind::Lost);
+            *lost = lost.saturating_sub(1);
+        }
         self.error(ErrorKind::Late, 1, || {
             "an echo came back after the timeout".into()
         });
@@ -248,18 +283,20 @@ impl Stats {
     }
 
     /// The live line's second: hands over the interval and starts a new one.
-    pub fn take_tick(&mut self, index: u64) -> Tick {
+    pub fn take_tick(&mut self, index: i64) -> Tick {
         let latency = std::mem::replace(&mut self.interval.latency, new_hist());
+        let i = &mut self.interval;
         let tick = Tick {
             index,
-            received: self.interval.received,
-            bytes: self.interval.bytes,
+            sent: std::mem::take(&mut i.sent),
+            received: std::mem::take(&mut i.received),
+            bytes: std::mem::take(&mut i.bytes),
             latency,
-            errors: self.errors.total(),
-            open: self.open,
+            errors: std::mem::take(&mut i.errors),
+            errors_total: self.errors.total(),
+            open: i.open_max.max(self.open),
         };
-        self.interval.received = 0;
-        self.interval.bytes = 0;
+        i.open_max = self.open;
         tick
     }
 
@@ -296,6 +333,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_serialize_every_kind_by_name_and_read_back() {
+        let mut e = Errors::default();
+        *e.get_mut(ErrorKind::SelfDelivery) = 3;
+        let json = serde_json::to_value(e).unwrap();
+        let map = json.as_object().unwrap();
+        assert_eq!(map.len(), ErrorKind::ALL.len());
+        assert_eq!(map["self_delivery"], 3);
+        assert_eq!(map["lost"], 0);
+        let back: Errors = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+        assert!(serde_json::from_str::<Errors>(r#"{"nonsense": 1}"#).is_err());
+        for k in ErrorKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+        }
+    }
+
+    #[test]
     fn window_figures_and_errors_merge() {
         let mut a = Stats::default();
         a.on_sent(true, 20);
@@ -311,7 +365,11 @@ mod tests {
         assert_eq!((a.sent, a.received, a.bytes_received), (1, 2, 40));
         assert_eq!(a.latency.len(), 2);
         assert_eq!(a.latency.max(), 70);
-        assert_eq!((a.errors.lost, a.errors.late, a.errors.total()), (2, 1, 3));
+        let e = a.errors;
+        assert_eq!(
+            (e.get(ErrorKind::Lost), e.get(ErrorKind::Late), e.total()),
+            (2, 1, 3)
+        );
         assert_eq!(a.first_errors[&ErrorKind::Lost], "first");
         assert_eq!(a.close_codes[&1000], 1);
         let tick = a.take_tick(1);

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::cli::Scenario;
 use crate::cpu::{self, BOTTLENECK_PCT, ThreadCpu};
-use crate::engine::Plan;
+use crate::plan::{Plan, Workload};
 use crate::report::{
-    self, Chat, Churn, Connections, Histograms, Percentiles, Rates, Report, RunConfig, Server,
+    self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Rates, Report, RunConfig,
+    Server,
 };
 use crate::run::Observed;
 use crate::stats::{ErrorKind, Stats};
@@ -23,21 +23,46 @@ pub fn build(
     started_unix_s: u64,
 ) -> Report {
     let args = &plan.args;
-    let scenario = args.scenario;
-    let open_loop = args.rate.is_some() && scenario == Scenario::Echo;
+    let workload = &plan.workload;
+    let open_loop = workload.open_loop();
     let duration_s = seen.phases.map_or(0.0, |p| p.window_secs());
     let mut errors = stats.errors;
-    errors.lost += tail_drops;
-    let (client_cpu_pct, client_threads) = own_cpu(seen);
+    *errors.get_mut(ErrorKind::Lost) += tail_drops;
+    let cpu = own_cpu(seen);
+    let generator_bottleneck = match &cpu {
+        None => Bottleneck::Unknown,
+        Some((_, threads)) if threads.iter().any(|t| t.cpu_pct >= BOTTLENECK_PCT) => {
+            Bottleneck::Yes
+        }
+        Some(_) => Bottleneck::No,
+    };
+    let (client_cpu_pct, client_threads) = cpu.unwrap_or_default();
+    let share = plan.own_connections() as f64 / plan.connections.max(1) as f64;
+    let series = seen.series.samples(duration_s, |t| {
+        plan.target_at(t).map(|target| target * share)
+    });
+    let stages = plan.stages().map(|st| {
+        let bounds: Vec<(u64, u64)> = (0..st.stages.len()).map(|i| st.bounds(i)).collect();
+        let targets: Vec<u64> = st
+            .stages
+            .iter()
+            .map(|s| (s.target as f64 * share).round() as u64)
+            .collect();
+        crate::series::stage_figures(&series, &bounds, &targets)
+    });
+    let (window_start_unix_ms, window_end_unix_ms) = seen.phases.map_or((0, 0), |p| {
+        let at = |ns: u64| (seen.epoch_unix_ms + ns as f64 / 1e6).round() as u64;
+        (at(p.window_start_ns), at(p.window_end_ns))
+    });
     let tls = plan.target.tls;
     Report {
         schema_version: report::SCHEMA_VERSION,
         tool: format!("wsecho-load {}", env!("CARGO_PKG_VERSION")),
         runs: 1,
-        url: args.url.clone().unwrap_or_default(),
-        scenario: scenario.name().to_owned(),
+        url: plan.target.url.to_string(),
+        scenario: workload.scenario(),
         started_unix_s,
-        config: config(plan, open_loop),
+        config: config(plan),
         duration_s,
         messages_sent: stats.sent,
         messages_received: stats.received,
@@ -57,38 +82,42 @@ pub fn build(
             .map(|(c, n)| (c.to_string(), *n))
             .collect(),
         connections: Connections {
-            requested: args.connections,
+            requested: plan.own_connections(),
             opened: stats.opened,
-            failed: stats.errors.connect + stats.errors.handshake,
-            held: (scenario == Scenario::Idle).then_some(stats.held),
+            failed: stats.errors.get(ErrorKind::Connect) + stats.errors.get(ErrorKind::Handshake),
+            held: (*workload == Workload::Idle).then_some(stats.held),
         },
-        churn: (scenario == Scenario::Connect).then(|| Churn {
+        churn: (*workload == Workload::Connect).then(|| Churn {
             handshakes: stats.cycles,
             handshakes_per_s: per_s(stats.cycles, duration_s),
         }),
-        chat: (scenario == Scenario::Chat)
-            .then(|| chat(args.rooms, stats, errors.lost, duration_s)),
+        chat: workload
+            .rooms()
+            .map(|rooms| chat(rooms, stats, errors.get(ErrorKind::Lost), duration_s)),
         greetings: stats.greetings,
         client_cpu_pct,
-        generator_bottleneck: client_threads.iter().any(|t| t.cpu_pct >= BOTTLENECK_PCT),
+        generator_bottleneck,
         client_threads,
         server: args.server_pid.map(|pid| server(pid, stats, seen)),
         histograms: histograms(stats, open_loop, tls),
+        window_start_unix_ms,
+        window_end_unix_ms,
+        series,
+        stages,
+        window_overlap: None,
     }
 }
 
-/// The whole process's CPU and its worker threads' over the window.
-fn own_cpu(seen: &Observed) -> (f64, Vec<ThreadCpu>) {
-    let usage = match (&seen.cpu_start, &seen.cpu_end) {
-        (Some(a), Some(b)) => cpu::usage(a, b),
-        _ => cpu::CpuUsage::default(),
-    };
-    let workers = usage
+/// The whole process's CPU and its worker threads' over the window; None
+/// when a sample is missing or no worker thread was in both.
+fn own_cpu(seen: &Observed) -> Option<(f64, Vec<ThreadCpu>)> {
+    let usage = cpu::usage(seen.cpu_start.as_ref()?, seen.cpu_end.as_ref()?);
+    let workers: Vec<ThreadCpu> = usage
         .threads
         .into_iter()
         .filter(|t| t.name.starts_with(WORKER_PREFIX))
         .collect();
-    (usage.total_pct, workers)
+    (!workers.is_empty()).then_some((usage.total_pct, workers))
 }
 
 fn chat(rooms: u64, stats: &Stats, drops: u64, secs: f64) -> Chat {
@@ -101,34 +130,33 @@ fn chat(rooms: u64, stats: &Stats, drops: u64, secs: f64) -> Chat {
     }
 }
 
-fn config(plan: &Plan, open_loop: bool) -> RunConfig {
+fn config(plan: &Plan) -> RunConfig {
     let args = &plan.args;
-    let scenario = args.scenario;
+    let workload = &plan.workload;
     RunConfig {
-        connections: args.connections,
-        duration_s: args.duration.as_secs_f64(),
-        warmup_s: args.warmup.as_secs_f64(),
+        connections: plan.own_connections(),
+        duration_s: plan.window.as_secs_f64(),
+        warmup_s: plan.warmup.as_secs_f64(),
         size: args.size,
         text: args.text,
-        in_flight: (!open_loop && scenario == Scenario::Echo).then_some(args.in_flight),
-        rate: args.rate,
+        in_flight: workload.in_flight(),
+        rate: workload.fixed_rate(),
         connect_rate: args.connect_rate,
         threads: plan.threads,
-        rooms: (scenario == Scenario::Chat).then_some(args.rooms),
+        rooms: workload.rooms(),
+        stages: plan.ramp.as_ref().map(|s| s.stages.clone()),
+        rate_stages: args.rate_stages.as_ref().map(|s| s.stages.clone()),
+        segment: args.segment,
         timeout_s: args.timeout.as_secs_f64(),
     }
 }
 
 /// The first message of each error kind (chat tail drops have their own).
-fn error_details(stats: &Stats, tail_drops: u64) -> BTreeMap<String, String> {
-    let mut details: BTreeMap<String, String> = stats
-        .first_errors
-        .iter()
-        .map(|(k, v)| (k.name().to_owned(), v.clone()))
-        .collect();
+fn error_details(stats: &Stats, tail_drops: u64) -> BTreeMap<ErrorKind, String> {
+    let mut details = stats.first_errors.clone();
     if tail_drops > 0 {
         details
-            .entry(ErrorKind::Lost.name().to_owned())
+            .entry(ErrorKind::Lost)
             .or_insert_with(|| format!("{tail_drops} deliveries missing at the end"));
     }
     details
@@ -181,5 +209,24 @@ fn server(pid: u32, stats: &Stats, seen: &Observed) -> Server {
         rss_before_kib: seen.rss_before_kib,
         rss_after_kib: seen.rss_after_kib,
         rss_per_connection_bytes: per_connection,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_cpu_samples_give_no_figures_rather_than_idle_ones() {
+        assert!(own_cpu(&Observed::default()).is_none());
+        // Both samples, but no worker thread in them (taken after the
+        // workers were gone): still no verdict.
+        let s = cpu::sample_self().unwrap();
+        let seen = Observed {
+            cpu_start: Some(s.clone()),
+            cpu_end: Some(s),
+            ..Observed::default()
+        };
+        assert!(own_cpu(&seen).is_none());
     }
 }

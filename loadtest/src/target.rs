@@ -2,12 +2,15 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use url::{Host, Url};
+
 /// What to connect to and what to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The URL as parsed (normalised by the `url` crate).
+    pub url: Url,
     pub tls: bool,
-    /// Host name or address as written (IPv6 without brackets): the TLS
-    /// server name.
+    /// Host name or address (IPv6 without brackets): the TLS server name.
     pub host: String,
     pub port: u16,
     /// Path and query, always starting with `/`.
@@ -15,35 +18,34 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn parse(url: &str) -> Result<Target, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("ws://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("wss://") {
-            (true, r)
-        } else {
-            return Err(format!("{url:?}: expected ws:// or wss://"));
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let url = Url::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
+        let tls = match url.scheme() {
+            "ws" => false,
+            "wss" => true,
+            _ => return Err(format!("{text:?}: expected ws:// or wss://")),
         };
-        // RFC 6455 §3: fragments are not allowed in WebSocket URIs.
-        let rest = rest.split('#').next().unwrap_or_default();
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_owned()
-        };
-        if authority.contains('@') {
-            return Err(format!("{url:?}: user info is not supported"));
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("{text:?}: user info is not supported"));
         }
-        let default_port = if tls { 443 } else { 80 };
-        let (host, port) = split_host_port(authority, default_port)
-            .ok_or_else(|| format!("{url:?}: bad host or port"))?;
-        if host.is_empty() {
-            return Err(format!("{url:?}: no host"));
-        }
+        let host = match url.host() {
+            Some(Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+            _ => return Err(format!("{text:?}: no host")),
+        };
+        // The url crate knows ws = 80 and wss = 443 (WHATWG special schemes).
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| format!("{text:?}: no port"))?;
+        // RFC 6455 §3: a WebSocket URI has no fragment; what goes on the
+        // request line is the path and the query.
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
         Ok(Target {
+            url,
             tls,
             host,
             port,
@@ -81,22 +83,6 @@ impl Target {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| std::io::Error::other(format!("{}: no address", self.host)))
-    }
-}
-
-fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => default_port,
-            None => return None,
-        };
-        return Some((host.to_owned(), port));
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
-        None => Some((authority.to_owned(), default_port)),
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{load, load_raw, url, wsecho};
+use common::{load, load_raw, recording_echo, url, wsecho};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_exit_2() {
@@ -76,7 +76,9 @@ async fn an_unreachable_server_is_a_connect_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_addresses_are_used_in_turn() {
-    let addr = wsecho().await;
+    // The server sees where each connection comes from: if --source-ip
+    // were ignored, all four would come from 127.0.0.1.
+    let (addr, peers) = recording_echo().await;
     let u = url(addr);
     let run = load(&[
         &u,
@@ -92,4 +94,12 @@ async fn source_addresses_are_used_in_turn() {
     .await;
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.u64("/connections/opened"), 4);
+    let mut seen: Vec<String> = peers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]);
 }

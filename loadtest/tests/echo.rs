@@ -26,8 +26,11 @@ async fn clean_run_against_wsecho_exits_0_with_counts_and_no_errors() {
         "stdout: {}\nstderr: {}",
         run.stdout, run.stderr
     );
-    assert!(run.u64("/messages_received") > 100, "{}", run.stdout);
-    assert!(run.u64("/messages_sent") > 100);
+    // How many is bench.sh's question; here every one counted is timed.
+    let received = run.u64("/messages_received");
+    assert!(received > 0, "{}", run.stdout);
+    assert!(run.u64("/messages_sent") > 0);
+    assert_eq!(run.u64("/latency_us/count"), received);
     assert_eq!(run.nonzero_errors(), Vec::<String>::new());
     assert_eq!(
         run.u64("/close_codes/1000"),
@@ -35,10 +38,13 @@ async fn clean_run_against_wsecho_exits_0_with_counts_and_no_errors() {
         "every connection closed cleanly"
     );
     assert_eq!(run.u64("/connections/opened"), 8);
-    assert!(run.u64("/latency_us/count") > 100);
     assert!(run.u64("/latency_us/p50") > 0);
     assert!(run.u64("/connect_us/count") == 8 && run.u64("/handshake_us/count") == 8);
     assert!(run.stdout.contains("errors: none"), "{}", run.stdout);
+    // The CPU was sampled inside the window, so the flag is a verdict.
+    let flag = run.json()["generator_bottleneck"].as_str().unwrap();
+    assert!(flag == "yes" || flag == "no", "{flag}");
+    assert!(!run.json()["client_threads"].as_array().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,3 +81,61 @@ async fn swapped_echoes_are_counted_reordered() {
         assert_eq!(run.error(kind), 0, "{kind}: {:?}", run.nonzero_errors());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corruption_is_caught_in_every_short_layout() {
+    // Below 20 B a payload carries only part of the header (seq and conn,
+    // seq alone, or seq's low bytes); a flipped bit must still be caught,
+    // whichever byte it lands on.
+    let addr = faulty_echo(Fault::Corrupt(5)).await;
+    let u = url(addr);
+    for (size, text) in [
+        ("1", false),
+        ("3", false),
+        ("8", false),
+        ("10", false),
+        ("12", false),
+        ("19", false),
+        ("6", true),
+        ("20", true),
+        ("30", true),
+    ] {
+        let mut args = vec![
+            u.as_str(),
+            "-c",
+            "2",
+            "-d",
+            "500ms",
+            "--warmup",
+            "0s",
+            "-s",
+            size,
+            "--timeout",
+            "300ms",
+        ];
+        if text {
+            args.push("--text");
+        }
+        let run = load(&args).await;
+        assert_eq!(run.status, 1, "size {size} text {text}: {}", run.stdout);
+        assert!(
+            run.error("corrupted") > 0,
+            "size {size} text {text}: {:?}",
+            run.nonzero_errors()
+        );
+        // With a whole sequence number a bad echo is only ever corrupted;
+        // with its low bits alone a flipped bit can name an earlier message,
+        // which then reads as a duplicate: still an error, never accepted.
+        let whole_seq = size.parse::<usize>().unwrap() / if text { 2 } else { 1 } >= 8;
+        if whole_seq {
+            for kind in ["duplicated", "reordered"] {
+                assert_eq!(
+                    run.error(kind),
+                    0,
+                    "size {size}: {:?}",
+                    run.nonzero_errors()
+                );
+            }
+        }
+    }
+}

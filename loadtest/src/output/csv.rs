@@ -1,150 +1,122 @@
 //! `--csv FILE`: one row per run, appended, with the header written when the
-//! file is new, so a benchmark matrix collects into one table.
+//! file is new, so a benchmark matrix collects into one table. The columns
+//! are the fields of [`Row`], written by the `csv` crate (header and
+//! quoting included), so header and row cannot drift apart.
 
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use serde::Serialize;
 
-use crate::report::Report;
-use crate::stats::ErrorKind;
+use crate::cli::Scenario;
+use crate::report::{Bottleneck, Report};
 
-pub fn header() -> String {
-    let mut cols: Vec<&str> = vec![
-        "started_unix_s",
-        "scenario",
-        "url",
-        "connections",
-        "size",
-        "text",
-        "in_flight",
-        "rate",
-        "threads",
-        "duration_s",
-        "messages_sent",
-        "messages_received",
-        "messages_sent_per_s",
-        "messages_received_per_s",
-        "bytes_sent_per_s",
-        "bytes_received_per_s",
-        "latency_p50_us",
-        "latency_p90_us",
-        "latency_p99_us",
-        "latency_p999_us",
-        "latency_max_us",
-        "latency_uncorrected_p99_us",
-        "connect_p50_us",
-        "connect_p99_us",
-        "handshake_p50_us",
-        "handshake_p99_us",
-        "errors",
-    ];
-    cols.extend(ErrorKind::ALL.iter().map(|k| k.name()));
-    cols.extend([
-        "client_cpu_pct",
-        "client_thread_max_cpu_pct",
-        "generator_bottleneck",
-        "server_cpu_pct",
-        "handshakes_per_s",
-        "deliveries_per_s",
-        "held",
-        "server_rss_per_connection_bytes",
-    ]);
-    cols.join(",")
+/// One run, flat. Error counts by kind are in the JSON; here their total
+/// and a `kind=count` list, so a new kind never shifts a column.
+#[derive(Debug, Serialize)]
+pub struct Row<'a> {
+    pub started_unix_s: u64,
+    pub scenario: Scenario,
+    pub url: &'a str,
+    pub connections: u64,
+    pub size: usize,
+    pub text: bool,
+    pub in_flight: Option<u64>,
+    pub rate: Option<u64>,
+    pub threads: usize,
+    pub duration_s: f64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub messages_sent_per_s: f64,
+    pub messages_received_per_s: f64,
+    pub bytes_sent_per_s: f64,
+    pub bytes_received_per_s: f64,
+    pub latency_p50_us: u64,
+    pub latency_p90_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_p999_us: u64,
+    pub latency_max_us: u64,
+    pub latency_uncorrected_p99_us: Option<u64>,
+    pub connect_p50_us: u64,
+    pub connect_p99_us: u64,
+    pub handshake_p50_us: u64,
+    pub handshake_p99_us: u64,
+    pub errors: u64,
+    /// `lost=3 corrupted=1`, empty when clean.
+    pub error_kinds: String,
+    pub client_cpu_pct: f64,
+    pub client_thread_max_cpu_pct: Option<f64>,
+    pub generator_bottleneck: Bottleneck,
+    pub server_cpu_pct: Option<f64>,
+    pub handshakes_per_s: Option<f64>,
+    pub deliveries_per_s: Option<f64>,
+    pub held: Option<u64>,
+    pub server_rss_per_connection_bytes: Option<f64>,
 }
 
-pub fn row(r: &Report) -> String {
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    let c = &r.config;
-    let mut cells: Vec<String> = vec![
-        r.started_unix_s.to_string(),
-        r.scenario.clone(),
-        quote(&r.url),
-        c.connections.to_string(),
-        c.size.to_string(),
-        c.text.to_string(),
-        opt(c.in_flight.map(|v| v.to_string())),
-        opt(c.rate.map(|v| v.to_string())),
-        c.threads.to_string(),
-        format!("{:.3}", r.duration_s),
-        r.messages_sent.to_string(),
-        r.messages_received.to_string(),
-        r.rates.messages_sent_per_s.to_string(),
-        r.rates.messages_received_per_s.to_string(),
-        r.rates.bytes_sent_per_s.to_string(),
-        r.rates.bytes_received_per_s.to_string(),
-        r.latency_us.p50.to_string(),
-        r.latency_us.p90.to_string(),
-        r.latency_us.p99.to_string(),
-        r.latency_us.p999.to_string(),
-        r.latency_us.max.to_string(),
-        opt(r.latency_uncorrected_us.as_ref().map(|p| p.p99.to_string())),
-        r.connect_us.p50.to_string(),
-        r.connect_us.p99.to_string(),
-        r.handshake_us.p50.to_string(),
-        r.handshake_us.p99.to_string(),
-        r.errors.total().to_string(),
-    ];
-    cells.extend(ErrorKind::ALL.iter().map(|k| r.errors.get(*k).to_string()));
-    let max_thread = r
-        .client_threads
-        .iter()
-        .map(|t| t.cpu_pct)
-        .fold(0.0, f64::max);
-    let server = r.server.as_ref();
-    cells.extend([
-        r.client_cpu_pct.to_string(),
-        max_thread.to_string(),
-        r.generator_bottleneck.to_string(),
-        opt(server.and_then(|s| s.cpu_pct).map(|v| v.to_string())),
-        opt(r.churn.as_ref().map(|c| c.handshakes_per_s.to_string())),
-        opt(r.chat.as_ref().map(|c| c.deliveries_per_s.to_string())),
-        opt(r.connections.held.map(|v| v.to_string())),
-        opt(server
-            .and_then(|s| s.rss_per_connection_bytes)
-            .map(|v| v.to_string())),
-    ]);
-    cells.join(",")
-}
-
-/// RFC 4180 quoting where a value needs it.
-fn quote(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
+impl<'a> Row<'a> {
+    pub fn of(r: &'a Report) -> Row<'a> {
+        let c = &r.config;
+        let server = r.server.as_ref();
+        Row {
+            started_unix_s: r.started_unix_s,
+            scenario: r.scenario,
+            url: &r.url,
+            connections: c.connections,
+            size: c.size,
+            text: c.text,
+            in_flight: c.in_flight,
+            rate: c.rate,
+            threads: c.threads,
+            duration_s: (r.duration_s * 1000.0).round() / 1000.0,
+            messages_sent: r.messages_sent,
+            messages_received: r.messages_received,
+            messages_sent_per_s: r.rates.messages_sent_per_s,
+            messages_received_per_s: r.rates.messages_received_per_s,
+            bytes_sent_per_s: r.rates.bytes_sent_per_s,
+            bytes_received_per_s: r.rates.bytes_received_per_s,
+            latency_p50_us: r.latency_us.p50,
+            latency_p90_us: r.latency_us.p90,
+            latency_p99_us: r.latency_us.p99,
+            latency_p999_us: r.latency_us.p999,
+            latency_max_us: r.latency_us.max,
+            latency_uncorrected_p99_us: r.latency_uncorrected_us.as_ref().map(|p| p.p99),
+            connect_p50_us: r.connect_us.p50,
+            connect_p99_us: r.connect_us.p99,
+            handshake_p50_us: r.handshake_us.p50,
+            handshake_p99_us: r.handshake_us.p99,
+            errors: r.errors.total(),
+            error_kinds: r
+                .errors
+                .nonzero()
+                .map(|(k, n)| format!("{}={n}", k.name()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            client_cpu_pct: r.client_cpu_pct,
+            client_thread_max_cpu_pct: r.client_threads.iter().map(|t| t.cpu_pct).reduce(f64::max),
+            generator_bottleneck: r.generator_bottleneck,
+            server_cpu_pct: server.and_then(|s| s.cpu_pct),
+            handshakes_per_s: r.churn.as_ref().map(|c| c.handshakes_per_s),
+            deliveries_per_s: r.chat.as_ref().map(|c| c.deliveries_per_s),
+            held: r.connections.held,
+            server_rss_per_connection_bytes: server.and_then(|s| s.rss_per_connection_bytes),
+        }
     }
 }
 
 /// Appends the row; writes the header first into an empty file.
 pub fn append(path: &Path, r: &Report) -> anyhow::Result<()> {
-    let mut f = OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let empty = f.metadata().map(|m| m.len() == 0).unwrap_or(true);
-    let mut text = String::new();
-    if empty {
-        text.push_str(&header());
-        text.push('\n');
-    }
-    text.push_str(&row(r));
-    text.push('\n');
-    f.write_all(text.as_bytes())
+    let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(empty)
+        .from_writer(file);
+    w.serialize(Row::of(r))
+        .and_then(|()| w.flush().map_err(Into::into))
         .with_context(|| format!("writing {}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_and_column_count() {
-        assert_eq!(quote("ws://a/"), "ws://a/");
-        assert_eq!(quote("a,b"), "\"a,b\"");
-        assert_eq!(quote("say \"hi\", ok"), "\"say \"\"hi\"\", ok\"");
-        assert!(header().split(',').count() > 40);
-    }
 }

@@ -1,80 +1,31 @@
-//! The live line: once a second on stderr, every worker's last second
-//! merged: elapsed time and phase, messages/s, MB/s, p50, p99, errors so
-//! far, open connections.
+//! The live line: once a second on stderr, every worker's second added
+//! up: time since the traffic started and the phase, messages/s, MB/s,
+//! p50, p99, errors so far, open connections, and with stages what they
+//! asked for beside what was achieved.
 
 #![allow(clippy::print_stderr)]
 
-use std::collections::BTreeMap;
-
 use crate::engine::Phases;
 use crate::output::{duration_us, mb_per_s, si};
-use crate::stats::{Hist, Tick, new_hist};
+use crate::plan::Plan;
+use crate::series::Second;
 
-pub struct Live {
-    threads: usize,
-    quiet: bool,
-    /// Seconds still waiting for some thread's tick.
-    pending: BTreeMap<u64, Second>,
+const SECOND: i64 = 1_000_000_000;
+
+/// Prints second `m` of the window (negative: warm-up).
+pub fn print(plan: &Plan, phases: &Phases, m: i64, s: &Second) {
+    eprintln!("{}", line(plan, phases, m, s));
 }
 
-struct Second {
-    parts: usize,
-    received: u64,
-    bytes: u64,
-    latency: Hist,
-    errors: u64,
-    open: u64,
-}
-
-impl Live {
-    pub fn new(threads: usize, quiet: bool) -> Live {
-        Live {
-            threads,
-            quiet,
-            pending: BTreeMap::new(),
-        }
-    }
-
-    pub fn tick(&mut self, tick: Tick, phases: Option<Phases>) {
-        if self.quiet {
-            return;
-        }
-        let latest = tick.index;
-        let s = self.pending.entry(tick.index).or_insert_with(|| Second {
-            parts: 0,
-            received: 0,
-            bytes: 0,
-            latency: new_hist(),
-            errors: 0,
-            open: 0,
-        });
-        s.parts += 1;
-        s.received += tick.received;
-        s.bytes += tick.bytes;
-        let _ = s.latency.add(&tick.latency);
-        s.errors += tick.errors;
-        s.open += tick.open;
-        // A second is printed once every thread has reported it, or once a
-        // later second is under way (a busy thread skipped this one).
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.get().parts < self.threads && *entry.key() + 2 > latest {
-                break;
-            }
-            let (index, second) = entry.remove_entry();
-            eprintln!("{}", line(index, &second, phases));
-        }
-    }
-}
-
-fn line(index: u64, s: &Second, phases: Option<Phases>) -> String {
-    let t_ns = index * 1_000_000_000;
-    let phase = match phases {
-        None => "connecting",
-        Some(p) if t_ns <= p.start_ns => "connecting",
-        Some(p) if t_ns <= p.window_start_ns => "warm-up",
-        Some(p) if t_ns <= p.window_end_ns => "counted",
-        Some(_) => "draining",
+fn line(plan: &Plan, p: &Phases, m: i64, s: &Second) -> String {
+    let window_s = (p.window_end_ns - p.window_start_ns) as i64;
+    let phase = match m * SECOND {
+        t if t < 0 => "warm-up",
+        t if t < window_s => "counted",
+        _ => "draining",
     };
+    let end_ns = p.window_start_ns as i64 + (m + 1) * SECOND;
+    let elapsed = (end_ns - p.start_ns as i64).max(0) / SECOND;
     let (p50, p99) = if s.latency.is_empty() {
         ("-".to_owned(), "-".to_owned())
     } else {
@@ -83,11 +34,20 @@ fn line(index: u64, s: &Second, phases: Option<Phases>) -> String {
             duration_us(s.latency.value_at_quantile(0.99)),
         )
     };
+    let target = (m >= 0)
+        .then(|| plan.target_at(((m as f64 + 0.5) * 1e9) as u64))
+        .flatten()
+        .map(|t| t * plan.own_connections() as f64 / plan.connections.max(1) as f64);
+    let (rate_target, open_target) = match (target, plan.ramp.is_some()) {
+        (Some(t), true) => (String::new(), format!(" (target {t:.0})")),
+        (Some(t), false) => (format!(" (target {})", si(t)), String::new()),
+        (None, _) => (String::new(), String::new()),
+    };
     format!(
-        "[{index:>4}s {phase:<10}] {:>8} msg/s  {:>12}  p50 {p50:>8}  p99 {p99:>8}  errors {}  open {}",
+        "[{elapsed:>4}s {phase:<10}] {:>8} msg/s{rate_target}  {:>12}  p50 {p50:>8}  p99 {p99:>8}  errors {}  open {}{open_target}",
         si(s.received as f64),
         mb_per_s(s.bytes as f64),
-        s.errors,
+        s.errors_total,
         s.open,
     )
 }

@@ -2,7 +2,9 @@
 //! document and the CSV row. Printing is this module's job, so it is the
 //! one place allowed to use `println!`/`eprintln!`.
 
+pub mod charts;
 pub mod csv;
+pub mod html;
 pub mod live;
 pub mod text;
 

@@ -4,10 +4,10 @@
 
 use std::fmt::Write;
 
+use crate::cli::Scenario;
 use crate::cpu::BOTTLENECK_PCT;
 use crate::output::{mb_per_s, si};
-use crate::report::{Percentiles, Report};
-use crate::stats::ErrorKind;
+use crate::report::{Bottleneck, Percentiles, Report};
 
 pub fn print(report: &Report) {
     print!("{}", render(report));
@@ -19,6 +19,7 @@ pub fn render(r: &Report) -> String {
     header(o, r);
     traffic(o, r);
     latencies(o, r);
+    stages(o, r);
     problems(o, r);
     cpu(o, r);
     out
@@ -26,15 +27,21 @@ pub fn render(r: &Report) -> String {
 
 fn header(o: &mut String, r: &Report) {
     let c = &r.config;
-    let mode = match (r.scenario.as_str(), c.in_flight, c.rate) {
-        ("echo", Some(k), _) => format!("closed loop, {k} in flight per connection"),
-        ("echo", None, Some(rate)) => format!("open loop, {rate} msg/s in total"),
-        ("chat", _, rate) => format!(
+    let mode = match (r.scenario, c.in_flight, c.rate) {
+        (Scenario::Echo, Some(k), _) if c.stages.is_some() => {
+            format!("closed loop, {k} in flight per connection, connections following --stages")
+        }
+        (Scenario::Echo, Some(k), _) => format!("closed loop, {k} in flight per connection"),
+        (Scenario::Echo, None, Some(rate)) => format!("open loop, {rate} msg/s in total"),
+        (Scenario::Echo, None, None) if c.rate_stages.is_some() => {
+            "open loop following --rate-stages".to_owned()
+        }
+        (Scenario::Chat, _, rate) => format!(
             "{} rooms, {} msg/s sent in total",
             c.rooms.unwrap_or(1),
             rate.map_or("default".into(), |r| r.to_string())
         ),
-        (s, _, _) => s.to_owned(),
+        (s, _, _) => s.to_string(),
     };
     let kind = if c.text { "text" } else { "binary" };
     let _ = writeln!(o, "\n{} · {} {}", r.tool, r.scenario, r.url);
@@ -103,8 +110,8 @@ fn traffic(o: &mut String, r: &Report) {
 }
 
 fn latencies(o: &mut String, r: &Report) {
-    let what = match r.scenario.as_str() {
-        "chat" => "send→delivery",
+    let what = match r.scenario {
+        Scenario::Chat => "send→delivery",
         _ if r.latency_uncorrected_us.is_some() => "RTT (corrected)",
         _ => "round trip",
     };
@@ -125,6 +132,44 @@ fn latencies(o: &mut String, r: &Report) {
     let _ = writeln!(o);
 }
 
+/// With stages: each stage's target beside what was achieved.
+fn stages(o: &mut String, r: &Report) {
+    let Some(stages) = &r.stages else { return };
+    let connections = r.config.stages.is_some();
+    let what = if connections { "connections" } else { "msg/s" };
+    let _ = writeln!(
+        o,
+        "{:<8}{:>16}{:>14}{:>14}{:>12}{:>10}",
+        "stage", "window (s)", "target", "achieved", "echoes/s", "p99 µs"
+    );
+    for (i, s) in stages.iter().enumerate() {
+        let achieved = if connections {
+            format!("{:.1}", s.mean_open)
+        } else {
+            si(s.received_per_s)
+        };
+        let _ = writeln!(
+            o,
+            "{:<8}{:>16}{:>14}{:>14}{:>12}{:>10}",
+            i + 1,
+            format!("{:.1}–{:.1}", s.start_s, s.end_s),
+            format!("{} {what}", si(s.target as f64)),
+            achieved,
+            si(s.received_per_s),
+            s.latency_us.p99
+        );
+    }
+    let _ = writeln!(
+        o,
+        "(achieved: mean {} over the stage; a ramp's mean is about half way)\n",
+        if connections {
+            "connections open"
+        } else {
+            "echoes/s"
+        }
+    );
+}
+
 fn row(o: &mut String, name: &str, p: &Percentiles) {
     if p.count == 0 {
         let _ = writeln!(o, "{name:<18}{:>9}", "-");
@@ -142,12 +187,9 @@ fn problems(o: &mut String, r: &Report) {
         let _ = writeln!(o, "errors: none");
     } else {
         let _ = writeln!(o, "errors:");
-        for k in ErrorKind::ALL {
-            let n = r.errors.get(k);
-            if n > 0 {
-                let detail = r.error_details.get(k.name()).map_or("", String::as_str);
-                let _ = writeln!(o, "  {:<14}{:>10}   {detail}", k.name(), n);
-            }
+        for (k, n) in r.errors.nonzero() {
+            let detail = r.error_details.get(&k).map_or("", String::as_str);
+            let _ = writeln!(o, "  {:<14}{:>10}   {detail}", k.name(), n);
         }
     }
     let codes: Vec<String> = r
@@ -203,7 +245,14 @@ fn cpu(o: &mut String, r: &Report) {
             .map_or(String::new(), |b| format!(" ({b:.0} B per connection)"));
         let _ = writeln!(o, "server (pid {}): CPU {cpu}, {rss}{per}", s.pid);
     }
-    if r.generator_bottleneck {
+    if r.generator_bottleneck == Bottleneck::Unknown {
+        let _ = writeln!(
+            o,
+            "generator bottleneck: unknown (no CPU sample over the window): do not read these \
+             numbers as the server's alone"
+        );
+    }
+    if r.generator_bottleneck == Bottleneck::Yes {
         let _ = writeln!(
             o,
             "WARNING: a wsecho-load worker thread was at or above {BOTTLENECK_PCT:.0} % of a core: the \

@@ -14,6 +14,7 @@ use crate::conn::{Conn, Event, Msg};
 use crate::engine::{Phases, WorkerCtx};
 use crate::handshake::Upgrade;
 use crate::payload::{Corrupt, Layout};
+use crate::plan::Workload;
 use crate::scenario;
 use crate::stats::{ErrorKind, Stats};
 
@@ -57,7 +58,10 @@ pub fn room_size(room: u64, peers: u64, rooms: u64) -> u64 {
 pub async fn peer(ctx: Rc<WorkerCtx>, id: u64) -> Option<PeerEnd> {
     scenario::ramp(&ctx, id).await;
     let plan = &ctx.plan;
-    let room = id % plan.args.rooms;
+    let Workload::Chat { rooms, .. } = plan.workload else {
+        unreachable!("chat peers run only in the chat workload")
+    };
+    let room = id % rooms;
     let target = plan.target.with_path(room_path(&plan.target.path, room));
     let upgrade = Upgrade::new(
         &target,
@@ -99,17 +103,18 @@ struct Peer<'a> {
 
 impl<'a> Peer<'a> {
     fn new(ctx: &'a WorkerCtx, id: u64, phases: Phases) -> Self {
-        let args = &ctx.plan.args;
-        let peers = args.connections;
-        let rate = args.rate.unwrap_or(DEFAULT_PEER_RATE * peers).max(1);
-        let per_ns = 1e9 / rate as f64;
-        let room = id % args.rooms;
-        let size = room_size(room, peers, args.rooms);
+        let Workload::Chat { rooms, rate } = ctx.plan.workload else {
+            unreachable!("chat peers run only in the chat workload")
+        };
+        let peers = ctx.plan.connections;
+        let per_ns = 1e9 / rate.max(1) as f64;
+        let room = id % rooms;
+        let size = room_size(room, peers, rooms);
         let linger = ctx.plan.args.timeout.min(LINGER).as_nanos() as u64;
         Peer {
             ctx,
             id: id as u32,
-            rooms: args.rooms,
+            rooms,
             layout: ctx.plan.layout,
             phases,
             next_ns: phases.start_ns + (id as f64 * per_ns) as u64,

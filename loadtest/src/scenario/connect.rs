@@ -8,19 +8,19 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::engine::WorkerCtx;
+use crate::scenario;
 use crate::scenario::echo::{EchoLoop, End};
-use crate::scenario::{self, chat::PeerEnd};
 
 /// After a failed attempt a slot waits this long, so a refusing server is
 /// not hammered in a busy loop (the failure is counted either way).
 const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
-pub async fn slot(ctx: Rc<WorkerCtx>, slot: u64) -> Option<PeerEnd> {
+pub async fn slot(ctx: Rc<WorkerCtx>, slot: u64) {
     let phases = ctx.phases().await;
     let plan = &ctx.plan;
     for cycle in 0u64.. {
         // With --connect-rate, dial number k + n·c of the whole churn.
-        let dial = slot + cycle * plan.args.connections;
+        let dial = slot + cycle * plan.connections;
         let at = phases.start_ns + plan.dial_at_ns(dial);
         if at >= phases.window_end_ns {
             break;
@@ -46,5 +46,4 @@ pub async fn slot(ctx: Rc<WorkerCtx>, slot: u64) -> Option<PeerEnd> {
             ctx.stats.borrow_mut().cycles += 1;
         }
     }
-    None
 }

@@ -10,7 +10,8 @@ use std::rc::Rc;
 use crate::conn::{Conn, Event, Msg};
 use crate::engine::{Phases, WorkerCtx};
 use crate::payload::{Corrupt, Layout};
-use crate::scenario::{self, chat::PeerEnd};
+use crate::plan::{Pace, Rate, Workload};
+use crate::scenario;
 use crate::stats::{ErrorKind, Stats};
 use crate::window::{Echo, Window};
 
@@ -23,17 +24,40 @@ const MAX_BURST: u32 = 256;
 /// the corrected latency.
 const MAX_BACKLOG: usize = 4 << 20;
 
-pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) -> Option<PeerEnd> {
+pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) {
+    if let Some(ramp) = &ctx.plan.ramp {
+        return ramped(&ctx, id, ramp.active(id)).await;
+    }
     scenario::ramp(&ctx, id).await;
     let conn = scenario::open(&ctx, id, &ctx.plan.upgrade, true).await;
     ctx.dialled();
-    let mut conn = conn?;
+    let Some(mut conn) = conn else { return };
     let phases = ctx.phases().await;
     let mut echo = EchoLoop::new(&ctx, id, phases, None);
     let end = echo.drive(&mut conn).await;
     echo.finish(&mut conn, end).await;
     scenario::closed(&ctx);
-    None
+}
+
+/// `--stages`: the slot is up during each of `spans` (ns since the window
+/// began), dialled at the start of each and closed at its end.
+async fn ramped(ctx: &WorkerCtx, id: u64, spans: Vec<(u64, u64)>) {
+    let phases = ctx.phases().await;
+    let origin = phases.window_start_ns;
+    for (open_at, close_at) in spans {
+        let at = origin + open_at;
+        if at > ctx.now_ns() {
+            tokio::time::sleep_until(ctx.plan.clock.at(at)).await;
+        }
+        let Some(mut conn) = scenario::open(ctx, id, &ctx.plan.upgrade, true).await else {
+            continue;
+        };
+        let mut echo = EchoLoop::new(ctx, id, phases, None);
+        echo.stop_ns = (origin + close_at).min(phases.window_end_ns);
+        let end = echo.drive(&mut conn).await;
+        echo.finish(&mut conn, end).await;
+        scenario::closed(ctx);
+    }
 }
 
 /// How a connection's run ended.
@@ -46,10 +70,28 @@ pub enum End {
     Broken,
 }
 
-/// The open-loop timetable of one connection.
+/// The open-loop timetable of one connection: it sends messages `k`,
+/// `k + step`, `k + 2·step`... of the whole load's timetable (`step` is the
+/// number of connections), so the connections interleave into one stream.
 struct Schedule {
     next_ns: u64,
-    interval_ns: u64,
+    k: u64,
+    step: u64,
+    origin_ns: u64,
+    rate: Rate,
+}
+
+impl Schedule {
+    fn advance(&mut self) {
+        self.k += self.step;
+        self.next_ns = self.due(self.k);
+    }
+
+    fn due(&self, k: u64) -> u64 {
+        self.rate
+            .time_of(k)
+            .map_or(u64::MAX, |t| self.origin_ns.saturating_add(t))
+    }
 }
 
 pub struct EchoLoop<'a> {
@@ -62,23 +104,39 @@ pub struct EchoLoop<'a> {
     schedule: Option<Schedule>,
     /// Connect scenario: stop after this many messages.
     budget: Option<u64>,
+    /// No new message at or after this run time (the window's end, or a
+    /// ramped slot's closing time).
+    pub stop_ns: u64,
     timeout_ns: u64,
     seen_any: bool,
 }
 
 impl<'a> EchoLoop<'a> {
     pub fn new(ctx: &'a WorkerCtx, id: u64, phases: Phases, budget: Option<u64>) -> Self {
-        let args = &ctx.plan.args;
-        let schedule = args.rate.filter(|_| budget.is_none()).map(|rate| {
-            // Connection k sends at start + k/rate + n·c/rate: the c
-            // connections interleave evenly into one stream of `rate`.
-            let per_ns = 1e9 / rate.max(1) as f64;
-            Schedule {
-                next_ns: phases.start_ns + (id as f64 * per_ns) as u64,
-                interval_ns: ((args.connections as f64 * per_ns) as u64).max(1),
+        let plan = &ctx.plan;
+        let pace = match &plan.workload {
+            Workload::Echo(pace) if budget.is_none() => pace.clone(),
+            _ => Pace::Closed { in_flight: 1 },
+        };
+        let (in_flight, schedule) = match pace {
+            Pace::Closed { in_flight } => (in_flight.clamp(1, u32::MAX as u64) as u32, None),
+            Pace::Open(rate) => {
+                // A fixed rate starts with the warm-up; stages are the window.
+                let origin_ns = match rate {
+                    Rate::Fixed(_) => phases.start_ns,
+                    Rate::Staged(_) => phases.window_start_ns,
+                };
+                let mut s = Schedule {
+                    next_ns: 0,
+                    k: id,
+                    step: plan.connections,
+                    origin_ns,
+                    rate,
+                };
+                s.next_ns = s.due(id);
+                (1, Some(s))
             }
-        });
-        let in_flight = args.in_flight.clamp(1, u32::MAX as u64) as u32;
+        };
         let window = Window::new(if schedule.is_some() {
             64
         } else {
@@ -93,6 +151,7 @@ impl<'a> EchoLoop<'a> {
             in_flight,
             schedule,
             budget,
+            stop_ns: phases.window_end_ns,
             timeout_ns: ctx.plan.timeout_ns,
             seen_any: false,
         }
@@ -138,8 +197,8 @@ impl<'a> EchoLoop<'a> {
     fn sending_over(&self, now: u64) -> bool {
         match (&self.schedule, self.budget) {
             (_, Some(budget)) => self.window.next_seq() >= budget,
-            (Some(s), None) => s.next_ns >= self.phases.window_end_ns,
-            (None, None) => now >= self.phases.window_end_ns,
+            (Some(s), None) => s.next_ns >= self.stop_ns,
+            (None, None) => now >= self.stop_ns,
         }
     }
 
@@ -167,7 +226,7 @@ impl<'a> EchoLoop<'a> {
             stats.error(ErrorKind::Lost, lost, || "echo window overflowed".into());
             n += 1;
             if let Some(s) = &mut self.schedule {
-                s.next_ns += s.interval_ns;
+                s.advance();
             }
             if self.sending_over(now) {
                 break;
@@ -184,11 +243,11 @@ impl<'a> EchoLoop<'a> {
             .window
             .next_expiry(self.timeout_ns)
             .unwrap_or(now + self.timeout_ns);
-        if now < self.phases.window_end_ns {
-            deadline = deadline.min(self.phases.window_end_ns);
+        if now < self.stop_ns {
+            deadline = deadline.min(self.stop_ns);
         }
         if let Some(s) = &self.schedule
-            && s.next_ns < self.phases.window_end_ns
+            && s.next_ns < self.stop_ns
         {
             match &self.ctx.pacer {
                 Some(pacer) => conn.pace(pacer, s.next_ns),

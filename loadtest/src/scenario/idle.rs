@@ -9,14 +9,14 @@ use std::rc::Rc;
 use crate::codec::ProtocolError;
 use crate::conn::{Conn, Event, Msg};
 use crate::engine::WorkerCtx;
-use crate::scenario::{self, chat::PeerEnd};
+use crate::scenario;
 use crate::stats::ErrorKind;
 
-pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) -> Option<PeerEnd> {
+pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) {
     scenario::ramp(&ctx, id).await;
     let conn = scenario::open(&ctx, id, &ctx.plan.upgrade, true).await;
     ctx.dialled();
-    let mut conn = conn?;
+    let Some(mut conn) = conn else { return };
     let phases = ctx.phases().await;
     conn.arm(ctx.plan.clock.at(phases.window_end_ns));
     let why = loop {
@@ -48,7 +48,6 @@ pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) -> Option<PeerEnd> {
         }
     }
     scenario::closed(&ctx);
-    None
 }
 
 /// Reads every buffered message: `Some(code)` if one was a close frame.

@@ -6,37 +6,50 @@ pub mod connect;
 pub mod echo;
 pub mod idle;
 
+use std::future::Future;
 use std::rc::Rc;
 
 use tokio::task::JoinSet;
 
-use crate::cli::Scenario;
 use crate::clock::Rng;
 use crate::conn::Conn;
 use crate::engine::WorkerCtx;
 use crate::handshake::Upgrade;
+use crate::plan::Workload;
 use crate::stats::ErrorKind;
 use chat::PeerEnd;
 
-/// Runs this worker's share of the scenario to the end.
+/// Runs this worker's share of the scenario to the end; chat hands back
+/// each peer's view for the tail-drop count.
 pub async fn run(ctx: Rc<WorkerCtx>) -> Vec<PeerEnd> {
+    match ctx.plan.workload {
+        Workload::Echo(_) => each(&ctx, echo::connection).await,
+        Workload::Connect => each(&ctx, connect::slot).await,
+        Workload::Idle => each(&ctx, idle::connection).await,
+        Workload::Chat { .. } => {
+            return each(&ctx, chat::peer).await.into_iter().flatten().collect();
+        }
+    };
+    Vec::new()
+}
+
+/// Runs `task` for each of this worker's connections and collects what
+/// they return.
+async fn each<F, Fut>(ctx: &Rc<WorkerCtx>, task: F) -> Vec<Fut::Output>
+where
+    F: Fn(Rc<WorkerCtx>, u64) -> Fut,
+    Fut: Future + 'static,
+    Fut::Output: 'static,
+{
     let mut tasks = JoinSet::new();
     for id in ctx.connection_ids() {
-        let ctx = ctx.clone();
-        match ctx.plan.scenario() {
-            Scenario::Echo => tasks.spawn_local(echo::connection(ctx, id)),
-            Scenario::Connect => tasks.spawn_local(connect::slot(ctx, id)),
-            Scenario::Idle => tasks.spawn_local(idle::connection(ctx, id)),
-            Scenario::Chat => tasks.spawn_local(chat::peer(ctx, id)),
-        };
+        tasks.spawn_local(task(ctx.clone(), id));
     }
-    let mut peers = Vec::new();
+    let mut out = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        if let Ok(Some(peer)) = done {
-            peers.push(peer);
-        }
+        out.extend(done.ok());
     }
-    peers
+    out
 }
 
 /// Waits for connection `n`'s turn under `--connect-rate`.
@@ -85,6 +98,7 @@ pub async fn open(ctx: &WorkerCtx, n: u64, upgrade: &Upgrade, record: bool) -> O
     }
     stats.opened += 1;
     stats.open += 1;
+    stats.interval.open_max = stats.interval.open_max.max(stats.open);
     let read_buf = plan.read_buf();
     Some(Conn::new(
         stream,

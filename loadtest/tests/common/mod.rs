@@ -191,6 +191,22 @@ where
     }
 }
 
+/// A correct echo server that records each connection's source address.
+pub async fn recording_echo() -> (SocketAddr, Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            seen.lock().unwrap().push(peer.ip());
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(echo_session(tcp, Fault::None));
+        }
+    });
+    (addr, peers)
+}
+
 /// A `wss://` echo server with a throwaway self-signed certificate for
 /// `localhost` (rcgen).
 pub async fn tls_echo() -> SocketAddr {
