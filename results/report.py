@@ -16,6 +16,19 @@ BEHIND_P50_US = 5_000
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
+
+def bottleneck(runs: list[dict]) -> str:
+    """Whether the generator may have set the pace: "yes" if it did in any
+    run, "unknown" if a run could not tell (wsecho-load's CPU sample was
+    missed), else "no". wsecho-load writes the word; load_test runs a bool."""
+    def one(r: dict) -> str:
+        v = r.get("generator_bottleneck")
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return v if v in ("yes", "no") else "unknown"
+    words = {one(r) for r in runs}
+    return "yes" if "yes" in words else "unknown" if "unknown" in words else "no"
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
 
@@ -51,7 +64,7 @@ def rows(matrix: dict, names: list[str]) -> list[dict]:
                 "server_cpu_pct": median([r["server"]["cpu_pct"] or 0 for r in runs if r.get("server")]),
                 "load_cpu_pct": median([r["client_cpu_pct"] for r in runs]),
                 "latency_us": {k: median([l[k] for l in lat]) for k in ("p50", "p99")} if lat else None,
-                "generator_bottleneck": any(r["generator_bottleneck"] for r in runs),
+                "generator_bottleneck": bottleneck(runs),
                 "errors": sum(sum(r["errors"].values()) for r in runs),
                 "exit_statuses": sorted({r["exit_status"] for r in runs}),
             }
@@ -167,7 +180,7 @@ def throughput_table(s: dict, key: str = "throughput") -> list[str]:
             if not v:
                 cells.append("–")
                 continue
-            mark = " ⚠" if v["generator_bottleneck"] else ""
+            mark = {"yes": " ⚠", "unknown": " ?"}.get(v["generator_bottleneck"], "")
             ratio = "" if name == names[0] or v["ratio"] is None else f" ({v['ratio']:.2f}×)"
             cells.append(f"**{fmt_rate(v['median'])}**{ratio}<br>{fmt_rate(v['min'])}–{fmt_rate(v['max'])}{mark}")
         lines.append(f"| {case_label(row)} | " + " | ".join(cells) + " |")
@@ -232,7 +245,7 @@ def markdown(s: dict) -> str:
             "echoed bytes, verifies nothing). Median of "
             f"{m['repetitions']} interleaved runs, a fresh server process per run; ratio to wsecho in brackets, "
             "min–max below. ⚠ marks a case where the generator was at 90 % of its core or more: there the "
-            "generator, not the server, may have set the pace; read CPU per message there, not msg/s.", ""]
+            "generator, not the server, may have set the pace; read CPU per message there, not msg/s. ? marks a case where wsecho-load could not sample its own CPU inside the window.", ""]
     if s["throughput"]:
         out += ["## Messages per second, wsecho-load", ""] + throughput_table(s) + \
             ["", "![messages per second, wsecho-load](throughput.svg)", ""]
@@ -369,7 +382,7 @@ def markdown(s: dict) -> str:
             f"exit status {v['exit_statuses']}" for gen, case, n, v in problems] or \
         ["None: every run completed; every echo wsecho-load received was verified (exit status 0)."]
     bottlenecks = [f"{gen} {row['case']} {n} ({v['load_cpu_pct']:.0f} %)" for gen, key in GENERATORS
-                   for row in s[key] for n, v in row["servers"].items() if v["generator_bottleneck"]]
+                   for row in s[key] for n, v in row["servers"].items() if v["generator_bottleneck"] == "yes"]
     out += ["", "## Generator bottleneck", ""]
     out += ["The generator was at 90 % of its core or more in: " + "; ".join(bottlenecks) + "."] if bottlenecks else \
         ["No generator was at 90 % of its core."]
