@@ -44,6 +44,12 @@ const RELAY_BUDGET: usize = 64 << 10;
 /// TCP sockets; an HTTP/2 stream may not have one).
 const PASSES_PER_POLL: u32 = 32;
 
+/// How long echoes of a large frame may stay unwritten, with not one byte
+/// taken by the peer, before the session reads on behind them: a peer that
+/// reads slowly takes something well within this; one that sends the whole
+/// message before reading takes nothing.
+const READ_BEHIND_AFTER: Duration = Duration::from_millis(250);
+
 /// An empty, unmasked ping frame (server frames are never masked).
 const PING: [u8; 2] = [0x89, 0x00];
 
@@ -165,6 +171,20 @@ struct Live {
     stalled: u32,
 }
 
+/// Whether a session in the middle of a large frame, with echoes it cannot
+/// write, reads on.
+#[derive(Debug, Default)]
+enum Behind {
+    /// No: the usual backpressure.
+    #[default]
+    No,
+    /// Not yet: nothing was written since this timer was armed.
+    Waiting(Pin<Box<tokio::time::Sleep>>),
+    /// Yes, up to --max-backlog, until the frame ends: the peer sends its
+    /// whole message before it reads.
+    Reading,
+}
+
 pub struct Session<S> {
     io: S,
     spill: Spill,
@@ -175,6 +195,8 @@ pub struct Session<S> {
     /// Bytes hyper read past the request head; handled before the socket.
     /// Boxed: rare, and an idle session should not carry a `Bytes`.
     replay: Option<Box<Bytes>>,
+    /// Reading on behind unsent echoes (see [`Session::read_behind`]).
+    behind: Behind,
     /// Written bytes may sit in a TLS layer until flushed.
     needs_flush: bool,
     close_sent: bool,
@@ -198,6 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             },
             inbox: inbox.map(Box::new),
             replay: (!replay.is_empty()).then(|| Box::new(replay)),
+            behind: Behind::No,
             needs_flush: false,
             close_sent: false,
             env,
@@ -260,7 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // client that sends a whole message before reading its echo
                 // cannot read until it is done, so its echo is held (up to
                 // --max-backlog) while the rest arrives.
-                Poll::Pending if self.may_read_behind() => {}
+                Poll::Pending if self.read_behind(cx) => {}
                 Poll::Pending => return self.wait(cx),
             }
             if passes == PASSES_PER_POLL {
@@ -327,11 +350,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         None
     }
 
-    /// Whether to read on while echoes wait unsent (see the read loop).
-    fn may_read_behind(&self) -> bool {
-        self.proto.cutting_through()
+    /// Whether to read on while echoes wait unsent. Backpressure, except in
+    /// the middle of a large frame whose echo the peer has not taken a byte
+    /// of for [`READ_BEHIND_AFTER`]: a client that sends a whole message
+    /// before reading its echo (Autobahn's 16 MiB cases, blocking clients)
+    /// cannot read until it is done, so its echo is held, up to
+    /// --max-backlog, while the rest arrives. A peer that reads, however
+    /// slowly, keeps the usual bound of one read.
+    fn read_behind(&mut self, cx: &mut Context<'_>) -> bool {
+        let eligible = self.proto.cutting_through()
             && !self.relay_unfinished()
-            && self.spill.len() < self.env.limits.max_backlog
+            && self.spill.len() < self.env.limits.max_backlog;
+        if !eligible {
+            if !self.proto.cutting_through() {
+                self.behind = Behind::No;
+            }
+            return false;
+        }
+        let timer = match &mut self.behind {
+            Behind::Reading => return true,
+            Behind::Waiting(timer) => timer,
+            Behind::No => {
+                // Boxed and only while stuck: idle sessions carry no timer.
+                self.behind = Behind::Waiting(Box::pin(tokio::time::sleep(READ_BEHIND_AFTER)));
+                let Behind::Waiting(timer) = &mut self.behind else {
+                    return false;
+                };
+                timer
+            }
+        };
+        if timer.as_mut().poll(cx).is_ready() {
+            self.behind = Behind::Reading;
+            return true;
+        }
+        false
     }
 
     fn relay_unfinished(&self) -> bool {
@@ -374,6 +426,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if wrote {
             self.live.wrote = true;
             self.needs_flush = true;
+            // The peer reads: no reason to read on behind its echoes.
+            if matches!(self.behind, Behind::Waiting(_)) {
+                self.behind = Behind::No;
+            }
         }
         std::task::ready!(drained)?;
         if self.needs_flush {
