@@ -277,6 +277,29 @@ async fn negotiated(server: &Endpoint, path: &str) -> RawWs {
 }
 
 #[tokio::test]
+async fn http2_websocket_negotiates_and_echoes_compressed() {
+    let server = start(&[]).await;
+    let mut conn = server.h2c().await;
+    let mut ws = conn
+        .try_open("/", &[("sec-websocket-extensions", BROWSER_OFFER)])
+        .await
+        .expect("WebSocket opened");
+    let answer = ws.headers.get("sec-websocket-extensions").cloned();
+    assert_eq!(
+        answer.as_ref().map(|v| v.to_str().unwrap()),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    let mut codec = Codec::new(false);
+    let message = text(5000);
+    ws.send(true, TEXT | RSV1, &codec.deflate(&message)).await;
+    let frame = ws.recv().await.expect("an echo");
+    assert!(frame.rsv1 && frame.fin && frame.opcode == TEXT);
+    assert!(codec.inflate(&frame.payload) == message);
+    let plain = conn.open("/").await;
+    assert!(!plain.headers.contains_key("sec-websocket-extensions"));
+}
+
+#[tokio::test]
 async fn rsv1_on_a_continuation_frame_closes_with_1002() {
     let server = start(&[]).await;
     let mut ws = negotiated(&server, "/").await;
