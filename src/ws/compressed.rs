@@ -77,15 +77,15 @@ impl Compression {
         Ok(Some(message))
     }
 
-    /// Compresses a message to send; `None`: send it as it is (compressing
-    /// did not shrink it and nothing obliges us to).
-    pub(crate) fn compress(&mut self, message: &[u8]) -> Result<Option<Vec<u8>>, DeflateError> {
+    /// Compresses a message to send. Always, even when that does not shrink
+    /// it (RFC 7692 would allow sending it plain): a client that compressed
+    /// a message expects its echo compressed, and Autobahn's harness
+    /// (kosoku 0.1.0) errors on a plain echo of a short compressed text
+    /// message ("Strings must be encoded before hashing", cases 12.*.1-2).
+    pub(crate) fn compress(&mut self, message: &[u8]) -> Result<Vec<u8>, DeflateError> {
         let mut out = Vec::new();
         self.deflater.compress(message, &mut out)?;
-        if out.len() >= message.len() && self.deflater.can_skip_compression() {
-            return Ok(None);
-        }
-        Ok(Some(out))
+        Ok(out)
     }
 
     fn abandon(&mut self) {

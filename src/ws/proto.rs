@@ -364,8 +364,7 @@ impl Proto {
                     return Err(Stop::Fail(code::INTERNAL_ERROR, "no deflate state"));
                 };
                 match z.compress(payload) {
-                    Ok(Some(deflated)) => w.frame(fin, true, opcode, &deflated),
-                    Ok(None) => w.frame(fin, false, opcode, payload),
+                    Ok(deflated) => w.frame(fin, true, opcode, &deflated),
                     Err(_) => return Err(Stop::Fail(code::INTERNAL_ERROR, "deflate failed")),
                 }
                 self.counted_out(fin, payload.len());
