@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::deflate::DeflatePolicy;
+
 /// A fast, hardened WebSocket echo service.
 ///
 /// Every option can also be set through the environment variable named in
@@ -48,6 +50,18 @@ pub struct Config {
     /// sends, and past this the server stops reading from it.
     #[arg(long, env = "WSECHO_MAX_BACKLOG", default_value = "16MiB", value_parser = parse_size)]
     pub max_backlog: usize,
+
+    /// permessage-deflate (RFC 7692): `off`, `on`, or a policy such as
+    /// `client_no_context_takeover,server_max_window_bits=10` (items:
+    /// `server_no_context_takeover`, `client_no_context_takeover`,
+    /// `server_max_window_bits=8..15`, `client_max_window_bits=8..15`,
+    /// `level=0..9`, `mem_level=1..9`, or `takeover` alone). `on` means no
+    /// context takeover either way: zlib contexts are pooled per worker and
+    /// held only while a message is in flight, so an idle compressed
+    /// connection costs about what an uncompressed one does; with context
+    /// takeover each connection holds ~370 KiB of zlib state.
+    #[arg(long, env = "WSECHO_DEFLATE", default_value = "on")]
+    pub deflate: DeflatePolicy,
 
     /// Text sent first on every echo connection. Off by default: a greeting
     /// breaks clients that expect pure echo.
@@ -293,5 +307,12 @@ mod tests {
         assert_eq!(c.listen_addr().to_string(), "127.0.0.1:9900");
         assert_eq!(c.max_message_size, 64 << 20);
         assert!(c.greeting.is_none());
+        assert_eq!(c.deflate, DeflatePolicy::ON);
+        assert!(
+            !Config::parse_from(["wsecho", "--deflate", "off"])
+                .deflate
+                .enabled
+        );
+        assert!(Config::try_parse_from(["wsecho", "--deflate", "sometimes"]).is_err());
     }
 }

@@ -56,6 +56,8 @@ pub struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
     pub connections: Counter,
+    /// Connections that negotiated permessage-deflate.
+    pub deflate_connections: Counter,
     websockets: Labeled<Protocol>,
     websockets_open: Labeled<Protocol, Gauge>,
     http_requests: Labeled<Protocol>,
@@ -79,6 +81,7 @@ impl Default for Metrics {
             registry: Registry::with_prefix("wsecho"),
             connections_open: Gauge::default(),
             connections: Counter::default(),
+            deflate_connections: Counter::default(),
             websockets: Family::default(),
             websockets_open: Family::default(),
             http_requests: Family::default(),
@@ -105,6 +108,11 @@ impl Default for Metrics {
             "connections",
             "WebSocket connections accepted",
             m.connections.clone(),
+        );
+        r.register(
+            "deflate_connections",
+            "WebSocket connections that negotiated permessage-deflate",
+            m.deflate_connections.clone(),
         );
         r.register(
             "websockets",

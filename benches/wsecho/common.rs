@@ -90,8 +90,9 @@ pub async fn wsecho_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
         liveness: None,
         metrics: Arc::new(Metrics::default()),
         sweep: Arc::new(Sweep::default()),
+        deflate: wsecho::deflate::DeflatePolicy::ON,
     });
-    let mut session = Session::new(io, Bytes::new(), None, env);
+    let mut session = Session::new(io, Bytes::new(), None, None, env);
     session.run(&mut Echo::new(None)).await;
 }
 

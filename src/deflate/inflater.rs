@@ -183,11 +183,17 @@ impl Inflater {
             }
             let start = out.len();
             if start + room > out.capacity() {
-                let want = out
-                    .capacity()
-                    .saturating_mul(2)
-                    .max(start + room)
-                    .min(limit);
+                // Doubling leaves each smaller copy behind (resident until
+                // the allocator purges it): past an eighth of the cap, go
+                // straight to the cap, whose pages only become resident
+                // as they are written. A message then costs at most 1.25
+                // times the cap, a bomb included.
+                let doubled = out.capacity().saturating_mul(2);
+                let want = if doubled > self.cap / 8 {
+                    limit
+                } else {
+                    doubled.max(start + room).min(limit)
+                };
                 out.reserve_exact(want - start);
             }
             // Zero-filling the chunk is the price of staying in safe code; it

@@ -12,6 +12,7 @@ use super::handshake::{self, Handshake};
 use super::plain;
 use super::refusal::{self, Refusal};
 use super::state::Shared;
+use crate::deflate::{self, Params};
 use crate::rooms;
 
 /// What to do with one request.
@@ -30,6 +31,8 @@ pub struct Accepted {
     pub target: Target,
     pub handshake: Handshake,
     pub subprotocol: Option<HeaderValue>,
+    /// permessage-deflate, when the client offered something we accept.
+    pub deflate: Option<Params>,
 }
 
 /// Which session a WebSocket runs.
@@ -95,6 +98,15 @@ fn websocket<B>(
         target: target(req.uri().path())?,
         handshake,
         subprotocol: handshake::select_subprotocol(req.headers(), &shared.config.subprotocols),
+        // RFC 7692 §5: a bad offer is declined, never fatal; over HTTP/2 the
+        // same header negotiates the same way (RFC 8441 §4).
+        deflate: deflate::negotiate(
+            req.headers()
+                .get_all("sec-websocket-extensions")
+                .iter()
+                .map(|v| v.as_bytes()),
+            &shared.config.deflate,
+        ),
     })
 }
 

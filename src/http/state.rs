@@ -76,6 +76,7 @@ impl Shared {
                 liveness: liveness(&config),
                 metrics: metrics.clone(),
                 sweep: Arc::new(Sweep::default()),
+                deflate: config.deflate,
             }),
             rooms: Arc::new(Rooms::new(room_limits, metrics.clone())),
             metrics,

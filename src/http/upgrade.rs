@@ -30,6 +30,7 @@ use super::refusal::{self, Refusal};
 use super::router::{Accepted, Target};
 use super::state::Shared;
 use crate::chat::Chat;
+use crate::deflate::Params;
 use crate::echo::Echo;
 use crate::inbox::Inbox;
 use crate::metrics::Protocol;
@@ -83,12 +84,17 @@ where
             Route::Chat(member, inbox)
         }
     };
+    let deflate = accepted.deflate;
     let mut res = Response::new(body::empty());
     match accepted.handshake {
         Handshake::Upgrade(accept) => {
-            shared
-                .sessions
-                .spawn(run_upgraded::<S, B>(shared.clone(), req, route, peer, slot));
+            shared.sessions.spawn(run_upgraded::<S, B>(
+                shared.clone(),
+                req,
+                (route, deflate),
+                peer,
+                slot,
+            ));
             *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let h = res.headers_mut();
             h.insert(UPGRADE, HeaderValue::from_static("websocket"));
@@ -96,9 +102,13 @@ where
             h.insert("sec-websocket-accept", accept);
         }
         Handshake::Connect => {
-            shared
-                .sessions
-                .spawn(run_stream(shared.clone(), req, route, peer, slot));
+            shared.sessions.spawn(run_stream(
+                shared.clone(),
+                req,
+                (route, deflate),
+                peer,
+                slot,
+            ));
             // RFC 8441 §5: a 2xx opens the WebSocket; nothing else to add.
             *res.status_mut() = StatusCode::OK;
         }
@@ -108,6 +118,11 @@ where
     if let Some(protocol) = accepted.subprotocol {
         h.insert("sec-websocket-protocol", protocol);
     }
+    if let Some(params) = deflate
+        && let Ok(value) = HeaderValue::try_from(params.response_header())
+    {
+        h.insert("sec-websocket-extensions", value);
+    }
     Ok(res)
 }
 
@@ -116,7 +131,7 @@ where
 async fn run_upgraded<S, B>(
     shared: Arc<Shared>,
     req: Request<B>,
-    route: Route,
+    route: (Route, Option<Params>),
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
 ) where
@@ -150,7 +165,7 @@ async fn run_upgraded<S, B>(
 async fn run_stream<B>(
     shared: Arc<Shared>,
     req: Request<B>,
-    route: Route,
+    route: (Route, Option<Params>),
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
 ) where
@@ -174,7 +189,7 @@ fn start_session<S>(
     shared: Arc<Shared>,
     io: S,
     replay: Bytes,
-    route: Route,
+    (route, deflate): (Route, Option<Params>),
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     protocol: Protocol,
@@ -192,16 +207,16 @@ fn start_session<S>(
     };
     match route {
         Route::Chat(member, inbox) => {
-            let session = Session::new(io, replay, Some(inbox), env);
+            let session = Session::new(io, replay, Some(inbox), deflate, env);
             sessions.spawn(serve(conn, session, Chat::new(member), name));
         }
         Route::Tutorial => {
-            let session = Session::new(io, replay, None, env);
+            let session = Session::new(io, replay, None, deflate, env);
             sessions.spawn(serve(conn, session, Tutorial::default(), name));
         }
         Route::Echo => {
             let echo = Echo::new(conn.shared.config.greeting.as_deref());
-            let session = Session::new(io, replay, None, env);
+            let session = Session::new(io, replay, None, deflate, env);
             sessions.spawn(serve(conn, session, echo, name));
         }
     }
@@ -239,6 +254,10 @@ where
         metrics.connections.inc();
         metrics.connections_open.inc();
         metrics.websocket(protocol, true);
+        let deflate = session.deflate();
+        if deflate {
+            metrics.deflate_connections.inc();
+        }
 
         let end = session.run(&mut route).await;
         // Leave a chat room before the last writes: nothing more is relayed.
@@ -258,6 +277,7 @@ where
             peer = %conn.peer,
             route = name,
             %protocol,
+            deflate,
             duration_ms = started.elapsed().as_millis() as u64,
             messages_in = counts.messages_in,
             messages_out = counts.messages_out,
@@ -292,7 +312,7 @@ mod tests {
             tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
         let (io, peer) = accepted.unwrap();
         let slot = shared.connection_slots.clone().try_acquire_owned().unwrap();
-        let session = Session::new(io, Bytes::new(), None, shared.ws.clone());
+        let session = Session::new(io, Bytes::new(), None, None, shared.ws.clone());
         let conn = Conn {
             shared,
             peer,

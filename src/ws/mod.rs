@@ -4,10 +4,12 @@
 //!
 //! - [`reader`]: bytes in, frame heads and unmasked payload pieces out.
 //! - [`proto`]: fragmentation, limits, UTF-8, control frames, cut-through.
+//! - `compressed`: permessage-deflate messages in and out, when negotiated.
 //! - [`out`]: gathered and vectored writes, the spill behind a full socket.
 //! - [`session`]: the poll loop and the close handshake.
 //! - [`sweep`]: keep-alive, idle and stall ticks, and the drain signal.
 
+mod compressed;
 pub mod out;
 pub mod proto;
 pub mod reader;

@@ -111,9 +111,12 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
 
     /// Writes one frame (server frames are never masked). `rsv1` marks a
     /// compressed message's first frame.
-    pub(crate) fn frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+    pub(crate) fn frame(&mut self, fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) {
         let mut head = [0u8; 10];
         let n = Frame::new(fin, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
+        if rsv1 {
+            head[0] |= 0x40;
+        }
         self.raw(&head[..n], payload);
     }
 

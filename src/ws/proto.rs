@@ -14,10 +14,12 @@ use std::time::Instant;
 use fastwebsockets::OpCode;
 use tokio::io::AsyncWrite;
 
+use super::compressed::Compression;
 use super::out::Writer;
 use super::reader::{FrameReader, Head, Item, is_control};
 use super::session::{Counts, Limits};
 use crate::close::{self, PeerClose, code};
+use crate::deflate::InflateError;
 use crate::metrics::{FLUSH_EVERY, Metrics};
 use crate::utf8::Utf8Stream;
 
@@ -99,6 +101,8 @@ pub(crate) struct Proto {
     /// Pings in the current one-second window, and which second it is
     /// (since [`epoch`]): 8 bytes where an `Instant` would take 16.
     pings: (u32, u32),
+    /// permessage-deflate, when negotiated (boxed: most sessions have none).
+    pub(crate) deflate: Option<Box<Compression>>,
     /// The reader failed: the rest of the input is not frames.
     pub(crate) spent: bool,
     pub(crate) counts: Counts,
@@ -108,9 +112,14 @@ pub(crate) struct Proto {
 type Flow = Result<(), Stop>;
 
 impl Proto {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, deflate: Option<Box<Compression>>) -> Self {
+        let mut reader = FrameReader::new(limits.max_frame as u64);
+        // RFC 7692 §6: RSV1 means "compressed" only once negotiated;
+        // otherwise it stays a protocol error (1002).
+        reader.allow_rsv1(deflate.is_some());
         Proto {
-            reader: FrameReader::new(limits.max_frame as u64),
+            reader,
+            deflate,
             frame: None,
             message: None,
             message_len: 0,
@@ -187,7 +196,18 @@ impl Proto {
                 (opcode, None) => {
                     self.message = Some(opcode);
                     self.message_len = 0;
+                    if head.rsv1 {
+                        // The reader allows RSV1 only when negotiated.
+                        match self.deflate.as_deref_mut() {
+                            Some(z) => z.start_message(),
+                            None => return Err(protocol("RSV1 without an extension")),
+                        }
+                    }
                 }
+            }
+            // RFC 7692 §6.1: only a message's first frame says "compressed".
+            if head.rsv1 && head.opcode == OpCode::Continuation {
+                return Err(protocol("RSV1 on a continuation frame"));
             }
             // Checked from the header: a message over the limit fails
             // before its payload arrives.
@@ -234,6 +254,9 @@ impl Proto {
 
         let message = self.message.unwrap_or(OpCode::Binary);
         let ends_message = last && head.fin;
+        if self.deflate.as_ref().is_some_and(|z| z.receiving()) {
+            return self.on_compressed(message, piece, ends_message, w, h, metrics);
+        }
         if message == OpCode::Text {
             // Fail fast: every piece is checked as it arrives, so invalid
             // text ends the connection before the rest of it comes.
@@ -250,11 +273,7 @@ impl Proto {
         }
         self.counts.bytes_in += piece.len() as u64;
         if ends_message {
-            self.message = None;
-            self.counts.messages_in += 1;
-            if self.counts.messages_in.is_multiple_of(FLUSH_EVERY) {
-                self.flush_counts(metrics, None);
-            }
+            self.message_ended(metrics);
         }
 
         if head.len > CHUNK {
@@ -265,10 +284,10 @@ impl Proto {
             } else {
                 OpCode::Continuation
             };
-            return self.deliver(message, opcode, last && head.fin, piece, w, h);
+            return self.deliver(message, opcode, last && head.fin, piece, false, w, h);
         }
         if cur.first && last {
-            return self.deliver(message, head.opcode, head.fin, piece, w, h);
+            return self.deliver(message, head.opcode, head.fin, piece, false, w, h);
         }
         // Copy forced by a small frame split across reads: it is echoed as
         // one frame, so it waits here, bounded by CHUNK.
@@ -277,15 +296,63 @@ impl Proto {
             return Ok(());
         }
         let held = std::mem::take(&mut self.held);
-        self.deliver(message, head.opcode, head.fin, &held, w, h)
+        self.deliver(message, head.opcode, head.fin, &held, false, w, h)
     }
 
+    /// A piece of a compressed message: inflated as it arrives (no
+    /// cut-through), and the whole message delivered at its end.
+    fn on_compressed<S: AsyncWrite + Unpin, H: Handler>(
+        &mut self,
+        message: OpCode,
+        piece: &[u8],
+        ends_message: bool,
+        w: &mut Writer<'_, '_, S>,
+        h: &mut H,
+        metrics: &Metrics,
+    ) -> Flow {
+        self.counts.bytes_in += piece.len() as u64;
+        let Some(z) = self.deflate.as_deref_mut() else {
+            return Err(Stop::Fail(code::INTERNAL_ERROR, "no deflate state"));
+        };
+        let utf8 = (message == OpCode::Text).then_some(&mut self.utf8);
+        let inflated = match z.inflate(piece, ends_message, utf8) {
+            Ok(None) => return Ok(()),
+            Ok(Some(inflated)) => inflated,
+            Err(InflateError::TooLarge(_)) => {
+                metrics.limit_hit("message_size");
+                return Err(Stop::Fail(code::TOO_BIG, "message too big"));
+            }
+            Err(InflateError::Rejected) => {
+                return Err(Stop::Fail(code::INVALID_PAYLOAD, "invalid UTF-8"));
+            }
+            Err(InflateError::Corrupt) => {
+                return Err(Stop::Fail(code::INVALID_PAYLOAD, "invalid compressed data"));
+            }
+        };
+        self.message_ended(metrics);
+        self.deliver(message, message, true, &inflated, true, w, h)
+    }
+
+    fn message_ended(&mut self, metrics: &Metrics) {
+        self.message = None;
+        self.counts.messages_in += 1;
+        if self.counts.messages_in.is_multiple_of(FLUSH_EVERY) {
+            self.flush_counts(metrics, None);
+        }
+    }
+
+    /// Hands a piece to the route and writes its answer. `compressed`: the
+    /// piece is a whole message that came compressed, so its echo goes back
+    /// compressed too (RFC 7692 lets us choose; a client that compresses
+    /// expects to be answered in kind).
+    #[allow(clippy::too_many_arguments)]
     fn deliver<S: AsyncWrite + Unpin, H: Handler>(
         &mut self,
         message: OpCode,
         opcode: OpCode,
         fin: bool,
         payload: &[u8],
+        compressed: bool,
         w: &mut Writer<'_, '_, S>,
         h: &mut H,
     ) -> Flow {
@@ -297,12 +364,23 @@ impl Proto {
         };
         match h.on_data(piece) {
             Reply::Nothing => {}
+            Reply::Echo if compressed => {
+                let Some(z) = self.deflate.as_deref_mut() else {
+                    return Err(Stop::Fail(code::INTERNAL_ERROR, "no deflate state"));
+                };
+                match z.compress(payload) {
+                    Ok(deflated) => w.frame(fin, true, opcode, &deflated),
+                    Err(_) => return Err(Stop::Fail(code::INTERNAL_ERROR, "deflate failed")),
+                }
+                self.counted_out(fin, payload.len());
+            }
             Reply::Echo => {
-                w.frame(fin, opcode, payload);
+                w.frame(fin, false, opcode, payload);
                 self.counted_out(fin, payload.len());
             }
             Reply::Text(text) => {
-                w.frame(true, OpCode::Text, text.as_bytes());
+                // Uncompressed: RFC 7692 leaves each message to the sender.
+                w.frame(true, false, OpCode::Text, text.as_bytes());
                 self.counted_out(true, text.len());
             }
         }
@@ -328,7 +406,7 @@ impl Proto {
                     metrics.limit_hit("ping_rate");
                     return Err(Stop::Fail(code::POLICY, "ping flood"));
                 }
-                w.frame(true, OpCode::Pong, payload);
+                w.frame(true, false, OpCode::Pong, payload);
                 Ok(())
             }
             OpCode::Close => match close::parse_peer_close(payload) {

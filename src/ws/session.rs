@@ -21,10 +21,12 @@ use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::compressed::Compression;
 use super::out::{GATHER_MAX, Spill, Writer};
 use super::proto::{Handler, Proto, Stop};
 use super::sweep::{Sweep, Ticket};
 use crate::close::{self, code};
+use crate::deflate::{DeflatePolicy, Params};
 use crate::inbox::Inbox;
 use crate::metrics::Metrics;
 
@@ -113,6 +115,8 @@ pub struct Env {
     pub liveness: Option<Liveness>,
     pub metrics: Arc<Metrics>,
     pub sweep: Arc<Sweep>,
+    /// `--deflate`: the compressor's level and memLevel.
+    pub deflate: DeflatePolicy,
 }
 
 /// How a session ended: what the connection log line and metrics report.
@@ -204,12 +208,21 @@ pub struct Session<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub fn new(io: S, replay: Bytes, inbox: Option<Inbox>, env: Arc<Env>) -> Self {
+    /// `deflate`: the permessage-deflate parameters the handshake agreed to.
+    pub fn new(
+        io: S,
+        replay: Bytes,
+        inbox: Option<Inbox>,
+        deflate: Option<Params>,
+        env: Arc<Env>,
+    ) -> Self {
         env.sweep.start(env.liveness.map(|l| l.interval));
+        let deflate =
+            deflate.map(|p| Box::new(Compression::new(&p, &env.deflate, env.limits.max_message)));
         Session {
             io,
             spill: Spill::default(),
-            proto: Proto::new(&env.limits),
+            proto: Proto::new(&env.limits, deflate),
             live: Live {
                 ticket: Ticket::new(env.sweep.clone()),
                 seen: env.sweep.tick(),
@@ -225,6 +238,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             close_sent: false,
             env,
         }
+    }
+
+    /// Whether the connection negotiated permessage-deflate.
+    pub fn deflate(&self) -> bool {
+        self.proto.deflate.is_some()
     }
 
     /// Runs the route until the connection ends; then closes it properly.

@@ -23,6 +23,8 @@ pub struct H2Conn {
 
 /// One WebSocket: a stream of an [`H2Conn`].
 pub struct H2Ws {
+    /// The 200's headers (e.g. `sec-websocket-extensions`).
+    pub headers: hyper::HeaderMap,
     pub send: SendStream<Bytes>,
     recv: RecvStream,
     buf: Vec<u8>,
@@ -114,6 +116,7 @@ impl H2Conn {
             "RFC 8441 §5: no Sec-WebSocket-Accept over HTTP/2"
         );
         Ok(H2Ws {
+            headers: parts.headers,
             send: stream,
             recv,
             buf: Vec::new(),
@@ -154,7 +157,9 @@ impl H2Ws {
     /// control.
     pub async fn round_trip(&mut self, opcode: u8, payload: &[u8]) -> (u8, Vec<u8>) {
         let data: Bytes = encode(true, opcode, payload, true).into();
-        let H2Ws { send, recv, buf } = self;
+        let H2Ws {
+            send, recv, buf, ..
+        } = self;
         let ((), echo) = tokio::join!(write_data(send, data), recv_message_from(recv, buf));
         echo
     }

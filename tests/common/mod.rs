@@ -76,10 +76,16 @@ impl Endpoint {
 
     /// A raw connection that has completed the handshake on `path`.
     pub async fn raw_ws(&self, path: &str) -> RawWs {
+        self.raw_ws_with(path, "").await.0
+    }
+
+    /// [`raw_ws`](Self::raw_ws) with extra header lines (each ending in
+    /// \r\n); also returns the 101's head.
+    pub async fn raw_ws_with(&self, path: &str, headers: &str) -> (RawWs, String) {
         let mut tcp = self.raw().await;
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n",
             self.addr
         );
         tcp.write_all(req.as_bytes()).await.unwrap();
@@ -88,10 +94,11 @@ impl Endpoint {
             head.starts_with("HTTP/1.1 101"),
             "handshake refused: {head}"
         );
-        RawWs {
+        let ws = RawWs {
             tcp,
             buf: Vec::new(),
-        }
+        };
+        (ws, head)
     }
 
     /// Sends `request` as is and returns the status code and the whole response.
@@ -169,6 +176,8 @@ async fn read_head(tcp: &mut TcpStream) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {
     pub fin: bool,
+    /// RSV1: a compressed message's first frame (permessage-deflate).
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -294,6 +303,7 @@ fn parse(buf: &[u8]) -> Option<(RawFrame, usize)> {
     Some((
         RawFrame {
             fin,
+            rsv1: buf[0] & 0x40 != 0,
             opcode,
             payload,
         },

@@ -24,6 +24,7 @@ fn env(liveness: Option<Liveness>) -> Arc<Env> {
         liveness,
         metrics: Arc::new(Metrics::default()),
         sweep: Arc::new(Sweep::default()),
+        deflate: crate::deflate::DeflatePolicy::ON,
     })
 }
 
@@ -47,7 +48,7 @@ fn start_echo(
     env: Arc<Env>,
 ) -> tokio::task::JoinHandle<(End, crate::ws::Counts)> {
     tokio::spawn(async move {
-        let mut session = Session::new(server, Bytes::new(), None, env);
+        let mut session = Session::new(server, Bytes::new(), None, None, env);
         let end = session.run(&mut Echo::new(None)).await;
         (end, session.shutdown().await)
     })
@@ -205,7 +206,7 @@ async fn idle_session_state_stays_small() {
     let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
     let (server, _) = tokio::join!(listener.accept(), client);
     let (io, _) = server.unwrap();
-    let mut session = Session::new(io, Bytes::new(), None, env(None));
+    let mut session = Session::new(io, Bytes::new(), None, None, env(None));
     let state = std::mem::size_of_val(&session);
     let mut echo = Echo::new(None);
     let run = session.run(&mut echo);
