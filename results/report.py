@@ -7,7 +7,12 @@ import html
 import statistics
 from pathlib import Path
 
-COLORS = {"wsecho": "#2a6fdb", "fastwebsockets": "#e8832a", "tokio-tungstenite": "#3a9d5d", "node-ws": "#8e5ab5"}
+COLORS = {"wsecho": "#2a6fdb", "fastwebsockets": "#e8832a", "tokio-tungstenite": "#3a9d5d", "node-ws": "#8e5ab5",
+          "uWebSockets": "#c0392b", "sockudo-ws": "#16a2b8", "raw-tcp": "#555555"}
+CEILING = "raw-tcp"
+PLAN = (100_000, 1_000_000)
+# Fixed rate: a median round trip above this means the server was behind.
+BEHIND_P50_US = 5_000
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -22,46 +27,101 @@ def cpu_us_per_msg(r: dict) -> float | None:
     return server["cpu_pct"] / 100 * r["duration_s"] * 1e6 / r["messages_received"]
 
 
-def summarize(found: dict, meta: dict, names: list[str]) -> dict:
-    rows = []
-    for case, by_server in found.items():
-        if case in ("rtt", "idle", "chat"):
-            continue
+def rows(matrix: dict, names: list[str]) -> list[dict]:
+    """{case: {server: [runs]}} -> one row per case: medians, min-max, CPU per
+    message, ratios to the first server (wsecho) and to the raw TCP ceiling."""
+    out = []
+    for case, by_server in matrix.items():
         conns, size = (int(x) for x in case.split("x"))
         row = {"case": case, "connections": conns, "size": size, "servers": {}}
         for name in names:
             runs = by_server.get(name, [])
+            if not runs:
+                continue
             rates = [r["rates"]["messages_received_per_s"] for r in runs]
             cpus = [c for c in map(cpu_us_per_msg, runs) if c is not None]
+            lat = [r["latency_us"] for r in runs if r.get("latency_us")]
             row["servers"][name] = {
                 "msgs_per_s": rates,
                 "median": median(rates),
                 "min": min(rates, default=0),
                 "max": max(rates, default=0),
                 "cpu_us_per_msg": median(cpus) if cpus else None,
+                "cpu_us_per_msg_runs": cpus,
                 "server_cpu_pct": median([r["server"]["cpu_pct"] or 0 for r in runs if r.get("server")]),
                 "load_cpu_pct": median([r["client_cpu_pct"] for r in runs]),
+                "latency_us": {k: median([l[k] for l in lat]) for k in ("p50", "p99")} if lat else None,
                 "generator_bottleneck": any(r["generator_bottleneck"] for r in runs),
                 "errors": sum(sum(r["errors"].values()) for r in runs),
                 "exit_statuses": sorted({r["exit_status"] for r in runs}),
             }
-        base = row["servers"][names[0]]["median"] or 1
-        for name in names:
-            row["servers"][name]["ratio"] = row["servers"][name]["median"] / base
-        rows.append(row)
+        present = [n for n in names if n in row["servers"]]
+        base = row["servers"][present[0]] if present else None
+        ceiling = row["servers"].get(CEILING)
+        for v in row["servers"].values():
+            v["ratio"] = v["median"] / base["median"] if base and base["median"] else None
+            v["cpu_ratio"] = (v["cpu_us_per_msg"] / base["cpu_us_per_msg"]
+                              if base and base["cpu_us_per_msg"] and v["cpu_us_per_msg"] else None)
+            v["ceiling_ratio"] = v["median"] / ceiling["median"] if ceiling and ceiling["median"] else None
+            v["ceiling_cpu_ratio"] = (v["cpu_us_per_msg"] / ceiling["cpu_us_per_msg"]
+                                      if ceiling and ceiling["cpu_us_per_msg"] and v["cpu_us_per_msg"] else None)
+        out.append(row)
+    return out
+
+
+def kernel_per_socket(idle: dict) -> dict:
+    """The kernel's own memory for one idle TCP socket: the sizes of the slab
+    objects each socket holds (a tcp_sock, a socket inode, a struct file, a
+    dentry, an epoll item: /proc/slabinfo), and, as a check, the slab growth
+    measured while the most connections were held (both ends were on this
+    host, so divided by twice the connections). The larger of the two is
+    used for the plan. Idle sockets hold no buffer memory: skbs come and go
+    with data."""
+    caches, measured = {}, []
+    for count in sorted(idle, key=int):
+        for r in idle[count].values():
+            k = r.get("kernel") or {}
+            caches = k.get("before", {}).get("caches") or caches
+    if idle:
+        top = max(idle, key=int)
+        # Only runs that held (nearly) every connection: lost ones skew it.
+        measured = [r["kernel"]["slab_bytes_per_socket"] for r in idle[top].values()
+                    if (r.get("kernel") or {}).get("slab_bytes_per_socket")
+                    and r["connections"].get("held", 0) >= 0.99 * int(top)]
+    objects = sum(c["objsize"] for c in caches.values())
+    slab = median(measured) if measured else None
+    return {"objects": {n: c["objsize"] for n, c in caches.items()}, "objects_bytes": objects,
+            "measured_slab_bytes": slab, "bytes": max(objects, slab or 0)}
+
+
+def summarize(found: dict, meta: dict, names: list[str]) -> dict:
     rtt = {}
     for name, runs in found.get("rtt", {}).items():
         rtt[name] = {k: median([r["latency_us"][k] for r in runs]) for k in ("p50", "p90", "p99", "p999", "max")}
         rtt[name]["errors"] = sum(sum(r["errors"].values()) for r in runs)
-    idle = {}
-    for name, r in found.get("idle", {}).items():
-        server = r.get("server") or {}
-        idle[name] = {
-            "connections": r["connections"].get("held", r["connections"]["opened"]),
-            "rss_before_kib": server.get("rss_before_kib"),
-            "rss_after_kib": server.get("rss_after_kib"),
-            "kib_per_connection": (server.get("rss_per_connection_bytes") or 0) / 1024,
-        }
+    idle: dict = {}
+    for count, by_server in found.get("idle", {}).items():
+        for name, r in by_server.items():
+            server = r.get("server") or {}
+            idle.setdefault(name, {})[count] = {
+                "connections": r["connections"].get("held", r["connections"]["opened"]),
+                "requested": int(count),
+                "rss_before_kib": server.get("rss_before_kib"),
+                "rss_after_kib": server.get("rss_after_kib"),
+                "kib_per_connection": (server.get("rss_per_connection_bytes") or 0) / 1024,
+                "errors": sum(r["errors"].values()),
+            }
+    kernel = kernel_per_socket(found.get("idle", {}))
+    plan = {}
+    for name, by_count in idle.items():
+        # The most connections held cleanly (a run that lost some overstates RSS per connection).
+        clean = [c for c, v in by_count.items() if v["connections"] >= 0.99 * v["requested"]] or list(by_count)
+        top = by_count[max(clean, key=int)]
+        user = top["kib_per_connection"] * 1024
+        plan[name] = {"from_connections": top["connections"], "user_bytes": user,
+                      "kernel_bytes": kernel["bytes"],
+                      **{str(n): {"user_gib": user * n / 2**30, "kernel_gib": kernel["bytes"] * n / 2**30,
+                                  "total_gib": (user + kernel["bytes"]) * n / 2**30} for n in PLAN}}
     chat = {}
     for case, r in found.get("chat", {}).items():
         peers, rooms = (int(x) for x in case.split("x"))
@@ -73,7 +133,11 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
             "errors": sum(r["errors"].values()),
             "server_cpu_pct": (r.get("server") or {}).get("cpu_pct"),
         }
-    return {"meta": meta, "throughput": rows, "rtt": rtt, "idle": idle, "chat": chat, "servers": names}
+    return {"meta": meta, "servers": names,
+            "throughput": rows(found.get("echo", {}), names),
+            "throughput_load_test": rows(found.get("loadtest", {}), names),
+            "rate": rows(found.get("rate", {}), names),
+            "rtt": rtt, "idle": idle, "kernel_per_socket": kernel, "plan": plan, "chat": chat}
 
 
 def fmt_rate(x: float) -> str:
@@ -84,17 +148,70 @@ def size_label(n: int) -> str:
     return f"{n // 1024} KiB" if n >= 1024 else f"{n} B"
 
 
-def throughput_table(s: dict) -> list[str]:
-    names = s["servers"]
+def case_label(row: dict) -> str:
+    return f"{row['connections']} × {size_label(row['size'])}"
+
+
+def present(s: dict, rows: list[dict]) -> list[str]:
+    return [n for n in s["servers"] if any(n in row["servers"] for row in rows)]
+
+
+def throughput_table(s: dict, key: str = "throughput") -> list[str]:
+    rows = s[key]
+    names = present(s, rows)
     lines = ["| connections × payload | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for row in s["throughput"]:
+    for row in rows:
         cells = []
         for name in names:
-            v = row["servers"][name]
+            v = row["servers"].get(name)
+            if not v:
+                cells.append("–")
+                continue
             mark = " ⚠" if v["generator_bottleneck"] else ""
-            ratio = "" if name == names[0] else f" ({v['ratio']:.2f}×)"
+            ratio = "" if name == names[0] or v["ratio"] is None else f" ({v['ratio']:.2f}×)"
             cells.append(f"**{fmt_rate(v['median'])}**{ratio}<br>{fmt_rate(v['min'])}–{fmt_rate(v['max'])}{mark}")
-        lines.append(f"| {row['connections']} × {size_label(row['size'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {case_label(row)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cpu_table(s: dict, key: str) -> list[str]:
+    rows = s[key]
+    names = present(s, rows)
+    lines = ["| connections × payload | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for row in rows:
+        cells = []
+        for name in names:
+            v = row["servers"].get(name)
+            if not v or v["cpu_us_per_msg"] is None:
+                cells.append("–")
+                continue
+            best = min(x["cpu_us_per_msg"] for x in row["servers"].values() if x["cpu_us_per_msg"])
+            cpu = f"{v['cpu_us_per_msg']:.2f} µs"
+            cpu = f"**{cpu}**" if v["cpu_us_per_msg"] == best else cpu
+            ratio = "" if name == names[0] or v["cpu_ratio"] is None else f" {v['cpu_ratio']:.2f}×,"
+            cells.append(f"{cpu} ({ratio} {v['server_cpu_pct']:.0f} %)".replace("( ", "("))
+        lines.append(f"| {case_label(row)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def ceiling_table(s: dict, key: str) -> list[str]:
+    rows = s[key]
+    names = [n for n in present(s, rows) if n != CEILING]
+    if not any(CEILING in row["servers"] for row in rows):
+        return ["No raw TCP run for this generator."]
+    lines = ["| connections × payload | raw TCP | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for row in rows:
+        c = row["servers"].get(CEILING)
+        head = "–" if not c else f"{fmt_rate(c['median'])} msg/s, {c['cpu_us_per_msg'] or 0:.2f} µs"
+        cells = []
+        for name in names:
+            v = row["servers"].get(name)
+            if not v or v["ceiling_ratio"] is None:
+                cells.append("–")
+                continue
+            cpu = "" if v["ceiling_cpu_ratio"] is None else f" · CPU {v['ceiling_cpu_ratio']:.2f}×"
+            cells.append(f"{v['ceiling_ratio']:.2f}×{cpu}")
+        lines.append(f"| {case_label(row)} | {head} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -103,31 +220,132 @@ def markdown(s: dict) -> str:
     out = [f"# wsecho results, {m['date'][:10]}", ""]
     if m["quick"]:
         out += ["**Quick run** (1 repetition, short runs): a pipeline check, not a measurement.", ""]
-    out += [f"Messages per second echoed and verified by wsecho-load (median of {m['repetitions']} interleaved "
-            "runs, ratio to wsecho in brackets, min–max below). ⚠ marks a case where a wsecho-load thread was "
-            "at 90 % of its core or more: there the generator, not the server, may have set the pace.", ""]
-    out += throughput_table(s) + ["", "![messages per second](throughput.svg)", ""]
-    out += ["## Server CPU per echoed message", "", "Server CPU time (user + system, from /proc) over the counted "
-            "window divided by the messages echoed in it, in µs; and the server's CPU use.", "",
-            "| connections × payload | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for row in s["throughput"]:
-        cells = []
+    elif m.get("partial"):
+        out += ["**Partial run** (a subset of servers, cases or parts): not the full matrix.", ""]
+    for note in m.get("notes", []):
+        out.append(f"- Note: {note}")
+    if m.get("notes"):
+        out.append("")
+    out += [f"Every case runs with two generators, each pinned to CPU 1 with the server on CPU 0: **wsecho-load** "
+            "(closed loop, one message in flight per connection, verifies every echo byte for byte) and "
+            "fastwebsockets' C **load_test** on uSockets (closed loop, one message in flight per connection, counts "
+            "echoed bytes, verifies nothing). Median of "
+            f"{m['repetitions']} interleaved runs, a fresh server process per run; ratio to wsecho in brackets, "
+            "min–max below. ⚠ marks a case where the generator was at 90 % of its core or more: there the "
+            "generator, not the server, may have set the pace; read CPU per message there, not msg/s.", ""]
+    if s["throughput"]:
+        out += ["## Messages per second, wsecho-load", ""] + throughput_table(s) + \
+            ["", "![messages per second, wsecho-load](throughput.svg)", ""]
+    if s["throughput_load_test"]:
+        out += ["## Messages per second, load_test", ""] + throughput_table(s, "throughput_load_test") + \
+            ["", "![messages per second, load_test](throughput-load_test.svg)", ""]
+    if s["throughput"] or s["throughput_load_test"]:
+        out += ["## Server CPU per echoed message at saturation", "",
+                "Server CPU time (user + system of the whole process, from /proc/PID/stat) over the counted window "
+                "divided by the messages echoed in it, in µs; the lowest per case in bold; in brackets the ratio to "
+                "wsecho and the server's CPU use (100 % = its one core).", ""]
+    if s["throughput"]:
+        out += ["### wsecho-load", ""] + cpu_table(s, "throughput") + \
+            ["", "![server CPU per message, wsecho-load](cpu.svg)", ""]
+    if s["throughput_load_test"]:
+        out += ["### load_test", ""] + cpu_table(s, "throughput_load_test") + \
+            ["", "![server CPU per message, load_test](cpu-load_test.svg)", ""]
+    if s["throughput"] or s["throughput_load_test"]:
+        out += ["## Ceiling ratio (server ÷ raw TCP echo)", "",
+                "raw-tcp is `results/peers/tcp_echo.c`: one thread, epoll, one read and one write per ready socket; "
+                "it answers the upgrade with a 101 and turns each client frame into a server frame (header copied "
+                "without the mask key, payload unmasked on its way to the send buffer) and nothing else: the least "
+                "any WebSocket echo can do. Per case: its msg/s and CPU per message, then each server's msg/s ÷ "
+                "raw-tcp's (below 1: slower) and CPU per message ÷ raw-tcp's (above 1: more CPU).", ""]
+    if s["throughput"]:
+        out += ["### wsecho-load", ""] + ceiling_table(s, "throughput")
+    if s["throughput_load_test"]:
+        out += ["", "### load_test", ""] + ceiling_table(s, "throughput_load_test")
+    if s["rate"]:
+        out += ["", f"## Server CPU per message at a fixed offered rate ({m['rate']:,} msg/s)", "",
+                "Open loop: wsecho-load sends "
+                f"{m['rate']:,} messages per second in total, spread over the connections, whatever the echoes do; "
+                "neither process is saturated, so this is the cleanest efficiency figure on 2 cores. Cells: "
+                "server CPU per message (ratio to wsecho), the server's CPU use, messages echoed per second, "
+                "round-trip p50 / p99 (µs, from the intended send time). ⚠ marks a run that echoed less than 95 % "
+                f"of the offered rate, or whose median round trip was above {BEHIND_P50_US // 1000} ms (the server "
+                "fell behind and read many messages per wake-up, which makes each one look cheap): a side was "
+                "saturated there, so the figure is not a fixed-rate one. On this "
+                "shared VM the figure also depends on what else runs: a busy core batches more messages per "
+                "wake-up and makes every server look cheaper, so take it on a quiet machine.", ""]
+        rate_names = present(s, s["rate"])
+        out += ["| server | " + " | ".join(case_label(r) for r in s["rate"]) + " |", "|---" * (len(s["rate"]) + 1) + "|"]
+        for name in rate_names:
+            cells = []
+            for row in s["rate"]:
+                v = row["servers"].get(name)
+                if not v:
+                    cells.append("–")
+                    continue
+                cpu = "–" if v["cpu_us_per_msg"] is None else f"**{v['cpu_us_per_msg']:.2f} µs**"
+                ratio = "" if name == rate_names[0] or v["cpu_ratio"] is None else f" ({v['cpu_ratio']:.2f}×)"
+                lat = v["latency_us"] or {"p50": 0, "p99": 0}
+                short = rate_flag(v, m["rate"])
+                cells.append(f"{cpu}{ratio}<br>{v['server_cpu_pct']:.0f} %, {fmt_rate(v['median'])}/s{short}, "
+                             f"{lat['p50']:.0f} / {lat['p99']:.0f} µs")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out += versus(s, "uWebSockets")
+    if s["idle"]:
+        counts = sorted({c for v in s["idle"].values() for c in v}, key=int)
+        out += ["", "## Memory per idle connection", "",
+                "Server RSS growth while wsecho-load holds N idle WebSocket connections (handshake done, no "
+                f"traffic, held {m.get('idle_hold', '?')}), divided by the connections held. A process here may "
+                f"hold at most {m['machine'].get('nofile', '?'):,} descriptors (the hard `nofile` limit), so "
+                "~19,000 is the most this machine allows. ⚠: fewer than 99 % of the connections were held to the "
+                "end (handshake timeouts, or the server closed idle ones); memory of the lost ones may still be in "
+                "the RSS, so the figure is too high.", "",
+                "| server | " + " | ".join(f"{int(c):,} connections" for c in counts) + " |",
+                "|---" * (len(counts) + 1) + "|"]
         for name in names:
-            v = row["servers"][name]
-            cpu = "–" if v["cpu_us_per_msg"] is None else f"{v['cpu_us_per_msg']:.2f} µs"
-            cells.append(f"{cpu} ({v['server_cpu_pct']:.0f} %)")
-        lines = f"| {row['connections']} × {size_label(row['size'])} | " + " | ".join(cells) + " |"
-        out.append(lines)
-    out += ["", "## Memory per idle connection", "",
-            "Server RSS growth while wsecho-load holds 10,000 idle WebSocket connections, per connection.", "",
-            "| server | connections held | RSS before → after | KiB per connection |", "|---|---|---|---|"]
-    for name in names:
-        v = s["idle"].get(name)
-        if v:
-            out.append(f"| {name} | {v['connections']:,} | {v['rss_before_kib'] or 0:,} → {v['rss_after_kib'] or 0:,} KiB "
-                       f"| {v['kib_per_connection']:.1f} |")
+            v = s["idle"].get(name)
+            if not v:
+                continue
+            cells = []
+            for c in counts:
+                x = v.get(c)
+                short = "" if not x or x["connections"] >= 0.99 * x["requested"] else " ⚠"
+                cells.append("–" if not x else f"**{x['kib_per_connection']:.2f} KiB**{short} ({x['connections']:,} held; "
+                             f"{x['rss_before_kib'] or 0:,} → {x['rss_after_kib'] or 0:,} KiB)")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        k = s["kernel_per_socket"]
+        objs = ", ".join(f"{n} {b} B" for n, b in k["objects"].items())
+        slab = "not measured" if k["measured_slab_bytes"] is None else f"{k['measured_slab_bytes']:,.0f} B"
+        out += ["", "### 100,000 and 1,000,000 connections, on paper", "",
+                f"Not measurable here (the descriptor limit). Per connection: the server's RSS per idle connection "
+                f"at the most connections it held cleanly (no ⚠), plus the kernel's own memory per idle TCP socket, which "
+                f"is not in the process's RSS: {k['bytes']:,.0f} B, the larger of the slab objects each socket "
+                f"holds ({objs}; sum {k['objects_bytes']:,} B, from /proc/slabinfo) and the kernel slab growth "
+                f"measured while the most connections were held, per socket ({slab}, the median over the servers "
+                "that held every connection: /proc/meminfo `Slab`, divided by twice the connections since both "
+                "ends were on this host; other processes' allocations add noise). An idle socket holds no buffer memory (skbs are allocated as data arrives); under traffic "
+                "add the socket buffers in flight. Where the clients run on the same machine, their sockets cost "
+                "the kernel as much again.", "",
+                "| server | user space per connection | " + " | ".join(f"{n:,}: process + kernel = total" for n in PLAN) + " |",
+                "|---" * (len(PLAN) + 2) + "|"]
+        for name in names:
+            p = s["plan"].get(name)
+            if not p:
+                continue
+            cells = [f"{p[str(n)]['user_gib']:.2f} + {p[str(n)]['kernel_gib']:.2f} = **{p[str(n)]['total_gib']:.2f} GiB**"
+                     for n in PLAN]
+            out.append(f"| {name} | {p['user_bytes']:,.0f} B (at {p['from_connections']:,}) | " + " | ".join(cells) + " |")
+        out += ["", "To measure 100,000 on a machine that allows it: raise the descriptor limit for the server and "
+                "for wsecho-load (`ulimit -n 200000`; the hard limit comes from `/etc/security/limits.conf` or "
+                "`prlimit --nofile=200000:200000 --pid $$` as root), widen the ephemeral ports "
+                "(`sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`), and dial from several loopback "
+                "addresses, since one source address reaches one server port from ~28,000 ports at most: "
+                "`results/run.sh --parts idle --idle 10000,100000` passes wsecho-load "
+                "`--source-ip 127.0.0.1-127.0.0.4` (one address per 25,000 connections) and wsecho "
+                "`--max-connections 101000`. By hand: `wsecho --listen 127.0.0.1:9900 --threads 1 "
+                "--max-connections 101000 &` then `wsecho-load ws://127.0.0.1:9900/ --scenario idle -c 100000 "
+                "--source-ip 127.0.0.1-127.0.0.4 --connect-rate 4000 --warmup 0s -d 10s --timeout 60s --server-pid $!`."]
     out += ["", "## Latency, one connection", "",
-            "Round trip of a 20-byte message, one connection, one message in flight (µs, median over runs).", "",
+            "Round trip of a 20-byte message, one connection, one message in flight (µs, median over runs; wsecho-load).", "",
             "| server | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|"]
     for name in names:
         v = s["rtt"].get(name)
@@ -144,57 +362,118 @@ def markdown(s: dict) -> str:
             out.append(f"| {v['peers']} × {v['rooms']} | {v['sent_per_s']:,.0f} | {v['deliveries_per_s']:,.0f} | "
                        f"{l['p50']:.0f} | {l['p99']:.0f} | {l['p999']:.0f} | {l['max']:.0f} | {v['errors']} | "
                        f"{v['server_cpu_pct'] or 0:.0f} % |")
-    problems = [(row["case"], n, v) for row in s["throughput"] for n, v in row["servers"].items()
-                if v["errors"] or v["exit_statuses"] != [0]]
+    problems = [(gen, row["case"], n, v) for gen, key in GENERATORS for row in s[key]
+                for n, v in row["servers"].items() if v["errors"] or v["exit_statuses"] != [0]]
     out += ["", "## Errors", ""]
-    out += [f"- {case} {n}: {v['errors']} verification errors, wsecho-load exit status {v['exit_statuses']}"
-            for case, n, v in problems] or ["None: every echo in every run was verified (wsecho-load exit status 0)."]
-    bottlenecks = [f"{row['case']} {n} (wsecho-load at {v['load_cpu_pct']:.0f} %)" for row in s["throughput"]
-                   for n, v in row["servers"].items() if v["generator_bottleneck"]]
+    out += [f"- {gen} {case} {n}: {v['errors']} errors (verification, closed connections, incomplete runs), "
+            f"exit status {v['exit_statuses']}" for gen, case, n, v in problems] or \
+        ["None: every run completed; every echo wsecho-load received was verified (exit status 0)."]
+    bottlenecks = [f"{gen} {row['case']} {n} ({v['load_cpu_pct']:.0f} %)" for gen, key in GENERATORS
+                   for row in s[key] for n, v in row["servers"].items() if v["generator_bottleneck"]]
     out += ["", "## Generator bottleneck", ""]
-    out += ["wsecho-load reported itself the bottleneck in: " + "; ".join(bottlenecks) + "."] if bottlenecks else \
-        ["wsecho-load never reported itself the bottleneck."]
+    out += ["The generator was at 90 % of its core or more in: " + "; ".join(bottlenecks) + "."] if bottlenecks else \
+        ["No generator was at 90 % of its core."]
+    mm = m["machine"]
     out += ["", "## How this was made", "",
-            f"- Machine: {m['machine']['cpu']}, {m['machine']['cores']} CPUs, {m['machine']['kernel']}",
-            f"- {m['machine']['rustc']}; commit {m['machine']['commit']}; {m['machine']['load']}",
-            "- Each run: a fresh server process pinned to CPU 0, wsecho-load pinned to CPU 1 with one thread, "
-            "closed loop (one message in flight per connection), binary messages, warm-up excluded.",
-            f"- Load: `{m['load_command']}`",
-            "- Idle: the same with `--scenario idle -c 10000`.",
-            f"- Regenerate: `results/run.sh` (took {m['wall_s']} s).", "", "| server | version | command |", "|---|---|---|"]
+            f"- Date: {m['date']}",
+            f"- Machine: {mm['cpu']}, {mm['cores']} CPUs, {mm.get('memory_gib', '?')} GiB, {mm['kernel']}, "
+            f"descriptor limit {mm.get('nofile', '?')}",
+            f"- {mm['rustc']}; C: {mm.get('cc', '?')}; C++: {mm.get('cxx', '?')}",
+            f"- wsecho commit {mm['commit']}; {mm['load']}; load_test: {mm.get('load_test', '?')}",
+            "- Each run: a fresh server process pinned to CPU 0 (`taskset -c 0`), the generator pinned to CPU 1, "
+            "binary messages, warm-up excluded.",
+            f"- wsecho-load: `{m['load_command']}`",
+            f"- load_test: `{m.get('load_test_command', '?')}`. It prints the echoes of each 4-second interval; "
+            "server CPU is read from /proc as each counted line arrives, so CPU and messages cover the same "
+            "intervals. It sends one fixed masked frame (binary) and counts echoed bytes, so it works against "
+            "the raw TCP echo as against every WebSocket server.",
+            f"- Fixed rate: `{m.get('rate_command', '?')}`",
+            f"- Idle: `wsecho-load ... --scenario idle -c N --connect-rate {m.get('idle_connect_rate', '?')} --warmup 0s "
+            f"-d {m.get('idle_hold', '?')} --timeout 30s` "
+            "(`--source-ip 127.0.0.1-127.0.0.K` past 25,000).",
+            "- The raw TCP ceiling runs with both generators: tcp_echo.c answers the upgrade with a correct "
+            "`Sec-WebSocket-Accept` and unmasks payloads, so wsecho-load's verification passes; load_test "
+            "needs the mask key dropped from each echoed frame (it expects 4 bytes fewer back than it sent).",
+            f"- Regenerate: `results/run.sh` (this run took {m['wall_s']} s).", "",
+            "| server | version | command |", "|---|---|---|"]
     for name in names:
         out.append(f"| {name} | {m['servers'][name]} | `{m['commands'][name]}` |")
     return "\n".join(out) + "\n"
 
 
-def bar_chart(s: dict, title: str, value, unit: str) -> str:
+def rate_flag(v: dict, rate: int) -> str:
+    """Why a fixed-rate run is not one: '' when it is."""
+    lat = v["latency_us"] or {"p50": 0}
+    return (" ⚠ below the offered rate" if v["median"] < 0.95 * rate else
+            " ⚠ fell behind" if lat["p50"] > BEHIND_P50_US else "")
+
+
+def versus(s: dict, peer: str) -> list[str]:
+    """wsecho's CPU per message ÷ the peer's, per case, generator and the
+    fixed rate; and both idle figures: the issue's acceptance checks."""
+    keys = [("wsecho-load", "throughput"), ("load_test", "throughput_load_test"), ("fixed rate", "rate")]
+    if not any(peer in row["servers"] for _, key in keys for row in s[key]):
+        return []
+    def ratio(row: dict, key: str) -> str:
+        a, b = row["servers"].get("wsecho"), row["servers"].get(peer)
+        if not a or not b or not a["cpu_us_per_msg"] or not b["cpu_us_per_msg"]:
+            return "–"
+        r = a["cpu_us_per_msg"] / b["cpu_us_per_msg"]
+        flag = " ⚠" if key == "rate" and (rate_flag(a, s["meta"]["rate"]) or rate_flag(b, s["meta"]["rate"])) else ""
+        return f"{r:.2f}× {'✓' if r <= 1 else '✗'}{flag}"
+    out = ["", f"## wsecho against {peer}", "",
+           f"wsecho's server CPU per message ÷ {peer}'s (✓: at or below), medians of the runs above; ⚠: at the "
+           "fixed rate one of the two fell behind, so that ratio is not a fixed-rate one.", "",
+           "| connections × payload | " + " | ".join(g for g, _ in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    cases = []
+    for _, key in keys:
+        cases += [(r["connections"], r["size"]) for r in s[key] if (r["connections"], r["size"]) not in cases]
+    for c in cases:
+        cells = []
+        for _, key in keys:
+            row = next((r for r in s[key] if (r["connections"], r["size"]) == c), None)
+            cells.append(ratio(row, key) if row else "–")
+        out.append(f"| {c[0]} × {size_label(c[1])} | " + " | ".join(cells) + " |")
+    w, u = s["idle"].get("wsecho", {}), s["idle"].get(peer, {})
+    for count in sorted(set(w) & set(u), key=int):
+        out.append(f"\nIdle, {int(count):,} connections: wsecho {w[count]['kib_per_connection']:.2f} KiB per connection "
+                   f"({'✓' if w[count]['kib_per_connection'] <= 1 else '✗'} ≤ 1 KiB), {peer} "
+                   f"{u[count]['kib_per_connection']:.2f} KiB.")
+    return out
+
+
+GENERATORS = (("wsecho-load", "throughput"), ("load_test", "throughput_load_test"), ("wsecho-load at fixed rate", "rate"))
+
+
+def bar_chart(s: dict, title: str, value, unit: str, key: str = "throughput") -> str:
     """Small multiples: one panel per case, one bar per server, min-max whiskers."""
-    names, rows = s["servers"], s["throughput"]
-    pw, ph, cols = 300, 210, 3
-    w, h = pw * cols, 60 + ph * ((len(rows) + cols - 1) // cols) + 30
+    rows = s[key]
+    names = present(s, rows)
+    pw, ph, cols = 360, 210, 3
+    w, h = pw * cols, 80 + ph * ((len(rows) + cols - 1) // cols) + 30
     e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
          'font-family="sans-serif" font-size="12">', f'<rect width="{w}" height="{h}" fill="white"/>',
          f'<text x="{w / 2}" y="22" text-anchor="middle" font-size="16">{html.escape(title)}</text>']
     for i, name in enumerate(names):
-        x = 20 + i * 200
-        e.append(f'<rect x="{x}" y="34" width="12" height="12" fill="{COLORS.get(name, "#777")}"/>'
-                 f'<text x="{x + 16}" y="45">{html.escape(name)}</text>')
+        x, y = 20 + (i % 5) * 210, 34 + (i // 5) * 18
+        e.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{COLORS.get(name, "#777")}"/>'
+                 f'<text x="{x + 16}" y="{y + 11}">{html.escape(name)}</text>')
     for k, row in enumerate(rows):
-        ox, oy = (k % cols) * pw, 60 + (k // cols) * ph
-        vals = [value(row["servers"][n]) for n in names]
+        ox, oy = (k % cols) * pw, 80 + (k // cols) * ph
+        vals = [value(row["servers"][n]) if n in row["servers"] else (0, 0, 0) for n in names]
         top = max([v[2] for v in vals] + [1e-9]) * 1.1
         e.append(f'<text x="{ox + pw / 2}" y="{oy + 16}" text-anchor="middle">'
                  f'{row["connections"]} conns × {size_label(row["size"])}</text>')
-        base, bh, bw = oy + ph - 30, ph - 60, (pw - 40) / len(names)
+        base, bh, bw = oy + ph - 30, ph - 60, (pw - 40) / max(len(names), 1)
         e.append(f'<line x1="{ox + 20}" y1="{base}" x2="{ox + pw - 20}" y2="{base}" stroke="#999"/>')
         for j, (name, (mid, lo, hi)) in enumerate(zip(names, vals)):
-            x, y = ox + 20 + j * bw + 6, base - bh * mid / top
-            e.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 12:.1f}" height="{base - y:.1f}" '
+            x, y = ox + 20 + j * bw + 4, base - bh * mid / top
+            e.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 8:.1f}" height="{base - y:.1f}" '
                      f'fill="{COLORS.get(name, "#777")}"><title>{html.escape(name)}: {mid:,.2f} {unit}</title></rect>')
-            cx, ylo, yhi = x + (bw - 12) / 2, base - bh * lo / top, base - bh * hi / top
+            cx, ylo, yhi = x + (bw - 8) / 2, base - bh * lo / top, base - bh * hi / top
             e.append(f'<line x1="{cx:.1f}" y1="{ylo:.1f}" x2="{cx:.1f}" y2="{yhi:.1f}" stroke="#333"/>')
             label = fmt_rate(mid) if unit == "msg/s" else f"{mid:.2f}"
-            e.append(f'<text x="{cx:.1f}" y="{yhi - 4:.1f}" text-anchor="middle" font-size="10">{label}</text>')
+            e.append(f'<text x="{cx:.1f}" y="{yhi - 4:.1f}" text-anchor="middle" font-size="9">{label}</text>')
     e.append(f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle" fill="#555">{html.escape(unit)}; '
              f'{html.escape(s["meta"]["date"][:10])}, {html.escape(s["meta"]["machine"]["cpu"])}</text>')
     return "\n".join(e + ["</svg>"]) + "\n"
@@ -202,20 +481,33 @@ def bar_chart(s: dict, title: str, value, unit: str) -> str:
 
 def write(out: Path, s: dict) -> None:
     (out / "summary.md").write_text(markdown(s))
-    (out / "throughput.svg").write_text(bar_chart(
-        s, "Messages per second echoed (median, min–max)", lambda v: (v["median"], v["min"], v["max"]), "msg/s"))
+    rate = lambda v: (v["median"], v["min"], v["max"])  # noqa: E731
     cpu = lambda v: (v["cpu_us_per_msg"] or 0,) * 3  # noqa: E731
-    (out / "cpu.svg").write_text(bar_chart(s, "Server CPU per echoed message", cpu, "µs per message"))
+    for key, suffix, gen in (("throughput", "", "wsecho-load"), ("throughput_load_test", "-load_test", "load_test")):
+        if s[key]:
+            (out / f"throughput{suffix}.svg").write_text(bar_chart(
+                s, f"Messages per second echoed, {gen} (median, min–max)", rate, "msg/s", key))
+            (out / f"cpu{suffix}.svg").write_text(bar_chart(
+                s, f"Server CPU per echoed message, {gen}", cpu, "µs per message", key))
 
 
 def update_readme(readme: Path, out: Path, s: dict) -> None:
     rel = out.relative_to(readme.parent)
     block = [README_BEGIN, f"Measured {s['meta']['date'][:10]} on {s['meta']['machine']['cpu']} "
-             f"({s['meta']['machine']['cores']} CPUs): messages per second echoed and verified, median of "
+             f"({s['meta']['machine']['cores']} CPUs): messages per second echoed and verified by wsecho-load, median of "
              f"{s['meta']['repetitions']} interleaved runs, ratio to wsecho in brackets, min–max below; server on "
-             "one core, wsecho-load on the other. Full results, CPU per message, memory per connection and "
-             f"latency: [{rel}/summary.md]({rel}/summary.md). Regenerate with `results/run.sh`.", ""]
-    block += throughput_table(s) + ["", f"![messages per second]({rel}/throughput.svg)", README_END]
+             "one core, the generator on the other. The same matrix with fastwebsockets' C load_test, server CPU "
+             "per message (at saturation and at a fixed offered rate), the ratio to a raw TCP echo (the ceiling), "
+             "memory per idle connection at 10,000 and ~19,000 connections with 100,000 and 1,000,000 planned "
+             "on paper (and how to measure 100,000 where the descriptor limit allows), and latency: "
+             f"[{rel}/summary.md]({rel}/summary.md). Regenerate with `results/run.sh` "
+             "(`UWS_DIR=path/to/uWebSockets` adds uWebSockets and load_test).", ""]
+    block += throughput_table(s) + ["", f"![messages per second]({rel}/throughput.svg)", ""]
+    block += ["Server CPU per echoed message at saturation (µs; ratio to wsecho, server CPU use), wsecho-load:", ""] + \
+        cpu_table(s, "throughput")
+    if s["throughput_load_test"]:
+        block += ["", "The same with load_test:", ""] + cpu_table(s, "throughput_load_test")
+    block += [README_END]
     text = readme.read_text()
     if README_BEGIN in text and README_END in text:
         head, rest = text.split(README_BEGIN, 1)

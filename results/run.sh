@@ -1,48 +1,150 @@
 #!/usr/bin/env bash
 # Regenerates results/<date>/: wsecho and the servers a user would pick
-# instead, measured with wsecho-load on this machine.
+# instead, measured with two load generators on this machine.
 #
-#   results/run.sh            # the full matrix (about 20 minutes)
-#   results/run.sh --quick    # 1 repetition, short runs: checks the pipeline
+#   UWS_DIR=/path/to/uWebSockets results/run.sh   # the full matrix (about 75 minutes)
+#   results/run.sh --quick     # 1 repetition, short runs: checks the pipeline
+#   results/run.sh --no-build --quick --servers wsecho,raw-tcp --cases 100x20 --parts echo,loadtest
+#                              # a subset, with the release binaries already built
+#   results/run.sh --parts idle --idle 10000,100000   # where `ulimit -n` allows 100k
 #
-# Builds everything from the package registries: wsecho and wsecho-load
-# (release), fastwebsockets' own examples/echo_server.rs from its crate
-# source in the cargo registry (a scratch copy in $TMPDIR, with only its
-# listen address patched), the tokio-tungstenite echo example of this
-# workspace, and Node.js `ws` (npm). Then results/matrix.py runs the matrix,
-# server pinned to CPU 0 and wsecho-load to CPU 1, and writes JSON, Markdown
-# and SVG, and the README's results section.
+# Builds everything from the package registries and UWS_DIR: wsecho and
+# wsecho-load (release); fastwebsockets' own examples/echo_server.rs and
+# sockudo-ws' examples/simple_echo.rs from their crate sources in the cargo
+# registry (scratch copies in $TMPDIR with only the listen address patched,
+# built outside this workspace with their own target directories under
+# target/peers/); the tokio-tungstenite echo example of this workspace;
+# Node.js `ws` (npm); uWebSockets' examples/EchoServer.cpp (no SSL, no zlib)
+# and fastwebsockets' C benches/load_test.c, both on UWS_DIR's uSockets
+# (UWS_DIR: a `git clone --recursive` of uNetworking/uWebSockets; both are
+# skipped, with a note in the summary, when it is unset); and the raw TCP
+# echo results/peers/tcp_echo.c, the ceiling. Then results/matrix.py runs the
+# matrix, server pinned to CPU 0 and the generator to CPU 1, and writes JSON,
+# Markdown and SVG, and (full runs only) the README's results section.
+# A peer that fails to build is left out with a note, not silently.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 step() { printf '\n==> %s\n' "$*"; }
 
+BUILD=1
+ARGS=()
+for a in "$@"; do
+    if [ "$a" = "--no-build" ]; then BUILD=0; else ARGS+=("$a"); fi
+done
+
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs: server on CPU 0, load on CPU 1" >&2; exit 2; }
 
-step "build wsecho, wsecho-load and the tokio-tungstenite echo (release)"
-cargo build --release --bin wsecho -p wsecho
-cargo build --release --bin wsecho-load -p wsecho-load
-cargo build --release --example tungstenite_echo -p wsecho
+PEERS="$ROOT/target/peers"
+SCRATCH_ROOT="${TMPDIR:-/tmp}/wsecho-peers"
+REGISTRY="${CARGO_HOME:-$HOME/.cargo}/registry/src"
+mkdir -p "$PEERS" "$SCRATCH_ROOT"
+NOTES=()
+
+if [ "$BUILD" = 1 ]; then
+    step "build wsecho, wsecho-load and the tokio-tungstenite echo (release)"
+    cargo build --release --bin wsecho -p wsecho
+    cargo build --release --bin wsecho-load -p wsecho-load
+    cargo build --release --example tungstenite_echo -p wsecho
+else
+    step "--no-build: using the release binaries in target/release as they are"
+fi
+for bin in target/release/wsecho target/release/wsecho-load; do
+    [ -x "$bin" ] || { echo "$bin is missing: run without --no-build" >&2; exit 2; }
+done
+[ "$BUILD" = 1 ] || NOTES+=("--no-build: wsecho and wsecho-load as built at $(date -u -r target/release/wsecho +%FT%TZ) and $(date -u -r target/release/wsecho-load +%FT%TZ), which may predate the commit named below")
+[ -x target/release/examples/tungstenite_echo ] ||
+    NOTES+=("tokio-tungstenite: target/release/examples/tungstenite_echo was not built (--no-build); left out")
 
 step "build fastwebsockets' own echo_server from its crate source"
 FWS_VERSION="$(cargo pkgid fastwebsockets | sed 's/.*[#@]//')"
-SRC="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/fastwebsockets-"$FWS_VERSION" | head -n1)"
-[ -d "$SRC" ] || { echo "fastwebsockets $FWS_VERSION source not in the cargo registry (run cargo fetch)" >&2; exit 2; }
+FWS_SRC="$(ls -d "$REGISTRY"/*/fastwebsockets-"$FWS_VERSION" | head -n1)"
+[ -d "$FWS_SRC" ] || { echo "fastwebsockets $FWS_VERSION source not in the cargo registry (run cargo fetch)" >&2; exit 2; }
 # Outside this workspace, or cargo would take it for a member.
-SCRATCH="${TMPDIR:-/tmp}/wsecho-peers/fastwebsockets-$FWS_VERSION"
-rm -rf "$SCRATCH" && mkdir -p "$(dirname "$SCRATCH")" && cp -r "$SRC" "$SCRATCH"
+SCRATCH="$SCRATCH_ROOT/fastwebsockets-$FWS_VERSION"
+rm -rf "$SCRATCH" && cp -r "$FWS_SRC" "$SCRATCH"
 # Its rust-toolchain pins a compiler this machine does not have; its example
 # binds 127.0.0.1:8080. Nothing else changes.
 rm -f "$SCRATCH/rust-toolchain" "$SCRATCH/rust-toolchain.toml"
 sed -i 's/127\.0\.0\.1:8080/127.0.0.1:9901/g' "$SCRATCH/examples/echo_server.rs"
-(cd "$SCRATCH" && CARGO_TARGET_DIR="$ROOT/target/peers/fastwebsockets-target" \
+(cd "$SCRATCH" && CARGO_TARGET_DIR="$PEERS/fastwebsockets-target" \
     cargo build --release --example echo_server --features upgrade)
-export FWS_ECHO_BIN="$ROOT/target/peers/fastwebsockets-target/release/examples/echo_server"
+export FWS_ECHO_BIN="$PEERS/fastwebsockets-target/release/examples/echo_server"
 export FWS_VERSION
+
+step "build sockudo-ws' simple_echo from its crate source"
+# The crate source comes through cargo: a scratch project that depends on it,
+# and `cargo fetch`. Its example binds 127.0.0.1:9001 and runs on tokio's
+# multi-threaded runtime, which sizes itself to the one CPU it is pinned to.
+SOCKUDO_VERSION="${SOCKUDO_VERSION:-3.1.0}"
+FETCH="$SCRATCH_ROOT/sockudo-ws-fetch"
+rm -rf "$FETCH" && mkdir -p "$FETCH/src"
+printf '[package]\nname = "sockudo-ws-fetch"\nversion = "0.0.0"\nedition = "2021"\npublish = false\n\n[dependencies]\nsockudo-ws = "=%s"\n\n[workspace]\n' \
+    "$SOCKUDO_VERSION" > "$FETCH/Cargo.toml"
+echo 'fn main() {}' > "$FETCH/src/main.rs"
+unset SOCKUDO_ECHO_BIN
+if (cd "$FETCH" && cargo fetch --quiet) \
+    && SOCKUDO_SRC="$(ls -d "$REGISTRY"/*/sockudo-ws-"$SOCKUDO_VERSION" | head -n1)" && [ -d "$SOCKUDO_SRC" ]; then
+    SCRATCH="$SCRATCH_ROOT/sockudo-ws-$SOCKUDO_VERSION"
+    rm -rf "$SCRATCH" && cp -r "$SOCKUDO_SRC" "$SCRATCH"
+    rm -f "$SCRATCH/rust-toolchain" "$SCRATCH/rust-toolchain.toml"
+    sed -i 's/127\.0\.0\.1:9001/127.0.0.1:9905/g' "$SCRATCH/examples/simple_echo.rs"
+    grep -q '127.0.0.1:9905' "$SCRATCH/examples/simple_echo.rs" || { echo "sockudo-ws simple_echo: listen address not found" >&2; exit 2; }
+    if (cd "$SCRATCH" && CARGO_TARGET_DIR="$PEERS/sockudo-ws-target" cargo build --release --example simple_echo); then
+        export SOCKUDO_ECHO_BIN="$PEERS/sockudo-ws-target/release/examples/simple_echo" SOCKUDO_VERSION
+    else
+        NOTES+=("sockudo-ws $SOCKUDO_VERSION: examples/simple_echo.rs did not build here; left out (see run.sh's output)")
+    fi
+else
+    NOTES+=("sockudo-ws $SOCKUDO_VERSION: cargo could not fetch its crate source; left out")
+fi
+
+step "build the raw TCP echo, the ceiling (results/peers/tcp_echo.c)"
+cc -O2 -Wall -o "$PEERS/tcp_echo" results/peers/tcp_echo.c
+export TCP_ECHO_BIN="$PEERS/tcp_echo" TCP_ECHO_CC="$(cc --version | head -n1)"
+
+unset UWS_ECHO_BIN LOADTEST_BIN
+if [ -n "${UWS_DIR:-}" ]; then
+    [ -f "$UWS_DIR/examples/EchoServer.cpp" ] && [ -f "$UWS_DIR/uSockets/src/libusockets.h" ] || {
+        echo "UWS_DIR=$UWS_DIR is not a uWebSockets checkout with its uSockets submodule (git clone --recursive)" >&2; exit 2; }
+    if git -C "$UWS_DIR" rev-parse --git-dir >/dev/null 2>&1; then
+        UWS_VERSION="$(git -C "$UWS_DIR" describe --tags --always --dirty) (uSockets $(git -C "$UWS_DIR/uSockets" describe --tags --always --dirty 2>/dev/null || echo '?'))"
+    else
+        UWS_VERSION="source tree without git metadata (src/*.h sha256 $(cat "$UWS_DIR"/src/*.h | sha256sum | cut -c1-12), uSockets/src sha256 $(cat "$UWS_DIR"/uSockets/src/*.c "$UWS_DIR"/uSockets/src/*/*.c | sha256sum | cut -c1-12))"
+    fi
+    export UWS_VERSION UWS_CXX="$(g++ --version | head -n1)"
+
+    step "build uWebSockets' examples/EchoServer.cpp (no SSL, no zlib) from UWS_DIR"
+    SCRATCH="$SCRATCH_ROOT/uWebSockets"
+    rm -rf "$SCRATCH" && cp -r "$UWS_DIR" "$SCRATCH"
+    # It listens on port 9001 on every address; here on 127.0.0.1:9904. Nothing else changes.
+    sed -i 's/\.listen(9001, /.listen("127.0.0.1", 9904, /' "$SCRATCH/examples/EchoServer.cpp"
+    grep -q 'listen("127.0.0.1", 9904' "$SCRATCH/examples/EchoServer.cpp" || { echo "EchoServer.cpp: listen call not found" >&2; exit 2; }
+    make -C "$SCRATCH/uSockets"  # no WITH_OPENSSL: LIBUS_NO_SSL
+    (cd "$SCRATCH" && g++ -march=native -O3 -std=c++2b -flto=auto -DUWS_NO_ZLIB -Isrc -IuSockets/src \
+        examples/EchoServer.cpp uSockets/*.o -o "$PEERS/EchoServer")
+    export UWS_ECHO_BIN="$PEERS/EchoServer"
+
+    step "build fastwebsockets' C load_test on UWS_DIR's uSockets"
+    U="$UWS_DIR/uSockets/src"
+    SCRATCH="$SCRATCH_ROOT/load_test"
+    rm -rf "$SCRATCH" && mkdir -p "$SCRATCH" && cp "$FWS_SRC/benches/load_test.c" "$SCRATCH/"
+    (cd "$SCRATCH" && gcc -O3 -flto -DLIBUS_NO_SSL -I"$U" "$U"/*.c "$U"/eventing/*.c "$U"/crypto/*.c load_test.c \
+        -o "$PEERS/load_test")
+    export LOADTEST_BIN="$PEERS/load_test" \
+        LOADTEST_VERSION="fastwebsockets $FWS_VERSION benches/load_test.c on uSockets from UWS_DIR ($(gcc --version | head -n1), -O3 -flto)"
+else
+    NOTES+=("UWS_DIR is unset: uWebSockets' EchoServer and the C load_test (built on its uSockets) were skipped, so every figure here rests on wsecho-load alone. Set UWS_DIR to a \`git clone --recursive\` of uNetworking/uWebSockets.")
+fi
 
 step "install Node.js ws (npm)"
 (cd results/peers && npm ci --no-audit --no-fund --loglevel=error)
 
+RESULTS_NOTES="$(printf '%s\n' ${NOTES[@]+"${NOTES[@]}"})"
+export RESULTS_NOTES
+
 step "run the matrix"
-python3 results/matrix.py "$@"
+# exec: a signal to run.sh reaches matrix.py, which stops every server and
+# generator it started.
+exec python3 results/matrix.py ${ARGS[@]+"${ARGS[@]}"}

@@ -1,38 +1,41 @@
 //! The chat route, `/chat/{room}`: the tutorial's "server forwards messages
 //! amongst the peers". Each message goes to every other peer of the room, in
 //! order, never back to its sender; what the others send arrives through the
-//! session stream's inbox.
+//! session's inbox.
 
 use fastwebsockets::OpCode;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::rooms::Membership;
-use crate::session::{End, Session};
+use crate::ws::{Handler, Piece, Reply};
 
-pub async fn run<S>(session: &mut Session<S>, member: &Membership) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    // A fragmented message is relayed whole, so its fragments are joined
-    // (a copy the relay needs); the session caps the total size.
-    let mut message = Vec::new();
-    let mut opcode = OpCode::Text;
-    loop {
-        let frame = match session.next_frame().await {
-            Ok(frame) => frame,
-            Err(end) => return end,
-        };
-        if frame.opcode != OpCode::Continuation {
-            opcode = frame.opcode;
+pub struct Chat {
+    member: Membership,
+    /// A message in pieces is relayed whole, so its pieces are joined (a
+    /// copy the relay needs); the session caps the total size.
+    message: Vec<u8>,
+}
+
+impl Chat {
+    pub fn new(member: Membership) -> Self {
+        Chat {
+            member,
+            message: Vec::new(),
         }
-        if frame.fin && message.is_empty() {
-            member.broadcast(opcode, &frame.payload);
-            continue;
+    }
+}
+
+impl Handler for Chat {
+    fn on_data(&mut self, piece: Piece<'_>) -> Reply {
+        let opcode: OpCode = piece.message;
+        if piece.ends_message() && self.message.is_empty() {
+            self.member.broadcast(opcode, piece.payload);
+            return Reply::Nothing;
         }
-        message.extend_from_slice(&frame.payload);
-        if frame.fin {
-            member.broadcast(opcode, &message);
-            message.clear();
+        self.message.extend_from_slice(piece.payload);
+        if piece.ends_message() {
+            self.member.broadcast(opcode, &self.message);
+            self.message = Vec::new();
         }
+        Reply::Nothing
     }
 }

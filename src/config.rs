@@ -13,9 +13,16 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "wsecho", version, about, long_about = None)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "WSECHO_LISTEN", default_value = "127.0.0.1:9900")]
-    pub listen: SocketAddr,
+    /// Address to listen on [default: 127.0.0.1:9900; or 0.0.0.0:$PORT when
+    /// the PORT variable is set, as container platforms (Cloud Run, Heroku,
+    /// Render, Fly) do].
+    #[arg(long, env = "WSECHO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// The platform's port convention: `PORT` in the environment, used only
+    /// when neither --listen nor WSECHO_LISTEN is given (see --listen).
+    #[arg(long = "platform-port", env = "PORT", hide = true)]
+    pub platform_port: Option<u16>,
 
     /// Worker threads, each with its own runtime and SO_REUSEPORT listener
     /// [default: the CPUs this process may run on].
@@ -27,11 +34,20 @@ pub struct Config {
     #[arg(long, env = "WSECHO_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
-    /// Largest single frame accepted (bytes, suffixes as above). The read
-    /// buffer grows to hold one whole frame, so this bounds per-connection
-    /// memory. Capped at --max-message-size.
+    /// Largest single frame accepted (bytes, suffixes as above), checked
+    /// from its header (1009 past it). A policy, not a memory bound: frames
+    /// are read in pieces. Capped at --max-message-size.
     #[arg(long, env = "WSECHO_MAX_FRAME_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_frame_size: usize,
+
+    /// Most unsent echo bytes a connection may hold while the peer, in the
+    /// middle of sending a frame over 64 KiB, is not reading (bytes). Clients
+    /// that send a whole large message before reading its echo (Autobahn's
+    /// 16 MiB cases, simple blocking clients) need the server to take it in
+    /// meanwhile; a peer that reads costs one read (128 KiB) whatever it
+    /// sends, and past this the server stops reading from it.
+    #[arg(long, env = "WSECHO_MAX_BACKLOG", default_value = "16MiB", value_parser = parse_size)]
+    pub max_backlog: usize,
 
     /// Text sent first on every echo connection. Off by default: a greeting
     /// breaks clients that expect pure echo.
@@ -43,7 +59,9 @@ pub struct Config {
     #[arg(long, env = "WSECHO_SERVER_NAME")]
     pub server_name: Option<String>,
 
-    /// Time a client has to send its complete HTTP request head.
+    /// Time a client has to send its complete HTTP request head (over
+    /// HTTP/2: its first request); it also bounds the TLS handshake and the
+    /// reading of a `/.http` body.
     #[arg(long, env = "WSECHO_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
@@ -112,6 +130,12 @@ pub struct Config {
     #[arg(long, env = "WSECHO_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Largest request body `/.http` echoes (bytes, suffixes as above);
+    /// past it the answer is 413. The body must arrive within
+    /// --handshake-timeout.
+    #[arg(long, env = "WSECHO_HTTP_ECHO_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub http_echo_max_body: usize,
+
     /// Log line format.
     #[arg(long, env = "WSECHO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -128,7 +152,17 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// The frame limit handed to fastwebsockets: never above the message limit.
+    /// The address to listen on: --listen, else 0.0.0.0:$PORT, else the
+    /// tutorial's 127.0.0.1:9900.
+    pub fn listen_addr(&self) -> SocketAddr {
+        match (self.listen, self.platform_port) {
+            (Some(addr), _) => addr,
+            (None, Some(port)) => SocketAddr::from(([0, 0, 0, 0], port)),
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 9900)),
+        }
+    }
+
+    /// The frame limit: never above the message limit.
     pub fn frame_limit(&self) -> usize {
         self.max_frame_size.min(self.max_message_size)
     }
@@ -227,6 +261,10 @@ mod tests {
                 continue;
             }
             assert!(arg.get_help().is_some(), "--{id} has no help");
+            if id == "platform_port" {
+                // `PORT` is the platforms' name, not ours, on purpose.
+                continue;
+            }
             let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
             assert!(
                 env.is_some_and(|e| e.starts_with("WSECHO_")),
@@ -236,9 +274,23 @@ mod tests {
     }
 
     #[test]
+    fn port_applies_only_without_listen() {
+        let port = Config::parse_from(["wsecho", "--platform-port", "8080"]);
+        assert_eq!(port.listen_addr().to_string(), "0.0.0.0:8080");
+        let both = Config::parse_from([
+            "wsecho",
+            "--platform-port",
+            "8080",
+            "--listen",
+            "127.0.0.1:7000",
+        ]);
+        assert_eq!(both.listen_addr().to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
     fn defaults_match_the_documented_ones() {
         let c = Config::default();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:9900");
+        assert_eq!(c.listen_addr().to_string(), "127.0.0.1:9900");
         assert_eq!(c.max_message_size, 64 << 20);
         assert!(c.greeting.is_none());
     }

@@ -1,44 +1,38 @@
-//! The echo route: every data frame goes back to its sender as it came.
+//! The echo route: every data message goes back to its sender as it came.
 //!
-//! Where the bytes go: fastwebsockets reads into the connection's 8 KiB
-//! `BytesMut` (grown to hold a larger frame), splits the frame's payload off
-//! it without copying, and unmasks it in place. [`Session::send`] hands
-//! that same buffer back as `writev(header, payload)`: frames over 1 KiB go
-//! to the socket from it directly; frames up to 1 KiB are copied once into
-//! the stream's gather buffer, so a burst of them leaves in one `write`
-//! (see [`crate::stream`]). Nothing else copies a payload. The read
-//! buffer space is reclaimed once the frame is dropped, so a busy connection
-//! allocates nothing per message.
-//!
-//! Fragmented messages are echoed frame by frame, as they arrive: the peer
-//! gets the whole message back, in order, and wsecho never holds more than
-//! one frame of it (its size is still capped, and text validated, by
-//! [`Session`]).
+//! Where the bytes go: the session reads into the worker thread's receive
+//! buffer, the frame reader unmasks each payload there in place, and the
+//! echo is written from that same buffer: frames over 1 KiB as
+//! `writev(header, payload)`, smaller ones copied once into the worker's
+//! cork buffer so a burst of them leaves in one `write` (see
+//! [`crate::ws`]). A frame up to 64 KiB that arrived in several reads is
+//! assembled first (one copy), so it goes back as one frame; a larger one is
+//! echoed piece by piece as it arrives, as fragments of the same message.
+//! Fragmented messages are echoed fragment by fragment. Nothing else copies
+//! a payload.
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use crate::ws::{Handler, Piece, Reply};
 
-use fastwebsockets::{Frame, Payload};
+pub struct Echo {
+    /// Sent first when set (`--greeting`); off by default, so nothing is
+    /// allocated for it.
+    greeting: Option<Box<str>>,
+}
 
-use crate::session::{End, Session};
-
-pub async fn run<S>(session: &mut Session<S>, greeting: Option<&str>) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if let Some(text) = greeting
-        && let Err(end) = session
-            .send(Frame::text(Payload::Borrowed(text.as_bytes())))
-            .await
-    {
-        return end;
-    }
-    loop {
-        let frame = match session.next_frame().await {
-            Ok(frame) => frame,
-            Err(end) => return end,
-        };
-        if let Err(end) = session.send(frame).await {
-            return end;
+impl Echo {
+    pub fn new(greeting: Option<&str>) -> Self {
+        Echo {
+            greeting: greeting.map(Box::from),
         }
+    }
+}
+
+impl Handler for Echo {
+    fn greeting(&self) -> Option<&str> {
+        self.greeting.as_deref()
+    }
+
+    fn on_data(&mut self, _piece: Piece<'_>) -> Reply {
+        Reply::Echo
     }
 }

@@ -33,6 +33,14 @@ impl PeerState {
         self.slow.load(Ordering::Relaxed)
     }
 
+    /// Relayed messages and bytes written since the last call.
+    pub fn take_delivered(&self) -> (u64, u64) {
+        (
+            self.delivered.swap(0, Ordering::Relaxed),
+            self.delivered_bytes.swap(0, Ordering::Relaxed),
+        )
+    }
+
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::Relaxed);
     }
@@ -46,7 +54,7 @@ pub struct Outbox {
     limit: usize,
 }
 
-/// The consumer side, polled by the peer's [`crate::stream::SessionStream`].
+/// The consumer side, polled by the peer's session.
 #[derive(Debug)]
 pub struct Inbox {
     rx: mpsc::UnboundedReceiver<Bytes>,

@@ -2,42 +2,52 @@
 //!
 //! # Layout
 //!
+//! HTTP, top-down (private; see [`Server`]):
+//!
+//! - `http/server.rs`: the [`Server`] handle, the accept loop, shutdown.
+//! - `http/conn.rs`: one connection: TLS, HTTP/1.1 or HTTP/2 (hyper), each
+//!   request's way to an answer; the HTTP/2 windows.
+//! - `http/router.rs`: which request goes where; decides, changes nothing.
+//! - `http/upgrade.rs`: starts the WebSockets the router accepted (slot, room
+//!   seat, 101 or 200), the one function that runs a session, its log line.
+//! - `http/handshake.rs`: RFC 6455 upgrade and RFC 8441 extended CONNECT
+//!   checks, `Sec-WebSocket-Accept`.
+//! - `http/refusal.rs`: every refused request: status, reason, answer.
+//! - `http/plain.rs`: the page, `/healthz`, `/metrics`, 405/426.
+//! - `http/request_echo.rs`, `http/sse.rs`: `/.http` and `/.sse`.
+//! - `http/body.rs`: the response body type.
+//! - `http/state.rs`: what connections share (config, limits, metrics,
+//!   rooms, shutdown); imports nothing above it.
+//! - `http/tls.rs`: rustls termination for `wss://` and `https://`.
+//!
+//! WebSocket sessions and what they share (nothing here imports `http`):
+//!
 //! - [`config`]: the command line and its `WSECHO_*` environment twins.
-//! - [`server`]: listeners, the accept loop, per-connection HTTP/1.1 (hyper),
-//!   shutdown; the state connections share.
-//! - [`router`]: which request goes where; the plain HTTP answers.
-//! - [`handshake`]: checking an upgrade request, `Sec-WebSocket-Accept`.
-//! - [`upgrade`]: from hyper's `Upgraded` back to the socket, one session's
-//!   life and its log line.
-//! - [`stream`]: the socket under a session, with shutdown, idle and
-//!   keep-alive watchdogs that do not cancel the frame reader.
-//! - [`session`]: the protocol rules every route shares, on fastwebsockets.
+//! - [`ws`]: the WebSocket layer: wsecho's own frame reader, the protocol
+//!   rules every route shares, and the session's poll loop on per-worker
+//!   buffers with one shared keep-alive timer.
 //! - [`echo`], [`tutorial`], [`chat`]: the routes.
 //! - [`rooms`], [`inbox`], [`redis_link`]: chat rooms, each peer's bounded
 //!   queue, rooms shared across instances through Redis.
-//! - [`watchdog`]: idle and write-stall detection, keep-alive pings.
 //! - [`close`], [`utf8`]: close-frame rules; incremental UTF-8 validation.
 //! - [`metrics`]: the Prometheus exposition.
-//! - [`tls`]: rustls termination for `wss://`.
+//! - [`deflate`]: permessage-deflate (RFC 7692) negotiation and codec, with
+//!   pooled zlib-rs contexts; built and tested, not yet negotiated by the
+//!   server (the session does not accept RSV1 yet).
 
 pub mod chat;
 pub mod close;
 pub mod config;
+pub mod deflate;
 pub mod echo;
-pub mod handshake;
+mod http;
 pub mod inbox;
 pub mod metrics;
 pub mod redis_link;
 pub mod rooms;
-pub mod router;
-pub mod server;
-pub mod session;
-pub mod stream;
-pub mod tls;
 pub mod tutorial;
-pub mod upgrade;
 pub mod utf8;
-pub mod watchdog;
+pub mod ws;
 
 pub use config::Config;
-pub use server::{Server, bind_reuseport};
+pub use http::{Server, TlsError, bind_reuseport};

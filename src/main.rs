@@ -23,9 +23,10 @@ fn main() -> anyhow::Result<()> {
     let control = runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let listen = config.listen_addr();
     let listeners = control
-        .block_on(async { bind_reuseport(config.listen, threads) })
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .block_on(async { bind_reuseport(listen, threads) })
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let drain_timeout = config.drain_timeout;
     let server = Server::new(config)?;
     info!(addr = %listeners[0].local_addr()?, threads, "wsecho listening");

@@ -5,24 +5,60 @@
 //! counts every [`FLUSH_EVERY`] messages and when it ends, so worker threads
 //! do not fight over one cache line on the hot path.
 
+use std::fmt::{self, Write};
+
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::session::Counts;
+use crate::ws::Counts;
 
 /// How many received messages a session counts locally before adding them to
 /// the shared counters.
 pub const FLUSH_EVERY: u64 = 64;
 
-type Labeled<V> = Family<[(&'static str, V); 1], Counter>;
+type Labeled<V, M = Counter> = Family<[(&'static str, V); 1], M>;
+
+/// The HTTP version a request or WebSocket came over: a metric label and a
+/// log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http11,
+    H2,
+}
+
+impl Protocol {
+    /// The ALPN names (RFC 7301), which is what people search logs for.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http11 => "http/1.1",
+            Protocol::H2 => "h2",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
     pub connections: Counter,
+    websockets: Labeled<Protocol>,
+    websockets_open: Labeled<Protocol, Gauge>,
+    http_requests: Labeled<Protocol>,
     pub messages_in: Counter,
     pub messages_out: Counter,
     pub bytes_in: Counter,
@@ -43,6 +79,9 @@ impl Default for Metrics {
             registry: Registry::with_prefix("wsecho"),
             connections_open: Gauge::default(),
             connections: Counter::default(),
+            websockets: Family::default(),
+            websockets_open: Family::default(),
+            http_requests: Family::default(),
             messages_in: Counter::default(),
             messages_out: Counter::default(),
             bytes_in: Counter::default(),
@@ -66,6 +105,21 @@ impl Default for Metrics {
             "connections",
             "WebSocket connections accepted",
             m.connections.clone(),
+        );
+        r.register(
+            "websockets",
+            "WebSocket connections accepted, by the HTTP version they came over",
+            m.websockets.clone(),
+        );
+        r.register(
+            "websockets_open",
+            "WebSocket connections open now, by the HTTP version they came over",
+            m.websockets_open.clone(),
+        );
+        r.register(
+            "http_requests",
+            "Requests answered without a WebSocket, by HTTP version",
+            m.http_requests.clone(),
         );
         r.register(
             "messages_received",
@@ -127,6 +181,23 @@ impl Metrics {
     pub fn handshake_failed(&self, reason: &'static str) {
         self.handshake_failures
             .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    /// A WebSocket over `protocol` opened (`open`) or ended.
+    pub fn websocket(&self, protocol: Protocol, open: bool) {
+        let key = [("protocol", protocol)];
+        if open {
+            self.websockets.get_or_create(&key).inc();
+            self.websockets_open.get_or_create(&key).inc();
+        } else {
+            self.websockets_open.get_or_create(&key).dec();
+        }
+    }
+
+    pub fn http_request(&self, protocol: Protocol) {
+        self.http_requests
+            .get_or_create(&[("protocol", protocol)])
             .inc();
     }
 

@@ -10,30 +10,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bytes::{Bytes, BytesMut};
-use fastwebsockets::{Frame, OpCode, Payload};
-use hyper::StatusCode;
-
-use crate::handshake::Refusal;
 use crate::inbox::{self, Inbox, Offer, Outbox};
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{Frame, OpCode, Payload};
 
-pub const BAD_NAME: Refusal = Refusal {
-    status: StatusCode::BAD_REQUEST,
-    label: "room_name",
-    reason: "room names are 1-64 characters of A-Z a-z 0-9 . _ -",
-};
-const ROOM_FULL: Refusal = Refusal {
-    status: StatusCode::SERVICE_UNAVAILABLE,
-    label: "room_full",
-    reason: "this room is full",
-};
-const TOO_MANY_ROOMS: Refusal = Refusal {
-    status: StatusCode::SERVICE_UNAVAILABLE,
-    label: "max_rooms",
-    reason: "too many rooms",
-};
+/// Why a peer could not join a room; the caller decides what to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("the room has --max-room-peers peers")]
+    Full,
+    #[error("there are --max-rooms rooms")]
+    TooManyRooms,
+}
 
 /// Room names are URL-safe as they are: no decoding, nothing to escape in
 /// logs, metrics or Redis channel names.
@@ -92,14 +82,14 @@ impl Rooms {
         self.map.lock().unwrap().keys().cloned().collect()
     }
 
-    /// Joins `name`, creating the room if needed; refused (503) past the limits.
-    pub fn join(self: &Arc<Self>, name: &str) -> Result<(Membership, Inbox), Refusal> {
+    /// Joins `name`, creating the room if needed; refused past the limits.
+    pub fn join(self: &Arc<Self>, name: &str) -> Result<(Membership, Inbox), RoomError> {
         let mut map = self.map.lock().unwrap();
         let room = match map.get(name) {
             Some(room) => room.clone(),
             None if map.len() >= self.limits.max_rooms => {
                 self.metrics.limit_hit("rooms");
-                return Err(TOO_MANY_ROOMS);
+                return Err(RoomError::TooManyRooms);
             }
             None => {
                 let name: Arc<str> = name.into();
@@ -120,7 +110,7 @@ impl Rooms {
             self.metrics.limit_hit("room_peers");
             drop(members);
             self.remove_if_empty(&mut map, &room);
-            return Err(ROOM_FULL);
+            return Err(RoomError::Full);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (outbox, inbox) = inbox::channel(self.limits.queue_bytes);
@@ -243,11 +233,11 @@ mod tests {
     }
 
     #[test]
-    fn limits_refuse_with_503() {
+    fn limits_refuse_joins() {
         let rooms = rooms(1, 1);
         let _a = rooms.join("one").unwrap();
-        assert_eq!(rooms.join("one").err(), Some(ROOM_FULL));
-        assert_eq!(rooms.join("two").err(), Some(TOO_MANY_ROOMS));
+        assert_eq!(rooms.join("one").err(), Some(RoomError::Full));
+        assert_eq!(rooms.join("two").err(), Some(RoomError::TooManyRooms));
         assert_eq!(rooms.names().len(), 1);
     }
 

@@ -5,43 +5,36 @@
 //! reads them as UTF-8 (lossily for binary messages), which is the same for
 //! ASCII and right for everything else. Replies are text.
 
-use fastwebsockets::{Frame, Payload};
-use tokio::io::{AsyncRead, AsyncWrite};
-
-use crate::session::{End, Session};
+use crate::ws::{Handler, Piece, Reply};
 
 pub const GREETING: &str = "Hello webSocket";
 
-pub async fn run<S>(session: &mut Session<S>) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if let Err(end) = session
-        .send(Frame::text(Payload::Borrowed(GREETING.as_bytes())))
-        .await
-    {
-        return end;
+#[derive(Debug, Default)]
+pub struct Tutorial {
+    /// The message so far (a copy the reply needs: it quotes the whole
+    /// message); the session caps it at the message limit.
+    message: Vec<u8>,
+}
+
+impl Handler for Tutorial {
+    fn greeting(&self) -> Option<&str> {
+        Some(GREETING)
     }
-    // Fragments are gathered (a copy the reply needs: it quotes the whole
-    // message); the session caps the total at the message limit.
-    let mut message = Vec::new();
-    loop {
-        let frame = match session.next_frame().await {
-            Ok(frame) => frame,
-            Err(end) => return end,
+
+    fn on_data(&mut self, piece: Piece<'_>) -> Reply {
+        if !piece.ends_message() {
+            self.message.extend_from_slice(piece.payload);
+            return Reply::Nothing;
+        }
+        let reply = if self.message.is_empty() {
+            reply_to(piece.payload)
+        } else {
+            self.message.extend_from_slice(piece.payload);
+            let reply = reply_to(&self.message);
+            self.message = Vec::new();
+            reply
         };
-        message.extend_from_slice(&frame.payload);
-        if !frame.fin {
-            continue;
-        }
-        let reply = reply_to(&message);
-        message.clear();
-        if let Err(end) = session
-            .send(Frame::text(Payload::Owned(reply.into_bytes())))
-            .await
-        {
-            return end;
-        }
+        Reply::Text(reply)
     }
 }
 
@@ -51,11 +44,30 @@ pub fn reply_to(message: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use fastwebsockets::OpCode;
+
     #[test]
     fn reply_quotes_the_message() {
         assert_eq!(
             super::reply_to(b"I am listening"),
             "I heard you say \"I am listening\""
         );
+    }
+
+    #[test]
+    fn a_message_in_pieces_gets_one_reply_quoting_all_of_it() {
+        let mut t = Tutorial::default();
+        let piece = |payload, fin| Piece {
+            message: OpCode::Text,
+            opcode: OpCode::Text,
+            fin,
+            payload,
+        };
+        assert!(matches!(t.on_data(piece(b"I am ", false)), Reply::Nothing));
+        match t.on_data(piece(b"here", true)) {
+            Reply::Text(reply) => assert_eq!(reply, "I heard you say \"I am here\""),
+            other => panic!("expected a reply, got {other:?}"),
+        }
     }
 }

@@ -383,3 +383,82 @@ async fn ten_thousand_idle_connections_are_held_and_others_served() {
         );
     }
 }
+
+/// 50 clients each send the header and half the payload of a 32 MiB frame,
+/// reading what comes back, then stall. The server echoes such a frame as
+/// it arrives (cut-through), so it holds none of it: its RSS grows by less
+/// than 16 MiB in all, and a whole 32 MiB frame from another client still
+/// comes back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_halves_of_huge_frames_cost_no_memory() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const FRAME: usize = 32 << 20;
+    const CLIENTS: usize = 50;
+    // Its own process, so RSS is the server's alone.
+    let server = common::Spawned::start(&[]).await;
+    let before = server.rss_bytes();
+    let frame = encode(true, BINARY, &vec![0x5a; FRAME], true);
+    let half = frame.len() - FRAME / 2;
+    let frame = std::sync::Arc::new(frame);
+    let mut stalled = Vec::new();
+    for _ in 0..CLIENTS {
+        let ws = server.raw_ws("/").await;
+        let (mut rx, mut tx) = ws.tcp.into_split();
+        // Echoes are read (and counted) as they come, as a browser would.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut got = 0usize;
+            while got < FRAME / 2 {
+                match rx.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            (rx, got)
+        });
+        let frame = frame.clone();
+        tx.write_all(&frame[..half]).await.unwrap();
+        stalled.push((tx, reader));
+    }
+    let mut echoed = 0;
+    let mut keep = Vec::new();
+    for (tx, reader) in stalled {
+        let (rx, got) = tokio::time::timeout(PATIENCE, reader)
+            .await
+            .expect("echo of the first half in time")
+            .unwrap();
+        echoed += got;
+        keep.push((tx, rx));
+    }
+    let grown = server.rss_bytes().saturating_sub(before);
+    assert!(
+        echoed >= CLIENTS * FRAME / 2,
+        "the first halves came back (headers included): {echoed}"
+    );
+    assert!(
+        grown < 16 << 20,
+        "RSS grew {grown} bytes with {CLIENTS} half frames of 32 MiB pending"
+    );
+
+    let mut ws = server.connect("/").await;
+    let data = common::pattern(FRAME, 7);
+    let (mut tx, mut rx) = (&mut ws).split();
+    let (sent, echo) = tokio::join!(tx.send(Message::binary(data.clone())), async {
+        tokio::time::timeout(PATIENCE, rx.next()).await
+    });
+    sent.unwrap();
+    match echo.expect("echo in time").unwrap().unwrap() {
+        Message::Binary(got) => assert!(got[..] == data[..], "32 MiB changed"),
+        other => panic!("expected binary, got {other:?}"),
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "RSS growth with {CLIENTS} stalled half frames: {} KiB",
+            grown >> 10
+        );
+    }
+    drop(keep);
+}

@@ -106,3 +106,21 @@ async fn handshake_failures_are_counted_in_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn port_variable_without_listen_means_all_interfaces() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    cmd.args(["--threads", "1"])
+        .env("PORT", port.to_string())
+        .env_remove("WSECHO_LISTEN");
+    let mut server = common::Spawned::launch(cmd).await;
+    assert_eq!(server.addr.to_string(), format!("0.0.0.0:{port}"));
+    // Reached here through loopback, one of all the interfaces.
+    server.endpoint.addr = ([127, 0, 0, 1], port).into();
+    assert_eq!(server.http(&get("/healthz", "")).await.0, 200);
+}

@@ -2,51 +2,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{PATIENCE, start};
+use common::{PATIENCE, start, throwaway_cert, tls_connect};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Writes a self-signed certificate for `localhost` and its key; returns the
-/// two paths and a client configuration that trusts exactly that certificate.
-fn throwaway_cert(tag: &str) -> (String, String, Arc<ClientConfig>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("wsecho-tls-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
-    let client =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    (
-        cert.display().to_string(),
-        key.display().to_string(),
-        Arc::new(client),
-    )
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    client: Arc<ClientConfig>,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(client)
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake")
-}
 
 #[tokio::test]
 async fn wss_echo_works_with_a_test_certificate() {

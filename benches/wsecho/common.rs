@@ -7,9 +7,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use wsecho::echo::Echo;
 use wsecho::metrics::Metrics;
-use wsecho::session::{Limits, Session};
-use wsecho::stream::SessionStream;
+use wsecho::ws::{Env, Limits, Session, Sweep};
 
 /// Payload sizes swept by the echo groups.
 pub const SIZES: [(&str, usize); 6] = [
@@ -77,6 +77,7 @@ pub fn limits() -> Limits {
     Limits {
         max_message: 64 << 20,
         max_frame: 64 << 20,
+        max_backlog: 16 << 20,
         close_timeout: std::time::Duration::from_secs(1),
         max_ping_rate: 0,
     }
@@ -84,12 +85,14 @@ pub fn limits() -> Limits {
 
 /// wsecho's echo path on a stream that has completed its handshake.
 pub async fn wsecho_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
-    let mut session = Session::new(
-        SessionStream::new(io, Bytes::new()),
-        limits(),
-        Arc::new(Metrics::default()),
-    );
-    wsecho::echo::run(&mut session, None).await;
+    let env = Arc::new(Env {
+        limits: limits(),
+        liveness: None,
+        metrics: Arc::new(Metrics::default()),
+        sweep: Arc::new(Sweep::default()),
+    });
+    let mut session = Session::new(io, Bytes::new(), None, env);
+    session.run(&mut Echo::new(None)).await;
 }
 
 /// The same echo through tokio-tungstenite, as its own echo example does it.

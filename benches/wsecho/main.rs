@@ -14,6 +14,7 @@
 //! `cargo bench -- --test` each once, quickly (CI).
 
 mod common;
+mod deflate;
 mod echo_core;
 mod fanout;
 mod handshake;
@@ -26,6 +27,7 @@ criterion::criterion_group!(
     handshake::bench,
     roundtrip::bench,
     unmask::bench,
-    fanout::bench
+    fanout::bench,
+    deflate::bench
 );
 criterion::criterion_main!(benches);

@@ -2,14 +2,20 @@
 // by playwright-core through the page wsecho serves at `/`:
 //   1. echo through the page's own controls,
 //   2. the tutorial dialogue,
-//   3. two pages in one room chatting, a third in another room seeing nothing.
+//   3. two pages in one room chatting, a third in another room seeing nothing,
+//   4. the page over https:// with HTTP/2 (a throwaway self-signed
+//      certificate, made with openssl, that Chromium is told to accept),
+//      then wss:// echo from it; the server's metrics tell which protocol the
+//      WebSocket used (RFC 8441 over the page's h2 connection, or a
+//      connection of its own over http/1.1), and the test passes either way.
 // Usage: node run.mjs [path/to/wsecho]   (default: ../../target/release/wsecho)
 // Saves screenshots to ../../target/browser/. Bounded: gives up after 90 s.
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createServer, connect } from "node:net";
-import { mkdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 
@@ -19,7 +25,7 @@ const bin = resolve(process.argv[2] ?? `${root}/target/release/wsecho`);
 const shots = `${root}/target/browser`;
 const WAIT = { timeout: 10_000 };
 
-let server, browser;
+let server, tlsServer, browser;
 const deadline = setTimeout(() => fail(new Error("browser test took over 90 s")), 90_000);
 
 function step(name) {
@@ -30,6 +36,7 @@ async function fail(err) {
   console.error(`browser: FAILED: ${err.stack ?? err}`);
   await browser?.close().catch(() => {});
   server?.kill();
+  tlsServer?.kill();
   process.exit(1);
 }
 
@@ -97,6 +104,8 @@ async function main() {
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+      // Only the https step's throwaway certificate needs this.
+      "--ignore-certificate-errors",
     ],
   });
 
@@ -134,10 +143,53 @@ async function main() {
   await alice.screenshot({ path: `${shots}/chat-alice.png` });
   await bob.screenshot({ path: `${shots}/chat-bob.png` });
 
+  await overHttp2();
+
   step(`PASS (screenshots in ${shots})`);
   clearTimeout(deadline);
   await browser.close();
   server.kill();
+  tlsServer.kill();
+}
+
+/** The page over https:// and HTTP/2, and a wss:// echo from it. */
+async function overHttp2() {
+  step("https:// with HTTP/2: the page, then wss:// from it");
+  const dir = mkdtempSync(join(tmpdir(), "wsecho-browser-"));
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-days", "1",
+    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ], { stdio: "ignore" });
+  const port = await freePort();
+  tlsServer = spawn(bin, [
+    "--listen", `127.0.0.1:${port}`, "--tls-cert", `${dir}/cert.pem`, "--tls-key", `${dir}/key.pem`,
+  ], { stdio: ["ignore", "ignore", "inherit"] });
+  tlsServer.on("exit", (code) => code !== null && code !== 0 && fail(new Error(`wsecho (TLS) exited with ${code}`)));
+  await waitForPort(port);
+
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 420, height: 640 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => fail(e));
+  await page.goto(`https://localhost:${port}/`);
+  const pageProtocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+  assert.equal(pageProtocol, "h2", "the page must come over HTTP/2");
+
+  await page.selectOption("#route", "echo");
+  await page.click("#connect");
+  await page.locator("#state", { hasText: "open" }).waitFor(WAIT);
+  await send(page, "hello over wss ✓");
+  await received(page, "hello over wss ✓");
+
+  const metrics = await page.evaluate(async () => (await fetch("/metrics")).text());
+  const opened = (protocol) => {
+    const line = metrics.split("\n").find((l) => l.startsWith(`wsecho_websockets_total{protocol="${protocol}"} `));
+    return line ? Number(line.split(" ")[1]) : 0;
+  };
+  const [h2, h1] = [opened("h2"), opened("http/1.1")];
+  assert.equal(h2 + h1, 1, `one WebSocket expected in the metrics:\n${metrics}`);
+  step(`Chromium opened the wss:// WebSocket over ${h2 ? "h2 (RFC 8441 extended CONNECT)" : "http/1.1 (a connection of its own)"}`);
+  await page.screenshot({ path: `${shots}/https-h2.png` });
 }
 
 main().catch(fail);

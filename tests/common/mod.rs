@@ -3,6 +3,8 @@
 //! malformed input no well-behaved client will send.
 #![allow(dead_code)]
 
+pub mod h2ws;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -405,10 +407,16 @@ impl std::ops::Deref for Spawned {
 
 impl Spawned {
     pub async fn start(args: &[&str]) -> Spawned {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"));
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        Self::launch(cmd).await
+    }
+
+    /// Runs `cmd` (the wsecho binary, with its arguments and environment)
+    /// and waits for the address it announces.
+    pub async fn launch(mut cmd: std::process::Command) -> Spawned {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+        let mut child = cmd
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn wsecho");
@@ -579,4 +587,49 @@ pub async fn until_delivered(from: &mut Client, to: &mut Client, tag: &str) {
             other => panic!("{tag}: {other:?}"),
         }
     }
+}
+
+/// Writes a self-signed certificate for `localhost` and its key; returns the
+/// two paths and a client configuration that trusts exactly that certificate.
+pub fn throwaway_cert(
+    tag: &str,
+) -> (
+    String,
+    String,
+    std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+) {
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("wsecho-tls-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let client = ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (
+        cert.display().to_string(),
+        key.display().to_string(),
+        std::sync::Arc::new(client),
+    )
+}
+
+/// A TLS connection to `localhost` at `addr`, trusting `client`'s roots.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    client: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(client)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
 }

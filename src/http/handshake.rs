@@ -1,86 +1,73 @@
-//! The opening handshake (RFC 6455 §4.2): deciding whether a request is a
-//! WebSocket upgrade, checking it, and computing `Sec-WebSocket-Accept`.
+//! The opening handshake: deciding whether a request asks for a WebSocket,
+//! over HTTP/1.1 (RFC 6455 §4.2, `Upgrade`) or HTTP/2 (RFC 8441, extended
+//! CONNECT), checking it, and computing `Sec-WebSocket-Accept`.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::header::{CONNECTION, HeaderMap, HeaderValue, UPGRADE};
-use hyper::{Method, Request, StatusCode, Version};
+use hyper::{Method, Request, Version};
 use sha1::{Digest, Sha1};
+
+use super::refusal::{
+    BAD_KEY, NO_CONNECTION_UPGRADE, NO_VERSION, OLD_HTTP, Refusal, WRONG_METHOD, WRONG_VERSION,
+};
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// Why a handshake was refused: an HTTP status and a one-line reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{status}: {reason}")]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub reason: &'static str,
-    /// A short label for the handshake-failures metric.
-    pub label: &'static str,
+/// How a request asks for a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// HTTP/1.1 `Upgrade: websocket` (RFC 6455 §4.1).
+    Upgrade,
+    /// HTTP/2 `CONNECT` with `:protocol = websocket` (RFC 8441 §4).
+    Connect,
 }
 
-impl Refusal {
-    const fn new(status: StatusCode, label: &'static str, reason: &'static str) -> Self {
-        Refusal {
-            status,
-            reason,
-            label,
+/// A handshake that passed its checks, and what the answer must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// 101 with this `Sec-WebSocket-Accept`.
+    Upgrade(HeaderValue),
+    /// 200, and no `Sec-WebSocket-Accept` (RFC 8441 §5: the stream is the
+    /// proof; there is no key).
+    Connect,
+}
+
+/// Does the request ask for a WebSocket, and how?
+pub fn ask<B>(req: &Request<B>) -> Option<Ask> {
+    if req.method() == Method::CONNECT {
+        let protocol = req.extensions().get::<hyper::ext::Protocol>()?;
+        return protocol
+            .as_str()
+            .eq_ignore_ascii_case("websocket")
+            .then_some(Ask::Connect);
+    }
+    header_has_token(req.headers(), UPGRADE, "websocket").then_some(Ask::Upgrade)
+}
+
+/// Checks a request that asked for a WebSocket.
+pub fn check<B>(req: &Request<B>, ask: Ask) -> Result<Handshake, Refusal> {
+    match ask {
+        Ask::Upgrade => accept(req).map(Handshake::Upgrade),
+        Ask::Connect => {
+            // RFC 8441 §5: the version header is still sent and checked; the
+            // method and `:protocol` were checked by `ask`.
+            check_version(req.headers())?;
+            Ok(Handshake::Connect)
         }
     }
 }
 
-pub const WRONG_METHOD: Refusal = Refusal::new(
-    StatusCode::METHOD_NOT_ALLOWED,
-    "method",
-    "a WebSocket upgrade must be a GET",
-);
-pub const OLD_HTTP: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "http_version",
-    "a WebSocket upgrade needs HTTP/1.1",
-);
-pub const NO_CONNECTION_UPGRADE: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "connection",
-    "missing Connection: Upgrade",
-);
-pub const NO_VERSION: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "version",
-    "missing Sec-WebSocket-Version",
-);
-/// §4.4: answered with 426 and the version we speak.
-pub const WRONG_VERSION: Refusal = Refusal::new(
-    StatusCode::UPGRADE_REQUIRED,
-    "version",
-    "unsupported Sec-WebSocket-Version; use 13",
-);
-pub const BAD_KEY: Refusal = Refusal::new(
-    StatusCode::BAD_REQUEST,
-    "key",
-    "missing or malformed Sec-WebSocket-Key (must be 16 bytes, base64)",
-);
-
-pub const FORBIDDEN_ORIGIN: Refusal =
-    Refusal::new(StatusCode::FORBIDDEN, "origin", "origin not allowed");
-pub const TOO_MANY: Refusal = Refusal::new(
-    StatusCode::SERVICE_UNAVAILABLE,
-    "max_connections",
-    "too many connections; try again later",
-);
-pub const SHUTTING_DOWN: Refusal = Refusal::new(
-    StatusCode::SERVICE_UNAVAILABLE,
-    "draining",
-    "server is shutting down",
-);
-
-/// Does the request ask for a WebSocket (`Upgrade: websocket`)?
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    header_has_token(req.headers(), UPGRADE, "websocket")
+fn check_version(headers: &HeaderMap) -> Result<(), Refusal> {
+    match headers.get("sec-websocket-version") {
+        None => Err(NO_VERSION),
+        Some(v) if v.as_bytes() != b"13" => Err(WRONG_VERSION),
+        Some(_) => Ok(()),
+    }
 }
 
-/// Checks an upgrade request; returns the `Sec-WebSocket-Accept` value.
-pub fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Refusal> {
+/// Checks an HTTP/1.1 upgrade request; returns the `Sec-WebSocket-Accept` value.
+fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Refusal> {
     if req.method() != Method::GET {
         return Err(WRONG_METHOD);
     }
@@ -91,11 +78,7 @@ pub fn accept<B>(req: &Request<B>) -> Result<HeaderValue, Refusal> {
     if !header_has_token(headers, CONNECTION, "upgrade") {
         return Err(NO_CONNECTION_UPGRADE);
     }
-    match headers.get("sec-websocket-version") {
-        None => return Err(NO_VERSION),
-        Some(v) if v.as_bytes() != b"13" => return Err(WRONG_VERSION),
-        Some(_) => {}
-    }
+    check_version(headers)?;
     let key = headers.get("sec-websocket-key").ok_or(BAD_KEY)?;
     match BASE64.decode(key.as_bytes()) {
         Ok(nonce) if nonce.len() == 16 => Ok(accept_key(key.as_bytes())),
@@ -153,6 +136,7 @@ fn header_has_token(headers: &HeaderMap, name: hyper::header::HeaderName, token:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::StatusCode;
 
     fn request(headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::get("/");
@@ -231,6 +215,28 @@ mod tests {
         ));
         assert!(origin_allowed(request(&[]).headers(), &allowed));
         assert!(origin_allowed(from("https://evil.example").headers(), &[]));
+    }
+
+    #[test]
+    fn extended_connect_needs_the_websocket_protocol_and_version_13() {
+        let connect = |protocol: Option<&'static str>, version: &str| {
+            let mut b = Request::builder()
+                .method(Method::CONNECT)
+                .version(hyper::Version::HTTP_2)
+                .uri("https://example.com/chat/x")
+                .header("sec-websocket-version", version);
+            if let Some(p) = protocol {
+                b = b.extension(hyper::ext::Protocol::from_static(p));
+            }
+            b.body(()).unwrap()
+        };
+        let req = connect(Some("websocket"), "13");
+        assert_eq!(ask(&req), Some(Ask::Connect));
+        assert_eq!(check(&req, Ask::Connect), Ok(Handshake::Connect));
+        assert_eq!(ask(&connect(None, "13")), None);
+        assert_eq!(ask(&connect(Some("webtransport"), "13")), None);
+        let old = connect(Some("websocket"), "8");
+        assert_eq!(check(&old, Ask::Connect), Err(WRONG_VERSION));
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! The server handle: building it, the accept loop, and shutdown.
+//!
+//! [`Server::serve`] takes an already-bound listener, so tests bind port 0
+//! and production binds one SO_REUSEPORT listener per worker thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
+use tracing::warn;
+
+use super::conn;
+use super::state::{ConnInfo, Shared};
+use super::tls::TlsError;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
+
+/// Everything connections share. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Builds the server; fails only if the TLS files are unusable.
+    pub fn new(config: Config) -> Result<Self, TlsError> {
+        Ok(Server {
+            shared: Arc::new(Shared::new(config)?),
+        })
+    }
+
+    /// Starts the background tasks (the Redis room link) on the current
+    /// runtime. Call once, inside a runtime, before serving.
+    pub fn start_background(&self) -> Result<(), redis::RedisError> {
+        let shared = &self.shared;
+        if let Some(url) = &shared.config.redis_url {
+            let link =
+                RedisLink::start(url, Arc::downgrade(&shared.rooms), shared.metrics.clone())?;
+            shared.rooms.set_link(link);
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Accepts connections on `listener` for as long as the process runs.
+    /// During the drain it keeps accepting, so that load balancers can still
+    /// read the 503 from `/healthz`; new upgrades are refused with 503.
+    pub async fn serve(&self, listener: TcpListener) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    // Echo replies are small and must leave at once.
+                    let _ = stream.set_nodelay(true);
+                    let shared = self.shared.clone();
+                    match &self.shared.tls {
+                        None => {
+                            tokio::spawn(conn::serve(shared, stream, ConnInfo { peer, tls: None }))
+                        }
+                        Some(tls) => {
+                            tokio::spawn(conn::serve_tls(shared, tls.clone(), stream, peer))
+                        }
+                    };
+                }
+                Err(e) => {
+                    // Out of file descriptors or memory: wait for connections
+                    // to close instead of spinning on accept.
+                    warn!(error = %e, ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Serves one already-accepted connection (plain, no TLS), as `serve`
+    /// does for each one it accepts.
+    pub async fn serve_connection<S>(self, io: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        conn::serve(self.shared, io, ConnInfo { peer, tls: None }).await
+    }
+
+    /// Starts the shutdown: `/healthz` and new upgrades get 503, idle HTTP
+    /// keep-alive connections close, every session is sent 1001.
+    pub fn begin_shutdown(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.shutdown.cancel();
+        self.shared.ws.sweep.begin_drain();
+        self.shared.sessions.close();
+    }
+
+    /// Waits until every session has ended, or `timeout`. True if all ended.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.shared.sessions.wait())
+            .await
+            .is_ok()
+    }
+
+    pub fn sessions_open(&self) -> usize {
+        self.shared.sessions.len()
+    }
+}
+
+/// Binds `n` listeners to `addr` with SO_REUSEPORT, so the kernel spreads
+/// connections over worker threads. Binding port 0 gives all of them the port
+/// the first one got. Call inside a tokio runtime; the listeners come back as
+/// std listeners, ready to move to each worker's own runtime.
+pub fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        // A deep backlog absorbs connection bursts (10k clients at once).
+        let listener = socket.listen(4096)?;
+        addr = listener.local_addr()?;
+        out.push(listener.into_std()?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,136 @@
+//! What every connection of one server shares: configuration, limits,
+//! metrics, rooms, and the shutdown signal.
+//!
+//! The lowest layer of the HTTP side: the accept loop, the router and the
+//! session starter all read it, and it imports none of them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hyper::header::HeaderValue;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::tls::{self, TlsError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::rooms::{RoomLimits, Rooms};
+use crate::ws::{self, Limits, Liveness, Sweep};
+
+/// `/.http` requests whose bodies may be read at once (64 MiB with the
+/// default 1 MiB limit); past it they get 503.
+pub const ECHO_BODIES: usize = 64;
+
+pub(crate) struct Shared {
+    pub config: Config,
+    pub server_name: HeaderValue,
+    /// What every WebSocket session shares: limits, timers, metrics.
+    pub ws: Arc<ws::Env>,
+    pub metrics: Arc<Metrics>,
+    pub tls: Option<TlsAcceptor>,
+    pub rooms: Arc<Rooms>,
+    /// One permit per open WebSocket (--max-connections).
+    pub connection_slots: Arc<Semaphore>,
+    /// One permit per `/.http` body being read, so bodies in memory at once
+    /// are bounded by [`ECHO_BODIES`] × --http-echo-max-body, however many
+    /// connections and HTTP/2 streams ask.
+    pub echo_slots: Semaphore,
+    /// Set when shutdown begins: `/healthz` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
+    /// Cancelled when shutdown begins: listeners stop, sessions get 1001.
+    pub shutdown: CancellationToken,
+    /// Upgraded sessions, which hyper stops tracking after the 101.
+    pub sessions: TaskTracker,
+}
+
+impl Shared {
+    /// Fails only if the TLS files are unusable.
+    pub fn new(config: Config) -> Result<Self, TlsError> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let server_name = HeaderValue::try_from(config.server_name())
+            .unwrap_or_else(|_| HeaderValue::from_static("wsecho"));
+        let limits = Limits {
+            max_message: config.max_message_size,
+            max_frame: config.frame_limit(),
+            max_backlog: config.max_backlog,
+            close_timeout: config.close_timeout,
+            max_ping_rate: config.max_ping_rate,
+        };
+        let slots = config.max_connections.min(Semaphore::MAX_PERMITS);
+        let metrics = Arc::new(Metrics::default());
+        let room_limits = RoomLimits {
+            max_rooms: config.max_rooms,
+            max_peers: config.max_room_peers,
+            queue_bytes: config.room_queue_bytes,
+        };
+        Ok(Shared {
+            server_name,
+            ws: Arc::new(ws::Env {
+                limits,
+                liveness: liveness(&config),
+                metrics: metrics.clone(),
+                sweep: Arc::new(Sweep::default()),
+            }),
+            rooms: Arc::new(Rooms::new(room_limits, metrics.clone())),
+            metrics,
+            tls,
+            connection_slots: Arc::new(Semaphore::new(slots)),
+            echo_slots: Semaphore::new(ECHO_BODIES),
+            draining: Arc::new(AtomicBool::new(false)),
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            config,
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Keep-alive ticks from the flags: a tick per ping interval (or per idle
+/// timeout when pings are off), and as many silent ticks as fit in the idle
+/// timeout.
+fn liveness(c: &Config) -> Option<Liveness> {
+    let (idle, ping) = (c.idle_timeout, c.ping_interval);
+    let interval = match (idle.is_zero(), ping.is_zero()) {
+        (true, true) => return None,
+        (true, false) => ping,
+        (false, true) => idle,
+        (false, false) => ping.min(idle),
+    };
+    let limit_ticks = if idle.is_zero() {
+        u32::MAX
+    } else {
+        idle.as_millis()
+            .div_ceil(interval.as_millis().max(1))
+            .clamp(1, u32::MAX as u128) as u32
+    };
+    Some(Liveness {
+        interval,
+        limit_ticks,
+        ping: !ping.is_zero(),
+    })
+}
+
+/// What one connection knows about itself, for the request echo and logs.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: Option<TlsInfo>,
+}
+
+/// The TLS session a connection runs over.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: &'static str,
+    /// The protocol ALPN selected (`h2`, `http/1.1`), if any.
+    pub alpn: Option<String>,
+}

@@ -1,0 +1,21 @@
+//! The WebSocket layer under every route: wsecho's own frame reader, the
+//! protocol rules, and the session that drives a connection with per-worker
+//! buffers and one shared timer.
+//!
+//! - [`reader`]: bytes in, frame heads and unmasked payload pieces out.
+//! - [`proto`]: fragmentation, limits, UTF-8, control frames, cut-through.
+//! - [`out`]: gathered and vectored writes, the spill behind a full socket.
+//! - [`session`]: the poll loop and the close handshake.
+//! - [`sweep`]: keep-alive, idle and stall ticks, and the drain signal.
+
+pub mod out;
+pub mod proto;
+pub mod reader;
+pub mod session;
+pub mod sweep;
+#[cfg(test)]
+mod testing;
+
+pub use proto::{CHUNK, Handler, Piece, Reply};
+pub use session::{Counts, End, Env, Limits, Liveness, Session};
+pub use sweep::Sweep;

@@ -1,0 +1,206 @@
+//! What a session writes, and where bytes wait when the socket is full.
+//!
+//! Nothing here belongs to an idle connection. Small frames are gathered in
+//! the worker thread's cork buffer and leave in one `write` at the end of a
+//! read's worth of frames; large ones go out as `writev(header, payload)`
+//! straight from the worker's receive buffer. Only when the socket takes
+//! less than offered are the rest copied into the connection's [`Spill`]
+//! (uSockets does the same), and the session reads nothing more until the
+//! spill has drained: a connection holds at most one read's worth of
+//! unsent bytes, whatever its peer does.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use fastwebsockets::{Frame, OpCode, Payload};
+use tokio::io::AsyncWrite;
+
+/// Frames up to this size (header included) are copied into the cork
+/// buffer: cheaper than a `writev` of their own.
+const GATHER_FRAME_MAX: usize = 1 << 10;
+
+/// The cork buffer is written out once it holds this much.
+pub(crate) const GATHER_MAX: usize = 16 << 10;
+
+/// Bytes a session could not write yet; empty (and unallocated) while the
+/// peer keeps up.
+#[derive(Debug, Default)]
+pub(crate) struct Spill {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Spill {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.written == self.bytes.len()
+    }
+
+    /// Bytes waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len() - self.written
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Writes the spill out; frees it once empty, so an idle connection
+    /// keeps no buffer. Sets `wrote` when any byte left.
+    pub(crate) fn poll_drain<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+        wrote: &mut bool,
+    ) -> Poll<io::Result<()>> {
+        while !self.is_empty() {
+            match std::task::ready!(Pin::new(&mut *io).poll_write(cx, &self.bytes[self.written..]))?
+            {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => {
+                    self.written += n;
+                    *wrote = true;
+                }
+            }
+        }
+        if self.bytes.capacity() > 0 {
+            self.bytes = Vec::new();
+            self.written = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Writes one pass of frames: borrows the socket, the worker's cork buffer
+/// and the connection's spill for as long as one read is being answered.
+pub(crate) struct Writer<'a, 'c, S> {
+    io: &'a mut S,
+    cx: &'a mut Context<'c>,
+    cork: &'a mut Vec<u8>,
+    spill: &'a mut Spill,
+    /// Something (a relayed frame) is half on the wire: our frames queue
+    /// behind it in the spill.
+    behind: bool,
+    /// Bytes that reached the socket in this pass.
+    pub(crate) wrote: usize,
+    pub(crate) error: Option<io::Error>,
+}
+
+impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
+    pub(crate) fn new(
+        io: &'a mut S,
+        cx: &'a mut Context<'c>,
+        cork: &'a mut Vec<u8>,
+        spill: &'a mut Spill,
+        behind: bool,
+    ) -> Self {
+        Writer {
+            io,
+            cx,
+            cork,
+            spill,
+            behind,
+            wrote: 0,
+            error: None,
+        }
+    }
+
+    fn blocked(&self) -> bool {
+        self.behind || !self.spill.is_empty() || self.error.is_some()
+    }
+
+    /// Writes one frame (server frames are never masked). `rsv1` marks a
+    /// compressed message's first frame.
+    pub(crate) fn frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        let mut head = [0u8; 10];
+        let n = Frame::new(fin, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
+        self.raw(&head[..n], payload);
+    }
+
+    /// Writes `head` then `payload`, in that order, after everything before.
+    fn raw(&mut self, head: &[u8], payload: &[u8]) {
+        let len = head.len() + payload.len();
+        if self.blocked() {
+            if self.error.is_none() {
+                // Copy forced by a full socket; bounded by one read's worth.
+                self.spill.push(head);
+                self.spill.push(payload);
+            }
+            return;
+        }
+        if len <= GATHER_FRAME_MAX {
+            if self.cork.len() + len > GATHER_MAX {
+                self.flush();
+                if self.blocked() {
+                    return self.raw(head, payload);
+                }
+            }
+            // The one copy a small frame makes: into the cork, so a burst of
+            // them leaves in one `write`.
+            self.cork.extend_from_slice(head);
+            self.cork.extend_from_slice(payload);
+            return;
+        }
+        self.flush();
+        if self.blocked() {
+            return self.raw(head, payload);
+        }
+        let iov = [IoSlice::new(head), IoSlice::new(payload)];
+        let n = match self.write_vectored(&iov) {
+            Some(n) => n,
+            None => return self.raw(head, payload),
+        };
+        if n < head.len() {
+            self.spill.push(&head[n..]);
+            self.spill.push(payload);
+        } else if n < len {
+            self.spill.push(&payload[n - head.len()..]);
+        }
+    }
+
+    /// `Some(n)`: written; `None`: nothing written (full, or failed).
+    fn write_vectored(&mut self, iov: &[IoSlice<'_>]) -> Option<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, iov) {
+            Poll::Ready(Ok(0)) => {
+                self.error = Some(io::ErrorKind::WriteZero.into());
+                None
+            }
+            Poll::Ready(Ok(n)) => {
+                self.wrote += n;
+                Some(n)
+            }
+            Poll::Ready(Err(e)) => {
+                self.error = Some(e);
+                None
+            }
+            Poll::Pending => {
+                // The socket is full and will wake us: every later frame of
+                // this pass queues in the spill, in order.
+                self.behind = true;
+                None
+            }
+        }
+    }
+
+    /// Writes the cork out; what the socket does not take moves to the spill.
+    pub(crate) fn flush(&mut self) {
+        if self.cork.is_empty() {
+            return;
+        }
+        if self.blocked() {
+            if self.error.is_none() {
+                self.spill.push(self.cork);
+            }
+            self.cork.clear();
+            return;
+        }
+        let cork = std::mem::take(self.cork);
+        let n = self.write_vectored(&[IoSlice::new(&cork)]).unwrap_or(0);
+        if n < cork.len() && self.error.is_none() {
+            self.spill.push(&cork[n..]);
+        }
+        // Hand the (empty) allocation back to the worker.
+        *self.cork = cork;
+        self.cork.clear();
+    }
+}

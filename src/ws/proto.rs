@@ -1,0 +1,376 @@
+//! The rules every route shares, applied to what the frame reader yields:
+//! fragmentation, message and ping limits, UTF-8 (failing fast), control
+//! frames; and the cut-through of large frames.
+//!
+//! A frame up to [`CHUNK`] bytes reaches the route whole, as one piece: from
+//! the worker's receive buffer when it arrived in one read (no copy), or
+//! assembled in [`Proto::held`] when it came in several. A larger frame goes
+//! to the route piece by piece as it arrives, so a connection never holds
+//! more than a read of it; the echo sends each piece back as a fragment.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use fastwebsockets::OpCode;
+use tokio::io::AsyncWrite;
+
+use super::out::Writer;
+use super::reader::{FrameReader, Head, Item, is_control};
+use super::session::{Counts, Limits};
+use crate::close::{self, PeerClose, code};
+use crate::metrics::{FLUSH_EVERY, Metrics};
+use crate::utf8::Utf8Stream;
+
+/// Frames up to this size are delivered (and echoed) whole; larger ones cut
+/// through in pieces.
+pub const CHUNK: u64 = 64 << 10;
+
+/// Why the session stops reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A valid close from the peer (with this code, if any): answer it.
+    PeerClosed(Option<u16>),
+    /// Fail the connection with this code (RFC 6455 §7.1.7).
+    Fail(u16, &'static str),
+    /// The peer stopped reading; no close frame can reach it.
+    Stalled,
+    /// The connection broke.
+    Dropped(std::io::ErrorKind),
+}
+
+/// A data frame, or a piece of one, as a route sees it.
+#[derive(Debug)]
+pub struct Piece<'a> {
+    /// The message's opcode: text or binary.
+    pub message: OpCode,
+    /// How to echo this piece as a frame of its own: its opcode (the
+    /// message's, or continuation) and FIN.
+    pub opcode: OpCode,
+    pub fin: bool,
+    /// Unmasked, and for text validated up to here.
+    pub payload: &'a [u8],
+}
+
+impl Piece<'_> {
+    /// The message ends with this piece.
+    pub fn ends_message(&self) -> bool {
+        self.fin
+    }
+}
+
+/// What a route answers to a piece.
+#[derive(Debug)]
+pub enum Reply {
+    Nothing,
+    /// The piece itself, as a frame of the same opcode and FIN.
+    Echo,
+    /// A text message of the route's own.
+    Text(String),
+}
+
+/// What a route does with its session's data.
+pub trait Handler {
+    /// A text message sent when the session starts.
+    fn greeting(&self) -> Option<&str> {
+        None
+    }
+
+    fn on_data(&mut self, piece: Piece<'_>) -> Reply;
+}
+
+/// The frame being received.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    head: Head,
+    /// No piece of it was delivered yet.
+    first: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Proto {
+    reader: FrameReader,
+    frame: Option<Current>,
+    /// The message in progress (text or binary) and its length so far.
+    message: Option<OpCode>,
+    message_len: u64,
+    utf8: Utf8Stream,
+    /// A small frame that arrived in several reads; freed once delivered.
+    held: Vec<u8>,
+    /// Pings in the current one-second window, and which second it is
+    /// (since [`epoch`]): 8 bytes where an `Instant` would take 16.
+    pings: (u32, u32),
+    /// The reader failed: the rest of the input is not frames.
+    pub(crate) spent: bool,
+    pub(crate) counts: Counts,
+    flushed: Counts,
+}
+
+type Flow = Result<(), Stop>;
+
+impl Proto {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Proto {
+            reader: FrameReader::new(limits.max_frame as u64),
+            frame: None,
+            message: None,
+            message_len: 0,
+            utf8: Utf8Stream::default(),
+            held: Vec::new(),
+            pings: (0, 0),
+            spent: false,
+            counts: Counts::default(),
+            flushed: Counts::default(),
+        }
+    }
+
+    /// Handles every frame in `buf` (one read), writing replies through `w`.
+    pub(crate) fn process<S: AsyncWrite + Unpin, H: Handler>(
+        &mut self,
+        buf: &mut [u8],
+        w: &mut Writer<'_, '_, S>,
+        h: &mut H,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Flow {
+        let mut pos = 0;
+        loop {
+            let item = match self.reader.next(buf, &mut pos) {
+                Ok(Some(item)) => item,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.spent = true;
+                    if e == super::reader::FrameError::TooBig {
+                        metrics.limit_hit("frame_size");
+                    }
+                    return Err(Stop::Fail(e.close_code(), e.reason()));
+                }
+            };
+            match item {
+                Item::Head(head) => self.on_head(head, limits, metrics)?,
+                Item::Payload { start, end, last } => {
+                    self.on_payload(&buf[start..end], last, w, h, limits, metrics)?
+                }
+            }
+        }
+    }
+
+    /// In the middle of a frame over [`CHUNK`], echoed as it arrives.
+    pub(crate) fn cutting_through(&self) -> bool {
+        self.frame.is_some_and(|f| f.head.len > CHUNK)
+    }
+
+    /// Looks for the peer's close after ours: true once it came (or the
+    /// input stopped making sense).
+    pub(crate) fn find_close(&mut self, buf: &mut [u8]) -> bool {
+        let mut pos = 0;
+        loop {
+            match self.reader.next(buf, &mut pos) {
+                Ok(Some(Item::Head(head))) if head.opcode == OpCode::Close => return true,
+                Ok(Some(_)) => {}
+                Ok(None) => return false,
+                Err(_) => {
+                    self.spent = true;
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn on_head(&mut self, head: Head, limits: &Limits, metrics: &Metrics) -> Flow {
+        if !is_control(head.opcode) {
+            match (head.opcode, self.message) {
+                (OpCode::Continuation, None) => {
+                    return Err(protocol("continuation frame outside a message"));
+                }
+                (OpCode::Continuation, Some(_)) => {}
+                (_, Some(_)) => return Err(protocol("new message inside a fragmented one")),
+                (opcode, None) => {
+                    self.message = Some(opcode);
+                    self.message_len = 0;
+                }
+            }
+            // Checked from the header: a message over the limit fails
+            // before its payload arrives.
+            self.message_len += head.len;
+            if self.message_len > limits.max_message as u64 {
+                metrics.limit_hit("message_size");
+                return Err(Stop::Fail(code::TOO_BIG, "message too big"));
+            }
+        }
+        self.frame = Some(Current { head, first: true });
+        Ok(())
+    }
+
+    fn on_payload<S: AsyncWrite + Unpin, H: Handler>(
+        &mut self,
+        piece: &[u8],
+        last: bool,
+        w: &mut Writer<'_, '_, S>,
+        h: &mut H,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Flow {
+        let Some(cur) = self.frame else {
+            return Err(Stop::Fail(code::INTERNAL_ERROR, "payload without a frame"));
+        };
+        let head = cur.head;
+        if last {
+            self.frame = None;
+        } else if let Some(cur) = &mut self.frame {
+            cur.first = false;
+        }
+        if is_control(head.opcode) {
+            // At most 125 bytes: gathered whole.
+            if cur.first && last {
+                return self.on_control(head.opcode, piece, w, limits, metrics);
+            }
+            self.held.extend_from_slice(piece);
+            if !last {
+                return Ok(());
+            }
+            let held = std::mem::take(&mut self.held);
+            return self.on_control(head.opcode, &held, w, limits, metrics);
+        }
+
+        let message = self.message.unwrap_or(OpCode::Binary);
+        let ends_message = last && head.fin;
+        if message == OpCode::Text {
+            // Fail fast: every piece is checked as it arrives, so invalid
+            // text ends the connection before the rest of it comes.
+            let valid = self.utf8.feed(piece).and_then(|()| {
+                if ends_message {
+                    self.utf8.finish()
+                } else {
+                    Ok(())
+                }
+            });
+            if valid.is_err() {
+                return Err(Stop::Fail(code::INVALID_PAYLOAD, "invalid UTF-8"));
+            }
+        }
+        self.counts.bytes_in += piece.len() as u64;
+        if ends_message {
+            self.message = None;
+            self.counts.messages_in += 1;
+            if self.counts.messages_in.is_multiple_of(FLUSH_EVERY) {
+                self.flush_counts(metrics, None);
+            }
+        }
+
+        if head.len > CHUNK {
+            // Cut-through: the piece goes on as a fragment of the same
+            // message; the first keeps the frame's opcode, the last its FIN.
+            let opcode = if cur.first {
+                head.opcode
+            } else {
+                OpCode::Continuation
+            };
+            return self.deliver(message, opcode, last && head.fin, piece, w, h);
+        }
+        if cur.first && last {
+            return self.deliver(message, head.opcode, head.fin, piece, w, h);
+        }
+        // Copy forced by a small frame split across reads: it is echoed as
+        // one frame, so it waits here, bounded by CHUNK.
+        self.held.extend_from_slice(piece);
+        if !last {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        self.deliver(message, head.opcode, head.fin, &held, w, h)
+    }
+
+    fn deliver<S: AsyncWrite + Unpin, H: Handler>(
+        &mut self,
+        message: OpCode,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        w: &mut Writer<'_, '_, S>,
+        h: &mut H,
+    ) -> Flow {
+        let piece = Piece {
+            message,
+            opcode,
+            fin,
+            payload,
+        };
+        match h.on_data(piece) {
+            Reply::Nothing => {}
+            Reply::Echo => {
+                w.frame(fin, opcode, payload);
+                self.counted_out(fin, payload.len());
+            }
+            Reply::Text(text) => {
+                w.frame(true, OpCode::Text, text.as_bytes());
+                self.counted_out(true, text.len());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn counted_out(&mut self, fin: bool, len: usize) {
+        self.counts.bytes_out += len as u64;
+        self.counts.messages_out += fin as u64;
+    }
+
+    fn on_control<S: AsyncWrite + Unpin>(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        w: &mut Writer<'_, '_, S>,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Flow {
+        match opcode {
+            OpCode::Ping => {
+                if self.ping_flood(limits.max_ping_rate) {
+                    metrics.limit_hit("ping_rate");
+                    return Err(Stop::Fail(code::POLICY, "ping flood"));
+                }
+                w.frame(true, OpCode::Pong, payload);
+                Ok(())
+            }
+            OpCode::Close => match close::parse_peer_close(payload) {
+                PeerClose::Valid(code) => Err(Stop::PeerClosed(code)),
+                PeerClose::Invalid(code) => Err(Stop::Fail(code, "invalid close frame")),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a ping; true when the peer is over its rate.
+    fn ping_flood(&mut self, limit: u32) -> bool {
+        if limit == 0 {
+            return false;
+        }
+        let now = epoch().elapsed().as_secs() as u32;
+        let (count, second) = &mut self.pings;
+        if *second != now {
+            (*count, *second) = (0, now);
+        }
+        *count += 1;
+        *count > limit
+    }
+
+    /// Adds the counts since the last flush (and a chat peer's relayed
+    /// ones) to the shared metrics.
+    pub(crate) fn flush_counts(&mut self, metrics: &Metrics, relayed: Option<(u64, u64)>) {
+        if let Some((messages, bytes)) = relayed {
+            self.counts.messages_out += messages;
+            self.counts.bytes_out += bytes;
+        }
+        metrics.add(self.counts - self.flushed);
+        self.flushed = self.counts;
+    }
+}
+
+/// A process-wide time origin for second-granular bookkeeping.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn protocol(reason: &'static str) -> Stop {
+    Stop::Fail(code::PROTOCOL_ERROR, reason)
+}

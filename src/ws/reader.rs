@@ -1,0 +1,265 @@
+//! wsecho's frame reader: an incremental parser over whatever bytes a read
+//! returned, with no buffer of its own beyond a partial header.
+//!
+//! Why not fastwebsockets' `read_frame`: it keeps an 8 KiB buffer per
+//! connection that grows to the largest frame and never shrinks (upstream
+//! issue #127), it is not cancel-safe (#64), and it rejects RSV1, which
+//! permessage-deflate needs. This reader is a plain state machine, no I/O and
+//! no `async`: the session reads into a receive buffer shared by the worker
+//! thread, hands the bytes here, and gets back frame heads and payload pieces
+//! unmasked in place. Between reads a connection keeps at most a 14-byte
+//! header spill and a few counters, whatever the frame size.
+//!
+//! Every header rule is checked from the header alone, before any payload
+//! arrives (RFC 6455 §5.2): reserved bits and opcodes, the client mask,
+//! control frames that are fragmented or over 125 bytes, 64-bit lengths with
+//! the top bit set, and the frame size limit.
+
+use fastwebsockets::OpCode;
+
+/// The longest header: 2 bytes, an 8-byte length, a 4-byte mask.
+const MAX_HEAD: usize = 14;
+
+/// A frame's header, once all of it has arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub fin: bool,
+    /// RSV1: "compressed" under permessage-deflate (RFC 7692 §6).
+    pub rsv1: bool,
+    pub opcode: OpCode,
+    pub len: u64,
+}
+
+/// What the next bytes were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A complete header; its payload follows as [`Item::Payload`] pieces.
+    Head(Head),
+    /// Payload bytes `start..end` of the input, unmasked in place. `last`:
+    /// the frame's payload ends here. A frame with an empty payload still
+    /// gets one (empty) piece, so every frame ends with `last`.
+    Payload {
+        start: usize,
+        end: usize,
+        last: bool,
+    },
+}
+
+/// A frame the connection must be failed for, and the close code it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    ReservedBits,
+    ReservedOpcode,
+    Unmasked,
+    FragmentedControl,
+    ControlTooLong,
+    TooBig,
+}
+
+impl FrameError {
+    /// The close reason and log line.
+    pub fn reason(self) -> &'static str {
+        match self {
+            FrameError::ReservedBits => "reserved bits set",
+            FrameError::ReservedOpcode => "reserved opcode",
+            FrameError::Unmasked => "unmasked frame",
+            FrameError::FragmentedControl => "fragmented control frame",
+            FrameError::ControlTooLong => "control frame over 125 bytes",
+            FrameError::TooBig => "frame too big",
+        }
+    }
+
+    /// The close code (RFC 6455 §7.4.1): 1009 for a frame over our limit,
+    /// 1002 for every protocol violation.
+    pub fn close_code(self) -> u16 {
+        match self {
+            FrameError::TooBig => crate::close::code::TOO_BIG,
+            _ => crate::close::code::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// The parser's state between reads.
+#[derive(Debug)]
+pub struct FrameReader {
+    /// Header bytes received so far (only while a header is incomplete).
+    head: [u8; MAX_HEAD],
+    head_len: u8,
+    /// In a payload: bytes still to come, and the mask rotated to where the
+    /// next byte falls.
+    in_payload: bool,
+    remaining: u64,
+    mask: [u8; 4],
+    max_frame: u64,
+    allow_rsv1: bool,
+}
+
+impl FrameReader {
+    /// A reader that fails frames longer than `max_frame` with 1009.
+    pub fn new(max_frame: u64) -> Self {
+        FrameReader {
+            head: [0; MAX_HEAD],
+            head_len: 0,
+            in_payload: false,
+            remaining: 0,
+            mask: [0; 4],
+            max_frame,
+            allow_rsv1: false,
+        }
+    }
+
+    /// Accept RSV1 on data frames (permessage-deflate was negotiated).
+    pub fn allow_rsv1(&mut self, allow: bool) {
+        self.allow_rsv1 = allow;
+    }
+
+    /// True between frames: no header byte or payload byte is pending.
+    pub fn at_boundary(&self) -> bool {
+        !self.in_payload && self.head_len == 0
+    }
+
+    /// Parses the next item from `buf[*pos..]`, advancing `pos` past what it
+    /// used. `Ok(None)`: every byte was used (a partial header is kept here)
+    /// and more input is needed. After an error the reader is spent.
+    pub fn next(&mut self, buf: &mut [u8], pos: &mut usize) -> Result<Option<Item>, FrameError> {
+        if self.in_payload {
+            return Ok(self.payload(buf, pos));
+        }
+        let input = &buf[*pos..];
+        // Fast path: a whole header in this input, nothing spilled before.
+        if self.head_len == 0
+            && let Some(size) = head_size(input)
+            && input.len() >= size
+        {
+            let head = parse(&input[..size], self.allow_rsv1)?;
+            *pos += size;
+            return self.start(head).map(Some);
+        }
+        // A header split across reads: gather it here, at most 14 bytes.
+        loop {
+            let have = self.head_len as usize;
+            let want = head_size(&self.head[..have]).unwrap_or(2);
+            if have == want {
+                self.head_len = 0;
+                let head = parse(&self.head[..want], self.allow_rsv1)?;
+                return self.start(head).map(Some);
+            }
+            let input = &buf[*pos..];
+            if input.is_empty() {
+                return Ok(None);
+            }
+            let take = (want - have).min(input.len());
+            self.head[have..have + take].copy_from_slice(&input[..take]);
+            self.head_len += take as u8;
+            *pos += take;
+            // The first two bytes decide most rules: fail before the rest.
+            if have < 2 && self.head_len >= 2 {
+                check_first_bytes(self.head[0], self.head[1], self.allow_rsv1)?;
+            }
+        }
+    }
+
+    fn start(&mut self, parsed: Parsed) -> Result<Item, FrameError> {
+        if parsed.head.len > self.max_frame {
+            return Err(FrameError::TooBig);
+        }
+        self.mask = parsed.mask;
+        self.remaining = parsed.head.len;
+        self.in_payload = true;
+        Ok(Item::Head(parsed.head))
+    }
+
+    /// The next piece of the current payload: what `buf` holds of it, at
+    /// least one byte unless the payload is empty.
+    fn payload(&mut self, buf: &mut [u8], pos: &mut usize) -> Option<Item> {
+        let start = *pos;
+        let avail = (buf.len() - start) as u64;
+        if avail == 0 && self.remaining > 0 {
+            return None;
+        }
+        let take = avail.min(self.remaining) as usize;
+        let end = start + take;
+        fastwebsockets::unmask(&mut buf[start..end], self.mask);
+        // The next piece starts `take` bytes further into the mask.
+        self.mask.rotate_left(take % 4);
+        self.remaining -= take as u64;
+        *pos = end;
+        let last = self.remaining == 0;
+        if last {
+            self.in_payload = false;
+        }
+        Some(Item::Payload { start, end, last })
+    }
+}
+
+pub fn is_control(opcode: OpCode) -> bool {
+    matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong)
+}
+
+/// The header's total size, once its first two bytes are known.
+fn head_size(b: &[u8]) -> Option<usize> {
+    let second = *b.get(1)?;
+    let len_bytes = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask_bytes = if second & 0x80 != 0 { 4 } else { 0 };
+    Some(2 + len_bytes + mask_bytes)
+}
+
+struct Parsed {
+    head: Head,
+    mask: [u8; 4],
+}
+
+/// Checks what the first two bytes alone decide: reserved bits (RSV1 only
+/// on data frames, and only when an extension uses it), the opcode, the mask
+/// bit, and the control-frame rules.
+fn check_first_bytes(b0: u8, b1: u8, allow_rsv1: bool) -> Result<OpCode, FrameError> {
+    let opcode = OpCode::try_from(b0 & 0x0f).map_err(|_| FrameError::ReservedOpcode)?;
+    let rsv1_ok = allow_rsv1 && !is_control(opcode);
+    if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && !rsv1_ok) {
+        return Err(FrameError::ReservedBits);
+    }
+    // §5.1: a server MUST close on an unmasked client frame.
+    if b1 & 0x80 == 0 {
+        return Err(FrameError::Unmasked);
+    }
+    if is_control(opcode) {
+        if b0 & 0x80 == 0 {
+            return Err(FrameError::FragmentedControl);
+        }
+        // §5.5: control payloads are at most 125 bytes (126 and 127 are the
+        // extended length markers).
+        if b1 & 0x7f > 125 {
+            return Err(FrameError::ControlTooLong);
+        }
+    }
+    Ok(opcode)
+}
+
+/// Parses a whole header (`b.len()` is its size, mask included).
+fn parse(b: &[u8], allow_rsv1: bool) -> Result<Parsed, FrameError> {
+    let opcode = check_first_bytes(b[0], b[1], allow_rsv1)?;
+    let len = match b[1] & 0x7f {
+        126 => u16::from_be_bytes([b[2], b[3]]) as u64,
+        // §5.2: the most significant bit MUST be 0; such a length is over
+        // any frame limit (a usize), so it fails as too big, with 1009.
+        127 => u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")),
+        n => n as u64,
+    };
+    let mask = b[b.len() - 4..].try_into().expect("4 mask bytes");
+    Ok(Parsed {
+        head: Head {
+            fin: b[0] & 0x80 != 0,
+            rsv1: b[0] & 0x40 != 0,
+            opcode,
+            len,
+        },
+        mask,
+    })
+}
+
+#[cfg(test)]
+mod tests;

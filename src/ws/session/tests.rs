@@ -1,0 +1,267 @@
+//! The session's poll loop on an in-memory pipe, with paused time: cut-through,
+//! failing fast, keep-alive, idle and stall timeouts, the drain, and how big
+//! an idle session is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::*;
+use crate::echo::Echo;
+use crate::ws::testing::{client_frame, client_head, masked};
+
+fn env(liveness: Option<Liveness>) -> Arc<Env> {
+    Arc::new(Env {
+        limits: Limits {
+            max_message: 64 << 20,
+            max_frame: 64 << 20,
+            max_backlog: 16 << 20,
+            close_timeout: Duration::from_secs(2),
+            max_ping_rate: 0,
+        },
+        liveness,
+        metrics: Arc::new(Metrics::default()),
+        sweep: Arc::new(Sweep::default()),
+    })
+}
+
+/// One server frame: (first byte, payload).
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    io.read_exact(&mut head).await.ok()?;
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+    let len = match head[1] & 0x7f {
+        126 => io.read_u16().await.ok()? as usize,
+        127 => io.read_u64().await.ok()? as usize,
+        n => n as usize,
+    };
+    let mut payload = vec![0; len];
+    io.read_exact(&mut payload).await.ok()?;
+    Some((head[0], payload))
+}
+
+fn start_echo(
+    server: DuplexStream,
+    env: Arc<Env>,
+) -> tokio::task::JoinHandle<(End, crate::ws::Counts)> {
+    tokio::spawn(async move {
+        let mut session = Session::new(server, Bytes::new(), None, env);
+        let end = session.run(&mut Echo::new(None)).await;
+        (end, session.shutdown().await)
+    })
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn small_frame_arriving_byte_by_byte_comes_back_as_one_frame() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let task = start_echo(server, env(None));
+    let payload = pattern(1000);
+    for byte in client_frame(0x82, &payload) {
+        client.write_all(&[byte]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(read_frame(&mut client).await, Some((0x82, payload)));
+    client
+        .write_all(&client_frame(0x88, &[0x03, 0xe8]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(&mut client).await,
+        Some((0x88, vec![0x03, 0xe8]))
+    );
+    let (end, counts) = task.await.unwrap();
+    assert_eq!(end.code(), 1000);
+    assert_eq!((counts.messages_in, counts.messages_out), (1, 1));
+}
+
+#[tokio::test]
+async fn large_frame_is_echoed_cut_through_as_one_fragmented_message() {
+    let (client, server) = tokio::io::duplex(16 << 10);
+    let task = start_echo(server, env(None));
+    let payload = pattern(1 << 20);
+    let (mut rx, mut tx) = tokio::io::split(client);
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        tx.write_all(&client_frame(0x82, &sent)).await.unwrap();
+        tx
+    });
+    let mut got = Vec::new();
+    let mut frames = Vec::new();
+    while got.len() < payload.len() {
+        let (b0, piece) = read_frame(&mut rx).await.expect("an echo fragment");
+        frames.push(b0);
+        got.extend(piece);
+    }
+    assert_eq!(got, payload, "the same bytes, in order");
+    assert!(frames.len() > 1, "re-fragmented");
+    assert_eq!(frames[0], 0x02, "first fragment: binary, no FIN");
+    assert!(frames[1..frames.len() - 1].iter().all(|&b| b == 0x00));
+    assert_eq!(*frames.last().unwrap(), 0x80, "last: continuation with FIN");
+    let mut tx = writer.await.unwrap();
+    tx.write_all(&client_frame(0x88, &[])).await.unwrap();
+    assert_eq!(read_frame(&mut rx).await, Some((0x88, vec![])));
+    assert_eq!(task.await.unwrap().0.code(), 1005);
+}
+
+#[tokio::test]
+async fn invalid_utf8_inside_a_large_frame_fails_before_the_frame_ends() {
+    let (mut client, server) = tokio::io::duplex(1 << 20);
+    let task = start_echo(server, env(None));
+    let len = 1 << 20;
+    let mut valid = vec![b'a'; 100 << 10];
+    valid.push(0xff);
+    // Only the header and the first 100 KiB (and one bad byte) are sent.
+    client.write_all(&client_head(0x81, len)).await.unwrap();
+    client.write_all(&masked(&valid, 0)).await.unwrap();
+    let mut echoed = 0;
+    loop {
+        let (b0, payload) = read_frame(&mut client).await.expect("a frame");
+        if b0 == 0x88 {
+            assert_eq!(payload[..2], 1007u16.to_be_bytes());
+            break;
+        }
+        assert!(payload.iter().all(|&b| b == b'a'), "only valid text echoed");
+        echoed += payload.len();
+    }
+    assert!(echoed <= 100 << 10);
+    client.write_all(&client_frame(0x88, &[])).await.unwrap();
+    assert_eq!(task.await.unwrap().0.code(), 1007);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_peer_gets_pings_then_closes_with_1001() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let liveness = Liveness {
+        interval: Duration::from_secs(10),
+        limit_ticks: 3,
+        ping: true,
+    };
+    let task = start_echo(server, env(Some(liveness)));
+    assert_eq!(read_frame(&mut client).await, Some((0x89, vec![])));
+    assert_eq!(read_frame(&mut client).await, Some((0x89, vec![])));
+    let (b0, payload) = read_frame(&mut client).await.unwrap();
+    assert_eq!(b0, 0x88);
+    assert_eq!(payload[..2], 1001u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"idle timeout");
+    client.write_all(&client_frame(0x88, &[])).await.unwrap();
+    assert_eq!(task.await.unwrap().0.code(), 1001);
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_that_never_reads_is_cut_off_with_bounded_memory() {
+    let (client, server) = tokio::io::duplex(4 << 10);
+    let liveness = Liveness {
+        interval: Duration::from_secs(1),
+        limit_ticks: 2,
+        ping: false,
+    };
+    let task = start_echo(server, env(Some(liveness)));
+    let (_rx, mut tx) = tokio::io::split(client);
+    // Writes until the server stops reading: it holds at most a read's
+    // worth of echoes, then the pipe fills both ways.
+    let writer = tokio::spawn(async move {
+        let frame = client_frame(0x82, &[7; 4000]);
+        let mut sent = 0usize;
+        while tx.write_all(&frame).await.is_ok() {
+            sent += frame.len();
+        }
+        sent
+    });
+    let (end, _) = task.await.unwrap();
+    assert!(matches!(end, End::Stalled), "{end:?}");
+    let sent = writer.await.unwrap();
+    assert!(sent < 2 * RECV_SIZE, "the server stopped reading: {sent}");
+}
+
+#[tokio::test]
+async fn drain_sends_1001_to_an_idle_session() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let env = env(None);
+    let task = start_echo(server, env.clone());
+    // Let it start and wait for input.
+    client.write_all(&client_frame(0x81, b"hi")).await.unwrap();
+    assert_eq!(read_frame(&mut client).await, Some((0x81, b"hi".to_vec())));
+    env.sweep.begin_drain();
+    let (b0, payload) = read_frame(&mut client).await.unwrap();
+    assert_eq!((b0, &payload[..2]), (0x88, &1001u16.to_be_bytes()[..]));
+    client.write_all(&client_frame(0x88, &[])).await.unwrap();
+    assert_eq!(task.await.unwrap().0.code(), 1001);
+}
+
+/// The bound on what an idle plain-TCP session costs, checked on the real
+/// types: the session task's future and the session state in it. Grows past
+/// this only on purpose (RSS per idle connection is measured by
+/// results/run.sh; this catches the accidental regressions).
+#[tokio::test]
+#[allow(clippy::print_stdout)] // the measured sizes, for the record
+async fn idle_session_state_stays_small() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+    let (server, _) = tokio::join!(listener.accept(), client);
+    let (io, _) = server.unwrap();
+    let mut session = Session::new(io, Bytes::new(), None, env(None));
+    let state = std::mem::size_of_val(&session);
+    let mut echo = Echo::new(None);
+    let run = session.run(&mut echo);
+    let future = std::mem::size_of_val(&run);
+    println!("session state: {state} B, run future: {future} B");
+    assert!(state <= 360, "session state grew to {state} B");
+    assert!(future <= 160, "run future grew to {future} B");
+}
+
+#[tokio::test]
+async fn client_that_sends_a_large_frame_before_reading_gets_its_echo() {
+    // The pipe holds far less than the frame: without the backlog, server
+    // and client would wait on each other forever.
+    let (mut client, server) = tokio::io::duplex(64 << 10);
+    let task = start_echo(server, env(None));
+    let payload = pattern(4 << 20);
+    client
+        .write_all(&client_frame(0x82, &payload))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < payload.len() {
+        let (_, piece) = read_frame(&mut client).await.expect("an echo fragment");
+        got.extend(piece);
+    }
+    assert!(got == payload, "the same 4 MiB back");
+    client.write_all(&client_frame(0x88, &[])).await.unwrap();
+    assert_eq!(task.await.unwrap().0.code(), 1005);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backlog_of_a_non_reading_large_frame_sender_is_capped() {
+    let (client, server) = tokio::io::duplex(16 << 10);
+    let mut env = env(Some(Liveness {
+        interval: Duration::from_secs(1),
+        limit_ticks: 2,
+        ping: false,
+    }));
+    Arc::get_mut(&mut env).unwrap().limits.max_backlog = 256 << 10;
+    let task = start_echo(server, env);
+    let (_rx, mut tx) = tokio::io::split(client);
+    let writer = tokio::spawn(async move {
+        let payload = pattern(8 << 20);
+        let frame = client_frame(0x82, &payload);
+        let mut sent = 0;
+        for chunk in frame.chunks(16 << 10) {
+            if tx.write_all(chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let (end, _) = task.await.unwrap();
+    assert!(matches!(end, End::Stalled), "{end:?}");
+    let sent = writer.await.unwrap();
+    // What the server took in: its backlog, one read, and the pipe.
+    assert!(sent < (256 << 10) + 2 * RECV_SIZE + (64 << 10), "{sent}");
+}
