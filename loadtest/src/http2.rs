@@ -82,11 +82,24 @@ impl Pool {
         n: u64,
         path: &str,
     ) -> Result<(Opened, Vec<u8>), OpenError> {
-        let (shared, first) = self.assign();
+        let (shared, index) = self.assign();
+        let first = index == 1;
         let conn = shared
             .get_or_init(|| connect(&plan.dialer, n, plan.args.timeout))
             .await
             .clone()?;
+        // Past the server's limit a stream would wait for a free slot until
+        // it timed out: say why at once.
+        let allowed = conn.send.current_max_send_streams();
+        if index > allowed as u64 {
+            return Err(handshake_error(
+                path,
+                &format!(
+                    "the server allows {allowed} streams per connection \
+                     (SETTINGS_MAX_CONCURRENT_STREAMS): lower --streams-per-connection"
+                ),
+            ));
+        }
         let started = Instant::now();
         let stream = tokio::time::timeout(plan.args.timeout, websocket(plan, conn.send, path))
             .await
@@ -105,18 +118,19 @@ impl Pool {
         Ok((opened, Vec::new()))
     }
 
-    /// The connection the next stream goes on, and whether it is its first.
-    fn assign(&self) -> (Shared, bool) {
+    /// The connection the next stream goes on, and the stream's number on
+    /// it (from 1).
+    fn assign(&self) -> (Shared, u64) {
         let mut current = self.current.borrow_mut();
         match current.as_mut() {
             Some((shared, taken)) if *taken < self.per_connection => {
                 *taken += 1;
-                (shared.clone(), false)
+                (shared.clone(), *taken)
             }
             _ => {
                 let shared = Shared::default();
                 *current = Some((shared.clone(), 1));
-                (shared, true)
+                (shared, 1)
             }
         }
     }

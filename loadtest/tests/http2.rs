@@ -157,3 +157,30 @@ async fn streams_per_connection_needs_http2() {
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--http2"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_past_the_servers_limit_are_refused_at_once() {
+    // wsecho allows 256 streams per HTTP/2 connection.
+    let u = url(wsecho().await);
+    let run = load(&[
+        &u,
+        "--http2",
+        "--streams-per-connection",
+        "300",
+        "-c",
+        "300",
+        "-d",
+        "500ms",
+        "--warmup",
+        "0s",
+    ])
+    .await;
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert_eq!(run.error("handshake"), 44, "{:?}", run.nonzero_errors());
+    assert_eq!(run.u64("/connections/opened"), 256);
+    let detail = run.json()["error_details"]["handshake"].as_str().unwrap();
+    assert!(
+        detail.contains("SETTINGS_MAX_CONCURRENT_STREAMS"),
+        "{detail}"
+    );
+}
