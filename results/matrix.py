@@ -10,7 +10,8 @@ repetitions interleave (A B C D A B C D ...) so machine noise spreads over
 all servers. Medians and min-max are reported. Also measured: server CPU time
 per echoed message at saturation and at a fixed offered rate (open loop),
 RSS per idle connection at 10,000 and ~19,000 connections with the kernel's
-own per-socket memory, 1-connection latency, and wsecho's chat rooms.
+own per-socket memory, 1-connection latency, wsecho's chat rooms, and
+wsecho's WebSockets over HTTP/2 (all on one connection) beside HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -392,6 +393,29 @@ def chat(spec: dict, raw: Path, warmup: str, duration: str) -> dict:
     return found
 
 
+# wsecho's WebSockets over HTTP/2 (RFC 8441), all on one TCP connection, beside
+# the same WebSockets over HTTP/1.1 (one connection each).
+H2_CASES = [(100, 20), (100, 1024)]
+
+
+def http2(spec: dict, raw: Path, reps: int, warmup: str, duration: str) -> dict:
+    """wsecho alone (the peers do not speak RFC 8441): {case: {"http/1.1" |
+    "h2": [results]}}, the two protocols interleaved per repetition."""
+    found: dict = {}
+    for rep in range(1, reps + 1):
+        for conns, size in H2_CASES:
+            case = f"{conns}x{size}"
+            for proto, extra in (("http/1.1", []), ("h2", ["--http2", "--streams-per-connection", str(conns)])):
+                out = raw / f"h2-{case}-{proto.replace('/', '')}-r{rep}.json"
+                with Server(spec) as server:
+                    r = load(spec, server, out, ["-c", str(conns), "-s", str(size), "--binary",
+                                                 "--warmup", warmup, "-d", duration, *extra])
+                found.setdefault(case, {}).setdefault(proto, []).append(r)
+                say(f"rep {rep} {case:>10} wsecho over {proto:<8} {r['rates']['messages_received_per_s']:>12,.0f} msg/s"
+                    f"  errors {sum(r['errors'].values())}  load cpu {r['client_cpu_pct']:.0f}%")
+    return found
+
+
 def first_line(cmd: list[str]) -> str:
     try:
         return run_out(cmd).splitlines()[0]
@@ -424,8 +448,9 @@ def main() -> int:
     ap.add_argument("--reps", type=int, help="interleaved repetitions (default 3; --quick 1)")
     ap.add_argument("--servers", help="only these servers, comma-separated (e.g. wsecho,uWebSockets,raw-tcp)")
     ap.add_argument("--cases", help="only these matrix cases, comma-separated (e.g. 100x20,500x16384)")
-    ap.add_argument("--parts", default="echo,loadtest,rate,rtt,idle,chat",
-                    help="which measurements (default: all of echo,loadtest,rate,rtt,idle,chat)")
+    ap.add_argument("--parts", default="echo,loadtest,rate,rtt,idle,chat,h2",
+                    help="which measurements (default: all of echo,loadtest,rate,rtt,idle,chat,h2; "
+                         "h2: wsecho's 100 WebSockets on one HTTP/2 connection beside HTTP/1.1)")
     ap.add_argument("--idle", default=",".join(map(str, IDLE_CONNECTIONS)),
                     help="idle connection counts (default 10000,19000; past the descriptor limit they are skipped)")
     ap.add_argument("--out", type=Path, help="output directory (default results/<UTC date>)")
@@ -463,6 +488,7 @@ def main() -> int:
         found["idle"] = idle(specs, raw, hold, counts) if "idle" in parts else {}
         wsecho = [s for s in specs if s["name"] == "wsecho"]
         found["chat"] = chat(wsecho[0], raw, warmup, duration) if "chat" in parts and wsecho else {}
+        found["http2"] = http2(wsecho[0], raw, reps, warmup, duration) if "h2" in parts and wsecho else {}
     finally:
         kill_all()
     notes = [n for n in os.environ.get("RESULTS_NOTES", "").split("\n") if n.strip()] + NOTES
@@ -479,6 +505,8 @@ def main() -> int:
         "rate": RATE,
         "rate_command": f"taskset -c {LOAD_CPU} wsecho-load ws://127.0.0.1:PORT/ --threads 1 --binary "
                         f"-c CONNS -s SIZE --rate {RATE} --warmup {warmup} -d {duration} --server-pid PID",
+        "http2_command": f"taskset -c {LOAD_CPU} wsecho-load ws://127.0.0.1:PORT/ --threads 1 --binary "
+                         f"-c CONNS -s SIZE [--http2 --streams-per-connection CONNS] --warmup {warmup} -d {duration}",
         "idle_hold": hold,
         "idle_connect_rate": IDLE_CONNECT_RATE,
         "repetitions": reps,

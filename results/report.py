@@ -146,11 +146,23 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
             "errors": sum(r["errors"].values()),
             "server_cpu_pct": (r.get("server") or {}).get("cpu_pct"),
         }
+    http2 = {}
+    for case, by_proto in found.get("http2", {}).items():
+        conns, size = (int(x) for x in case.split("x"))
+        http2[case] = {"connections": conns, "size": size, "protocols": {
+            proto: {"messages_per_s": median([r["rates"]["messages_received_per_s"] for r in runs]),
+                    "tcp_connections": median([r["connect_us"]["count"] for r in runs]),
+                    **{k: median([r["latency_us"][k] for r in runs]) for k in ("p50", "p99")},
+                    "server_cpu_us_per_msg": median([c for c in map(cpu_us_per_msg, runs) if c is not None]),
+                    "errors": sum(sum(r["errors"].values()) for r in runs),
+                    "exit_statuses": [r["exit_status"] for r in runs]}
+            for proto, runs in by_proto.items()}}
     return {"meta": meta, "servers": names,
             "throughput": rows(found.get("echo", {}), names),
             "throughput_load_test": rows(found.get("loadtest", {}), names),
             "rate": rows(found.get("rate", {}), names),
-            "rtt": rtt, "idle": idle, "kernel_per_socket": kernel, "plan": plan, "chat": chat}
+            "rtt": rtt, "idle": idle, "kernel_per_socket": kernel, "plan": plan, "chat": chat,
+            "http2": http2}
 
 
 def fmt_rate(x: float) -> str:
@@ -375,6 +387,18 @@ def markdown(s: dict) -> str:
             out.append(f"| {v['peers']} × {v['rooms']} | {v['sent_per_s']:,.0f} | {v['deliveries_per_s']:,.0f} | "
                        f"{l['p50']:.0f} | {l['p99']:.0f} | {l['p999']:.0f} | {l['max']:.0f} | {v['errors']} | "
                        f"{v['server_cpu_pct'] or 0:.0f} % |")
+    if s.get("http2"):
+        out += ["", "## WebSockets over HTTP/2 (wsecho)", "",
+                "The same WebSockets, closed loop with one message in flight each, opened over HTTP/1.1 (one TCP "
+                "connection each) and over HTTP/2 by extended CONNECT (RFC 8441; `--http2 "
+                "--streams-per-connection 100`: all on one TCP connection, h2c). Medians over runs; latency in µs.", "",
+                "| WebSockets × payload | protocol | TCP connections | messages/s | p50 | p99 | server CPU µs/msg | errors |",
+                "|---|---|---|---|---|---|---|---|"]
+        for v in s["http2"].values():
+            for proto, p in v["protocols"].items():
+                out.append(f"| {v['connections']} × {size_label(v['size'])} | {proto} | {p['tcp_connections']:.0f} | "
+                           f"{p['messages_per_s']:,.0f} | {p['p50']:.0f} | {p['p99']:.0f} | "
+                           f"{p['server_cpu_us_per_msg']:.2f} | {p['errors']} |")
     problems = [(gen, row["case"], n, v) for gen, key in GENERATORS for row in s[key]
                 for n, v in row["servers"].items() if v["errors"] or v["exit_statuses"] != [0]]
     out += ["", "## Errors", ""]

@@ -7,6 +7,8 @@
 #   results/run.sh --no-build --quick --servers wsecho,raw-tcp --cases 100x20 --parts echo,loadtest
 #                              # a subset, with the release binaries already built
 #   results/run.sh --parts idle --idle 10000,100000   # where `ulimit -n` allows 100k
+#   results/run.sh --no-build --servers wsecho --parts h2   # wsecho's 100 WebSockets on one
+#                              # HTTP/2 connection (--http2) beside the same over HTTP/1.1
 #
 # Builds everything from the package registries and UWS_DIR: wsecho and
 # wsecho-load (release); fastwebsockets' own examples/echo_server.rs and

@@ -164,6 +164,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub insecure: bool,
 
+    /// Open WebSockets over HTTP/2 by extended CONNECT (RFC 8441): prior
+    /// knowledge (h2c) on ws://, ALPN `h2` on wss://.
+    #[arg(long)]
+    pub http2: bool,
+
+    /// --http2: WebSockets multiplexed on each TCP connection; -c stays the
+    /// number of WebSockets [default: 1].
+    #[arg(long, requires = "http2", value_parser = parse_count)]
+    pub streams_per_connection: Option<u64>,
+
     /// Local addresses to dial from, `a,b,c` or `first-last`, used in turn:
     /// past ~28k connections to one address the ephemeral ports run out.
     #[arg(long, value_parser = parse_source_ips)]

@@ -64,6 +64,8 @@ pub struct WorkerCtx {
     pub stats: RefCell<Stats>,
     /// Precise send timing, when something sends on a schedule.
     pub pacer: Option<Rc<Pacer>>,
+    /// `--http2`: this worker's HTTP/2 connections.
+    pub h2: Option<crate::http2::Pool>,
     tx: mpsc::Sender<WorkerMsg>,
     go: watch::Receiver<Option<Phases>>,
     /// Connections of this worker still being dialled.
@@ -159,11 +161,14 @@ fn worker_main(
             .then(|| Pacer::new(plan.clock).ok())
             .flatten()
             .map(Rc::new);
+        let h2 = (plan.args.http2)
+            .then(|| crate::http2::Pool::new(plan.args.streams_per_connection.unwrap_or(1)));
         let ctx = Rc::new(WorkerCtx {
             plan,
             index,
             stats: RefCell::new(Stats::default()),
             pacer,
+            h2,
             tx,
             go,
             pending: Cell::new(0),

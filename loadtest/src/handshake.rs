@@ -27,6 +27,8 @@ pub struct Upgrade {
     /// The rest of the request after the key header.
     suffix: String,
     subprotocol: Option<String>,
+    /// The request target, for `--http2`'s `:path`.
+    path: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,12 @@ impl Upgrade {
             prefix,
             suffix,
             subprotocol: subprotocol.map(str::to_owned),
+            path: target.path.clone(),
         }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Sends the request with a key made of `nonce` and checks the answer.

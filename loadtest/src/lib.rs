@@ -8,7 +8,9 @@
 //!   what the workers share.
 //! - [`target`]: the `ws://` / `wss://` URL; [`net`]: dialling (source
 //!   addresses, TCP_NODELAY, TLS) and the stream type; [`tls`]: rustls.
-//! - [`handshake`]: the HTTP/1.1 upgrade, timed apart from the connect.
+//! - [`handshake`]: the HTTP/1.1 upgrade, timed apart from the connect;
+//!   [`http2`]: `--http2`, WebSockets by extended CONNECT (RFC 8441), many
+//!   per connection, each stream a byte stream like a socket.
 //! - [`codec`]: the client side of RFC 6455 framing, cancel-safe by design.
 //! - [`payload`]: what each message carries and how an echo is verified;
 //!   [`window`]: per-connection sequence bookkeeping (lost, duplicated,
@@ -33,6 +35,7 @@ pub mod conn;
 pub mod cpu;
 pub mod engine;
 pub mod handshake;
+pub mod http2;
 pub mod merge;
 pub mod net;
 pub mod output;

@@ -1,6 +1,6 @@
 //! Dialling: bind a source address, connect with TCP_NODELAY, TLS when the
 //! URL says `wss://`; each step timed on its own. [`Stream`] is the one
-//! stream type the rest of the tool drives, plain or TLS.
+//! stream type the rest of the tool drives, plain, TLS or an HTTP/2 stream.
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
@@ -16,13 +16,15 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::http2::H2Stream;
 use crate::target::Target;
 
-/// A connected socket, plain or TLS. An enum rather than a trait object:
+/// A connected socket, plain or TLS, or one HTTP/2 stream (`--http2`). An enum rather than a trait object:
 /// the match is a predictable branch, a `dyn` call is not inlined.
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    H2(Box<H2Stream>),
 }
 
 /// A freshly dialled stream and what each step cost.
@@ -156,6 +158,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -169,6 +172,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -180,6 +184,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -187,6 +192,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::H2(s) => s.is_write_vectored(),
         }
     }
 
@@ -195,6 +201,7 @@ impl AsyncWrite for Stream {
             // A TCP socket has nothing buffered in user space.
             Stream::Plain(_) => Poll::Ready(Ok(())),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -202,6 +209,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -284,7 +284,7 @@ pub fn build(args: RunArgs) -> anyhow::Result<Plan> {
         .with_context(|| format!("cannot resolve {}", target.host))?;
     let tls = target
         .tls
-        .then(|| crate::tls::client_config(args.insecure))
+        .then(|| crate::tls::client_config(args.insecure, args.http2))
         .transpose()
         .context("TLS configuration")?;
     let sources = args.source_ip.clone().map(|s| s.0).unwrap_or_default();
@@ -311,7 +311,12 @@ pub fn build(args: RunArgs) -> anyhow::Result<Plan> {
         Duration::from_secs(1)
     });
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = args.threads.unwrap_or(cpus).clamp(1, own.max(1) as usize);
+    // --http2: each worker fills its own connections, so no more workers
+    // than connections (`-c 100 --streams-per-connection 100` is one).
+    let dialled = own
+        .div_ceil(args.streams_per_connection.unwrap_or(1))
+        .max(1);
+    let threads = args.threads.unwrap_or(cpus).clamp(1, dialled as usize);
     Ok(Plan {
         workload: Workload::from_args(&args),
         connections,

@@ -210,6 +210,34 @@ pub struct RunConfig {
     /// --segment: this run's share of the load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
+    /// What the WebSockets were opened over (files from before --http2:
+    /// HTTP/1.1).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// --http2: WebSockets per TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams_per_connection: Option<u64>,
+}
+
+/// The HTTP version the WebSockets were opened with, by its ALPN name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// The RFC 6455 upgrade, one WebSocket per connection.
+    #[default]
+    #[serde(rename = "http/1.1")]
+    Http1,
+    /// `--http2`: extended CONNECT (RFC 8441).
+    #[serde(rename = "h2")]
+    H2,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http/1.1",
+            Protocol::H2 => "h2",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::cpu::{self, BOTTLENECK_PCT, ThreadCpu};
 use crate::plan::{Plan, Workload};
 use crate::report::{
-    self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Rates, Report, RunConfig,
-    Server,
+    self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
+    RunConfig, Server,
 };
 use crate::run::Observed;
 use crate::stats::{ErrorKind, Stats};
@@ -148,6 +148,12 @@ fn config(plan: &Plan) -> RunConfig {
         rate_stages: args.rate_stages.as_ref().map(|s| s.stages.clone()),
         segment: args.segment,
         timeout_s: args.timeout.as_secs_f64(),
+        protocol: if args.http2 {
+            Protocol::H2
+        } else {
+            Protocol::Http1
+        },
+        streams_per_connection: args.http2.then(|| args.streams_per_connection.unwrap_or(1)),
     }
 }
 

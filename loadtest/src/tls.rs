@@ -9,8 +9,9 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// The client configuration every connection shares.
-pub fn client_config(insecure: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
+/// The client configuration every connection shares; `http2` offers only
+/// `h2` by ALPN (`--http2`).
+pub fn client_config(insecure: bool, http2: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
@@ -25,8 +26,12 @@ pub fn client_config(insecure: bool) -> Result<Arc<ClientConfig>, rustls::Error>
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     // The upgrade is an HTTP/1.1 request; a server that would pick h2 for
-    // a bare TLS client must not here.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // a bare TLS client must not here. With --http2 it must pick h2.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(config))
 }
 

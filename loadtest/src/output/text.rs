@@ -47,8 +47,12 @@ fn header(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n{} · {} {}", r.tool, r.scenario, r.url);
     let _ = writeln!(
         o,
-        "{} connections, {} B {kind}, {mode}, {} threads{}",
+        "{} connections{}, {} B {kind}, {mode}, {} threads{}",
         c.connections,
+        match c.streams_per_connection {
+            Some(n) => format!(" over {} ({n} per TCP connection)", c.protocol.name()),
+            None => String::new(),
+        },
         c.size,
         c.threads,
         if r.runs > 1 {

@@ -15,7 +15,8 @@ use crate::clock::Rng;
 use crate::conn::Conn;
 use crate::engine::WorkerCtx;
 use crate::handshake::Upgrade;
-use crate::plan::Workload;
+use crate::http2::{OpenError, Opened};
+use crate::plan::{Plan, Workload};
 use crate::stats::ErrorKind;
 use chat::PeerEnd;
 
@@ -60,53 +61,74 @@ pub async fn ramp(ctx: &WorkerCtx, n: u64) {
     }
 }
 
-/// Dials connection `n` and upgrades it with `upgrade`. Connect, TLS and
+/// Dials connection `n` and upgrades it with `upgrade` (with `--http2`:
+/// opens it as a stream of a shared connection). Connect, TLS and
 /// handshake times are recorded when `record` is set; failures always
 /// count.
 pub async fn open(ctx: &WorkerCtx, n: u64, upgrade: &Upgrade, record: bool) -> Option<Conn> {
     let plan = &ctx.plan;
     let mut rng = Rng::seeded(n);
-    let dialed = match plan.dialer.dial(n).await {
-        Ok(d) => d,
-        Err(e) => {
-            let addr = plan.dialer.addr();
-            ctx.stats
-                .borrow_mut()
-                .error(ErrorKind::Connect, 1, || format!("{addr}: {e}"));
-            return None;
-        }
+    let opened = match &ctx.h2 {
+        Some(pool) => pool.open(plan, n, upgrade.path()).await,
+        None => http1(plan, n, upgrade, &mut rng).await,
     };
-    let mut stream = dialed.stream;
-    let timeout = plan.args.timeout;
-    let upgraded = match upgrade.run(&mut stream, rng.nonce(), timeout).await {
-        Ok(u) => u,
-        Err(e) => {
-            let path = &plan.target.path;
-            ctx.stats
-                .borrow_mut()
-                .error(ErrorKind::Handshake, 1, || format!("{path}: {e}"));
+    let (opened, leftover) = match opened {
+        Ok(o) => o,
+        Err(OpenError { kind, message }) => {
+            ctx.stats.borrow_mut().error(kind, 1, || message);
             return None;
         }
     };
     let mut stats = ctx.stats.borrow_mut();
     if record {
-        stats.connect.saturating_record(dialed.connect_us);
-        if let Some(us) = dialed.tls_us {
+        if let Some(us) = opened.connect_us {
+            stats.connect.saturating_record(us);
+        }
+        if let Some(us) = opened.tls_us {
             stats.tls.saturating_record(us);
         }
-        stats.handshake.saturating_record(upgraded.handshake_us);
+        stats.handshake.saturating_record(opened.handshake_us);
     }
     stats.opened += 1;
     stats.open += 1;
     stats.interval.open_max = stats.interval.open_max.max(stats.open);
     let read_buf = plan.read_buf();
     Some(Conn::new(
-        stream,
-        upgraded.leftover,
+        opened.stream,
+        leftover,
         read_buf,
         rng,
         plan.max_message,
     ))
+}
+
+/// A TCP (or TLS) connection of its own and the HTTP/1.1 upgrade; also
+/// the bytes that came after the response head.
+async fn http1(
+    plan: &Plan,
+    n: u64,
+    upgrade: &Upgrade,
+    rng: &mut Rng,
+) -> Result<(Opened, Vec<u8>), OpenError> {
+    let dialed = plan.dialer.dial(n).await.map_err(|e| OpenError {
+        kind: ErrorKind::Connect,
+        message: format!("{}: {e}", plan.dialer.addr()),
+    })?;
+    let mut stream = dialed.stream;
+    let upgraded = upgrade
+        .run(&mut stream, rng.nonce(), plan.args.timeout)
+        .await
+        .map_err(|e| OpenError {
+            kind: ErrorKind::Handshake,
+            message: format!("{}: {e}", plan.target.path),
+        })?;
+    let opened = Opened {
+        stream,
+        connect_us: Some(dialed.connect_us),
+        tls_us: dialed.tls_us,
+        handshake_us: upgraded.handshake_us,
+    };
+    Ok((opened, upgraded.leftover))
 }
 
 /// A connection opened with [`open`] is gone.
