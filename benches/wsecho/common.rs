@@ -57,6 +57,30 @@ pub fn client_frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads one echoed message of `len` payload bytes into `reply` (its
+/// payload), whether it came as one frame or, cut through, as fragments
+/// (wsecho echoes frames over 64 KiB in pieces; tungstenite whole).
+pub async fn read_echo<R: tokio::io::AsyncRead + Unpin>(
+    io: &mut R,
+    reply: &mut Vec<u8>,
+    len: usize,
+) {
+    use tokio::io::AsyncReadExt;
+    reply.clear();
+    while reply.len() < len {
+        let mut head = [0u8; 2];
+        io.read_exact(&mut head).await.unwrap();
+        let n = match head[1] & 0x7f {
+            126 => io.read_u16().await.unwrap() as usize,
+            127 => io.read_u64().await.unwrap() as usize,
+            n => n as usize,
+        };
+        let at = reply.len();
+        reply.resize(at + n, 0);
+        io.read_exact(&mut reply[at..]).await.unwrap();
+    }
+}
+
 /// Length of the unmasked server frame that echoes `len` bytes.
 pub fn server_frame_len(len: usize) -> usize {
     len + match len {
