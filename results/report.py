@@ -369,13 +369,16 @@ def markdown(s: dict) -> str:
                 "`--max-connections 101000`. By hand: `wsecho --listen 127.0.0.1:9900 --threads 1 "
                 "--max-connections 101000 &` then `wsecho-load ws://127.0.0.1:9900/ --scenario idle -c 100000 "
                 "--source-ip 127.0.0.1-127.0.0.4 --connect-rate 4000 --warmup 0s -d 10s --timeout 60s --server-pid $!`."]
-    out += ["", "## Latency, one connection", "",
-            "Round trip of a 20-byte message, one connection, one message in flight (µs, median over runs; wsecho-load).", "",
-            "| server | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|"]
-    for name in names:
-        v = s["rtt"].get(name)
-        if v:
-            out.append(f"| {name} | {v['p50']:.0f} | {v['p90']:.0f} | {v['p99']:.0f} | {v['p999']:.0f} | {v['max']:.0f} |")
+    if any(s["rtt"].get(name) for name in names):
+        out += ["", "## Latency, one connection", "",
+                "Round trip of a 20-byte message, one connection, one message in flight (µs, median over runs; "
+                "wsecho-load).", "",
+                "| server | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|"]
+        for name in names:
+            v = s["rtt"].get(name)
+            if v:
+                out.append(f"| {name} | {v['p50']:.0f} | {v['p90']:.0f} | {v['p99']:.0f} | {v['p999']:.0f} | "
+                           f"{v['max']:.0f} |")
     if s.get("chat"):
         out += ["", "## Chat rooms (wsecho)", "",
                 "`--scenario chat`: every peer sends 10 messages/s to its room; each message is delivered to every "
