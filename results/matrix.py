@@ -332,11 +332,20 @@ def kernel_memory() -> dict:
     return found
 
 
+SOURCE_BLOCKS = iter(range(1, 255))
+
+
 def source_ips(connections: int) -> list[str]:
-    """Past ~28k connections from one address to one port the ephemeral ports
-    run out: dial from 127.0.0.1, 127.0.0.2, ... (all of 127/8 is loopback)."""
+    """Addresses to dial from, fresh for every idle run: past ~28k connections
+    from one address to one port the ephemeral ports run out, and the servers
+    close first (RFC 6455 §7.1.1), so each run leaves its connections in
+    TIME_WAIT on the server's side for a minute, where they block the same
+    address and port pairs for the next run (whose connects then crawl, and
+    whose server holds thousands of half-done handshakes at once). All of
+    127/8 is loopback: run k dials from 127.k.0.1, 127.k.0.2, ..."""
     n = math.ceil(connections / PORTS_PER_SOURCE_IP)
-    return [] if n <= 1 else ["--source-ip", f"127.0.0.1-127.0.0.{n}"]
+    k = next(SOURCE_BLOCKS)
+    return ["--source-ip", f"127.{k}.0.1-127.{k}.0.{n}"]
 
 
 def idle(specs: list[dict], raw: Path, hold: str, counts: list[int]) -> dict:
