@@ -25,6 +25,8 @@ impl Chat {
 }
 
 impl Handler for Chat {
+    const ROUTE: &'static str = "chat";
+
     fn on_data(&mut self, piece: Piece<'_>) -> Reply {
         let opcode: OpCode = piece.message;
         if piece.ends_message() && self.message.is_empty() {

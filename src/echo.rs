@@ -13,24 +13,12 @@
 
 use crate::ws::{Handler, Piece, Reply};
 
-pub struct Echo {
-    /// Sent first when set (`--greeting`); off by default, so nothing is
-    /// allocated for it.
-    greeting: Option<Box<str>>,
-}
-
-impl Echo {
-    pub fn new(greeting: Option<&str>) -> Self {
-        Echo {
-            greeting: greeting.map(Box::from),
-        }
-    }
-}
+/// Holds nothing: an idle echo session carries no route state (the
+/// `--greeting` is queued by whoever starts the session).
+pub struct Echo;
 
 impl Handler for Echo {
-    fn greeting(&self) -> Option<&str> {
-        self.greeting.as_deref()
-    }
+    const ROUTE: &'static str = "echo";
 
     fn on_data(&mut self, _piece: Piece<'_>) -> Reply {
         Reply::Echo

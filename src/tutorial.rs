@@ -17,9 +17,7 @@ pub struct Tutorial {
 }
 
 impl Handler for Tutorial {
-    fn greeting(&self) -> Option<&str> {
-        Some(GREETING)
-    }
+    const ROUTE: &'static str = "tutorial";
 
     fn on_data(&mut self, piece: Piece<'_>) -> Reply {
         if !piece.ends_message() {

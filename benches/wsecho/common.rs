@@ -117,7 +117,7 @@ pub async fn wsecho_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
         deflate: wsecho::deflate::DeflatePolicy::ON,
     });
     let mut session = Session::new(io, Bytes::new(), None, None, env);
-    session.run(&mut Echo::new(None)).await;
+    session.run(&mut Echo).await;
 }
 
 /// The same echo through tokio-tungstenite, as its own echo example does it.

@@ -100,18 +100,20 @@ impl Server {
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.shutdown.cancel();
         self.shared.ws.sweep.begin_drain();
-        self.shared.sessions.close();
     }
 
-    /// Waits until every session has ended, or `timeout`. True if all ended.
+    /// Waits until every session has ended, or `timeout`. True if all ended:
+    /// every session holds a connection slot until its last log line, so
+    /// all slots back means all sessions done.
     pub async fn drained(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.shared.sessions.wait())
-            .await
-            .is_ok()
+        let slots = &self.shared.connection_slots;
+        let all = slots.acquire_many(self.shared.slots_total);
+        matches!(tokio::time::timeout(timeout, all).await, Ok(Ok(_)))
     }
 
     pub fn sessions_open(&self) -> usize {
-        self.shared.sessions.len()
+        let shared = &self.shared;
+        shared.slots_total as usize - shared.connection_slots.available_permits()
     }
 }
 

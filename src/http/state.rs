@@ -12,7 +12,6 @@ use hyper::header::HeaderValue;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::tls::{self, TlsError};
 use crate::config::Config;
@@ -32,8 +31,12 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub tls: Option<TlsAcceptor>,
     pub rooms: Arc<Rooms>,
-    /// One permit per open WebSocket (--max-connections).
+    /// One permit per WebSocket, from its 101 (or 200) to the end of its
+    /// session: --max-connections, and what shutdown waits for (a session
+    /// carries no task-tracker token: idle sessions pay for every byte).
     pub connection_slots: Arc<Semaphore>,
+    /// The permits `connection_slots` started with.
+    pub slots_total: u32,
     /// One permit per `/.http` body being read, so bodies in memory at once
     /// are bounded by [`ECHO_BODIES`] × --http-echo-max-body, however many
     /// connections and HTTP/2 streams ask.
@@ -42,8 +45,6 @@ pub(crate) struct Shared {
     pub draining: Arc<AtomicBool>,
     /// Cancelled when shutdown begins: listeners stop, sessions get 1001.
     pub shutdown: CancellationToken,
-    /// Upgraded sessions, which hyper stops tracking after the 101.
-    pub sessions: TaskTracker,
 }
 
 impl Shared {
@@ -62,7 +63,7 @@ impl Shared {
             close_timeout: config.close_timeout,
             max_ping_rate: config.max_ping_rate,
         };
-        let slots = config.max_connections.min(Semaphore::MAX_PERMITS);
+        let slots = config.max_connections.min(u32::MAX as usize) as u32;
         let metrics = Arc::new(Metrics::default());
         let room_limits = RoomLimits {
             max_rooms: config.max_rooms,
@@ -81,11 +82,11 @@ impl Shared {
             rooms: Arc::new(Rooms::new(room_limits, metrics.clone())),
             metrics,
             tls,
-            connection_slots: Arc::new(Semaphore::new(slots)),
+            connection_slots: Arc::new(Semaphore::new(slots as usize)),
+            slots_total: slots,
             echo_slots: Semaphore::new(ECHO_BODIES),
             draining: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),
-            sessions: TaskTracker::new(),
             config,
         })
     }

@@ -24,25 +24,34 @@ const GATHER_FRAME_MAX: usize = 1 << 10;
 pub(crate) const GATHER_MAX: usize = 16 << 10;
 
 /// Bytes a session could not write yet; empty (and unallocated) while the
-/// peer keeps up.
+/// peer keeps up. One pointer in the session: a connection whose socket
+/// takes everything (nearly all of them) carries no `Vec` header either.
 #[derive(Debug, Default)]
-pub(crate) struct Spill {
+pub(crate) struct Spill(Option<Box<Waiting>>);
+
+#[derive(Debug, Default)]
+struct Waiting {
     bytes: Vec<u8>,
     written: usize,
 }
 
 impl Spill {
     pub(crate) fn is_empty(&self) -> bool {
-        self.written == self.bytes.len()
+        self.len() == 0
     }
 
     /// Bytes waiting.
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len() - self.written
+        self.0.as_ref().map_or(0, |w| w.bytes.len() - w.written)
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
-        self.bytes.extend_from_slice(bytes);
+        if !bytes.is_empty() {
+            self.0
+                .get_or_insert_default()
+                .bytes
+                .extend_from_slice(bytes);
+        }
     }
 
     /// Writes the spill out; frees it once empty, so an idle connection
@@ -53,20 +62,19 @@ impl Spill {
         cx: &mut Context<'_>,
         wrote: &mut bool,
     ) -> Poll<io::Result<()>> {
-        while !self.is_empty() {
-            match std::task::ready!(Pin::new(&mut *io).poll_write(cx, &self.bytes[self.written..]))?
-            {
+        let Some(w) = &mut self.0 else {
+            return Poll::Ready(Ok(()));
+        };
+        while w.written < w.bytes.len() {
+            match std::task::ready!(Pin::new(&mut *io).poll_write(cx, &w.bytes[w.written..]))? {
                 0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 n => {
-                    self.written += n;
+                    w.written += n;
                     *wrote = true;
                 }
             }
         }
-        if self.bytes.capacity() > 0 {
-            self.bytes = Vec::new();
-            self.written = 0;
-        }
+        self.0 = None;
         Poll::Ready(Ok(()))
     }
 }

@@ -72,32 +72,28 @@ pub enum Reply {
 
 /// What a route does with its session's data.
 pub trait Handler {
-    /// A text message sent when the session starts.
-    fn greeting(&self) -> Option<&str> {
-        None
-    }
+    /// The route's name in the connection log line.
+    const ROUTE: &'static str;
 
     fn on_data(&mut self, piece: Piece<'_>) -> Reply;
-}
-
-/// The frame being received.
-#[derive(Debug, Clone, Copy)]
-struct Current {
-    head: Head,
-    /// No piece of it was delivered yet.
-    first: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct Proto {
     reader: FrameReader,
-    frame: Option<Current>,
+    /// The frame being received.
+    frame: Option<Head>,
+    /// No piece of [`Proto::frame`] was delivered yet (here, not in a
+    /// struct with the head, where it would cost 8 bytes of padding).
+    first: bool,
     /// The message in progress (text or binary) and its length so far.
     message: Option<OpCode>,
     message_len: u64,
     utf8: Utf8Stream,
     /// A small frame that arrived in several reads; freed once delivered.
-    held: Vec<u8>,
+    /// Boxed: rare, and an idle session should not carry a `Vec` header.
+    #[allow(clippy::box_collection)] // one pointer, where a `Vec` is three
+    held: Option<Box<Vec<u8>>>,
     /// Pings in the current one-second window, and which second it is
     /// (since [`epoch`]): 8 bytes where an `Instant` would take 16.
     pings: (u32, u32),
@@ -121,10 +117,11 @@ impl Proto {
             reader,
             deflate,
             frame: None,
+            first: false,
             message: None,
             message_len: 0,
             utf8: Utf8Stream::default(),
-            held: Vec::new(),
+            held: None,
             pings: (0, 0),
             spent: false,
             counts: Counts::default(),
@@ -165,7 +162,7 @@ impl Proto {
 
     /// In the middle of a frame over [`CHUNK`], echoed as it arrives.
     pub(crate) fn cutting_through(&self) -> bool {
-        self.frame.is_some_and(|f| f.head.len > CHUNK)
+        self.frame.is_some_and(|f| f.len > CHUNK)
     }
 
     /// Looks for the peer's close after ours: true once it came (or the
@@ -217,7 +214,8 @@ impl Proto {
                 return Err(Stop::Fail(code::TOO_BIG, "message too big"));
             }
         }
-        self.frame = Some(Current { head, first: true });
+        self.frame = Some(head);
+        self.first = true;
         Ok(())
     }
 
@@ -230,25 +228,23 @@ impl Proto {
         limits: &Limits,
         metrics: &Metrics,
     ) -> Flow {
-        let Some(cur) = self.frame else {
+        let Some(head) = self.frame else {
             return Err(Stop::Fail(code::INTERNAL_ERROR, "payload without a frame"));
         };
-        let head = cur.head;
+        let first = std::mem::replace(&mut self.first, false);
         if last {
             self.frame = None;
-        } else if let Some(cur) = &mut self.frame {
-            cur.first = false;
         }
         if is_control(head.opcode) {
             // At most 125 bytes: gathered whole.
-            if cur.first && last {
+            if first && last {
                 return self.on_control(head.opcode, piece, w, limits, metrics);
             }
-            self.held.extend_from_slice(piece);
+            self.held.get_or_insert_default().extend_from_slice(piece);
             if !last {
                 return Ok(());
             }
-            let held = std::mem::take(&mut self.held);
+            let held = self.held.take().unwrap_or_default();
             return self.on_control(head.opcode, &held, w, limits, metrics);
         }
 
@@ -279,23 +275,23 @@ impl Proto {
         if head.len > CHUNK {
             // Cut-through: the piece goes on as a fragment of the same
             // message; the first keeps the frame's opcode, the last its FIN.
-            let opcode = if cur.first {
+            let opcode = if first {
                 head.opcode
             } else {
                 OpCode::Continuation
             };
             return self.deliver(message, opcode, last && head.fin, piece, false, w, h);
         }
-        if cur.first && last {
+        if first && last {
             return self.deliver(message, head.opcode, head.fin, piece, false, w, h);
         }
         // Copy forced by a small frame split across reads: it is echoed as
         // one frame, so it waits here, bounded by CHUNK.
-        self.held.extend_from_slice(piece);
+        self.held.get_or_insert_default().extend_from_slice(piece);
         if !last {
             return Ok(());
         }
-        let held = std::mem::take(&mut self.held);
+        let held = self.held.take().unwrap_or_default();
         self.deliver(message, head.opcode, head.fin, &held, false, w, h)
     }
 
@@ -444,7 +440,7 @@ impl Proto {
 }
 
 /// A process-wide time origin for second-granular bookkeeping.
-fn epoch() -> Instant {
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }

@@ -168,25 +168,13 @@ impl std::ops::Sub for Counts {
 #[derive(Debug)]
 struct Live {
     ticket: Ticket,
-    seen: u64,
+    /// The sweep tick last seen, truncated: ticks between two polls are
+    /// few, so a wrapping difference is exact (and 4 bytes are saved).
+    seen: u32,
     heard: bool,
     wrote: bool,
     silent: u32,
     stalled: u32,
-}
-
-/// Whether a session in the middle of a large frame, with echoes it cannot
-/// write, reads on.
-#[derive(Debug, Default)]
-enum Behind {
-    /// No: the usual backpressure.
-    #[default]
-    No,
-    /// Not yet: nothing was written since this timer was armed.
-    Waiting(Pin<Box<tokio::time::Sleep>>),
-    /// Yes, up to --max-backlog, until the frame ends: the peer sends its
-    /// whole message before it reads.
-    Reading,
 }
 
 pub struct Session<S> {
@@ -199,8 +187,11 @@ pub struct Session<S> {
     /// Bytes hyper read past the request head; handled before the socket.
     /// Boxed: rare, and an idle session should not carry a `Bytes`.
     replay: Option<Box<Bytes>>,
-    /// Reading on behind unsent echoes (see [`Session::read_behind`]).
-    behind: Behind,
+    /// In the middle of a large frame with echoes it cannot write: armed
+    /// when the echo stopped moving; once it has elapsed the session reads
+    /// on, up to --max-backlog, until the frame ends (see
+    /// [`Session::read_behind`]). Any byte the peer takes disarms it.
+    behind: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Written bytes may sit in a TLS layer until flushed.
     needs_flush: bool,
     close_sent: bool,
@@ -225,7 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             proto: Proto::new(&env.limits, deflate),
             live: Live {
                 ticket: Ticket::new(env.sweep.clone()),
-                seen: env.sweep.tick(),
+                seen: env.sweep.tick() as u32,
                 heard: false,
                 wrote: false,
                 silent: 0,
@@ -233,7 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             },
             inbox: inbox.map(Box::new),
             replay: (!replay.is_empty()).then(|| Box::new(replay)),
-            behind: Behind::No,
+            behind: None,
             needs_flush: false,
             close_sent: false,
             env,
@@ -246,16 +237,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Runs the route until the connection ends; then closes it properly.
-    pub async fn run<H: Handler>(&mut self, h: &mut H) -> End {
-        if let Some(text) = h.greeting() {
-            let len = text.len();
-            self.queue_frame(OpCode::Text, text.as_bytes());
-            self.proto.counted_out(true, len);
+    ///
+    /// Not an `async fn`: its future is carried by every idle session, and
+    /// an `async fn` keeps its arguments and its locals apart (160 bytes
+    /// where this block needs a quarter of that).
+    #[allow(clippy::manual_async_fn)]
+    pub fn run<'a, H: Handler>(&'a mut self, h: &'a mut H) -> impl Future<Output = End> + 'a {
+        async move {
+            let stop = poll_fn(|cx| self.poll_run(cx, h)).await;
+            // Boxed: the close handshake's timers are only paid for by a
+            // session that is closing, not carried by every idle one.
+            Box::pin(self.finish(stop)).await
         }
-        let stop = poll_fn(|cx| self.poll_run(cx, h)).await;
-        // Boxed: the close handshake's timers are only paid for by a session
-        // that is closing, not carried by every idle one.
-        Box::pin(self.finish(stop)).await
+    }
+
+    /// Queues a text message to go before any echo or reply: a route's
+    /// first line (the tutorial's, or `--greeting`).
+    pub fn greet(&mut self, text: &str) {
+        self.queue_frame(OpCode::Text, text.as_bytes());
+        self.proto.counted_out(true, text.len());
     }
 
     /// Ends the TCP connection after the close handshake: the server closes
@@ -335,14 +335,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if now.draining {
             return Some(Stop::Fail(code::GOING_AWAY, "server shutting down"));
         }
-        let tick = now.tick;
+        let tick = now.tick as u32;
         let liveness = self.env.liveness?;
         if tick == self.live.seen {
             return None;
         }
         let blocked = !self.spill.is_empty() || self.relay_unfinished();
         let live = &mut self.live;
-        let ticks = (tick - live.seen).min(u32::MAX as u64) as u32;
+        let ticks = tick.wrapping_sub(live.seen);
         live.seen = tick;
         let heard = std::mem::take(&mut live.heard);
         let wrote = std::mem::take(&mut live.wrote);
@@ -381,27 +381,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             && self.spill.len() < self.env.limits.max_backlog;
         if !eligible {
             if !self.proto.cutting_through() {
-                self.behind = Behind::No;
+                self.behind = None;
             }
             return false;
         }
-        let timer = match &mut self.behind {
-            Behind::Reading => return true,
-            Behind::Waiting(timer) => timer,
-            Behind::No => {
-                // Boxed and only while stuck: idle sessions carry no timer.
-                self.behind = Behind::Waiting(Box::pin(tokio::time::sleep(READ_BEHIND_AFTER)));
-                let Behind::Waiting(timer) = &mut self.behind else {
-                    return false;
-                };
-                timer
-            }
-        };
-        if timer.as_mut().poll(cx).is_ready() {
-            self.behind = Behind::Reading;
-            return true;
-        }
-        false
+        // Boxed and only while stuck: idle sessions carry no timer.
+        let timer = self
+            .behind
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(READ_BEHIND_AFTER)));
+        timer.is_elapsed() || timer.as_mut().poll(cx).is_ready()
     }
 
     fn relay_unfinished(&self) -> bool {
@@ -445,8 +433,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.live.wrote = true;
             self.needs_flush = true;
             // The peer reads: no reason to read on behind its echoes.
-            if matches!(self.behind, Behind::Waiting(_)) {
-                self.behind = Behind::No;
+            if self.behind.as_ref().is_some_and(|t| !t.is_elapsed()) {
+                self.behind = None;
             }
         }
         std::task::ready!(drained)?;

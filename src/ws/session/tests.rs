@@ -49,7 +49,7 @@ fn start_echo(
 ) -> tokio::task::JoinHandle<(End, crate::ws::Counts)> {
     tokio::spawn(async move {
         let mut session = Session::new(server, Bytes::new(), None, None, env);
-        let end = session.run(&mut Echo::new(None)).await;
+        let end = session.run(&mut Echo).await;
         (end, session.shutdown().await)
     })
 }
@@ -208,12 +208,12 @@ async fn idle_session_state_stays_small() {
     let (io, _) = server.unwrap();
     let mut session = Session::new(io, Bytes::new(), None, None, env(None));
     let state = std::mem::size_of_val(&session);
-    let mut echo = Echo::new(None);
+    let mut echo = Echo;
     let run = session.run(&mut echo);
     let future = std::mem::size_of_val(&run);
     println!("session state: {state} B, run future: {future} B");
-    assert!(state <= 360, "session state grew to {state} B");
-    assert!(future <= 160, "run future grew to {future} B");
+    assert!(state <= 296, "session state grew to {state} B");
+    assert!(future <= 40, "run future grew to {future} B");
 }
 
 #[tokio::test]
