@@ -209,6 +209,10 @@ def load(spec: dict, server: Server, out: Path, args: list[str], during=None) ->
         raise RuntimeError(f"wsecho-load failed ({proc.returncode}): {err.strip()[-500:]}")
     result = json.loads(out.read_text())
     result["exit_status"] = proc.returncode
+    # The machine's 1-minute load average as the run ends: with the server
+    # and the generator alone it stays near 2; more means something else
+    # shared the two CPUs and msg/s is depressed.
+    result["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
     return result
 
 

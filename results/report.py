@@ -188,6 +188,7 @@ def deflate_summary(found: dict) -> dict:
                 "ratio_sent": median(ratio) if ratio else None,
                 "ratio_received": median(ratio_in) if ratio_in else None,
                 "load_cpu_pct": median([r["client_cpu_pct"] for r in runs]),
+                "loadavg_1m_max": max((r["loadavg_1m"] for r in runs if "loadavg_1m" in r), default=None),
                 "generator_bottleneck": bottleneck(runs),
                 "errors": sum(sum(r["errors"].values()) for r in runs),
                 "exit_statuses": [r["exit_status"] for r in runs],
@@ -221,6 +222,12 @@ def deflate_markdown(s: dict) -> list[str]:
            "at 90 % of its core or more.", "",
            "| server | mode | messages/s | server CPU µs/msg | server CPU | server RSS | ratio sent / received | negotiated | errors |",
            "|---|---|---|---|---|---|---|---|---|"]
+    loads = [v["loadavg_1m_max"] for by_mode in d["echo"].values() for v in by_mode.values()
+             if v.get("loadavg_1m_max") is not None]
+    if loads and max(loads) > 2.5:
+        out[4:4] = [f"⚠ The machine's 1-minute load average reached {max(loads):.1f} during these runs (about 2 is "
+                    "the server and the generator alone): something else shared the two CPUs, so msg/s is "
+                    "depressed and noisy; CPU per message and RSS are per process and less affected.", ""]
     for name, by_mode in d["echo"].items():
         for mode in ("deflate", "plain"):
             v = by_mode.get(mode)
@@ -342,13 +349,14 @@ def markdown(s: dict) -> str:
         out.append(f"- Note: {note}")
     if m.get("notes"):
         out.append("")
-    out += [f"Every case runs with two generators, each pinned to CPU 1 with the server on CPU 0: **wsecho-load** "
-            "(closed loop, one message in flight per connection, verifies every echo byte for byte) and "
-            "fastwebsockets' C **load_test** on uSockets (closed loop, one message in flight per connection, counts "
-            "echoed bytes, verifies nothing). Median of "
-            f"{m['repetitions']} interleaved runs, a fresh server process per run; ratio to wsecho in brackets, "
-            "min–max below. ⚠ marks a case where the generator was at 90 % of its core or more: there the "
-            "generator, not the server, may have set the pace; read CPU per message there, not msg/s. ? marks a case where wsecho-load could not sample its own CPU inside the window.", ""]
+    if s["throughput"] or s["throughput_load_test"] or s["rate"]:
+        out += [f"Every case runs with two generators, each pinned to CPU 1 with the server on CPU 0: **wsecho-load** "
+                "(closed loop, one message in flight per connection, verifies every echo byte for byte) and "
+                "fastwebsockets' C **load_test** on uSockets (closed loop, one message in flight per connection, counts "
+                "echoed bytes, verifies nothing). Median of "
+                f"{m['repetitions']} interleaved runs, a fresh server process per run; ratio to wsecho in brackets, "
+                "min–max below. ⚠ marks a case where the generator was at 90 % of its core or more: there the "
+                "generator, not the server, may have set the pace; read CPU per message there, not msg/s. ? marks a case where wsecho-load could not sample its own CPU inside the window.", ""]
     if s["throughput"]:
         out += ["## Messages per second, wsecho-load", ""] + throughput_table(s) + \
             ["", "![messages per second, wsecho-load](throughput.svg)", ""]
@@ -460,9 +468,10 @@ def markdown(s: dict) -> str:
                 "`--max-connections 101000`. By hand: `wsecho --listen 127.0.0.1:9900 --threads 1 "
                 "--max-connections 101000 &` then `wsecho-load ws://127.0.0.1:9900/ --scenario idle -c 100000 "
                 "--source-ip 127.0.0.1-127.0.0.4 --connect-rate 4000 --warmup 0s -d 10s --timeout 60s --server-pid $!`."]
-    out += ["", "## Latency, one connection", "",
-            "Round trip of a 20-byte message, one connection, one message in flight (µs, median over runs; wsecho-load).", "",
-            "| server | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|"]
+    if s["rtt"]:
+        out += ["", "## Latency, one connection", "",
+                "Round trip of a 20-byte message, one connection, one message in flight (µs, median over runs; wsecho-load).", "",
+                "| server | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|"]
     for name in names:
         v = s["rtt"].get(name)
         if v:

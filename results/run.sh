@@ -135,7 +135,7 @@ if [ -n "${UWS_DIR:-}" ]; then
     fi
     export UWS_VERSION UWS_CXX="$(g++ --version | head -n1)"
 
-    step "build uWebSockets' examples/EchoServer.cpp (no SSL, no zlib) from UWS_DIR"
+    step "build uSockets and uWebSockets' examples/EchoServer.cpp (no SSL, no zlib; not for --parts deflate alone) from UWS_DIR"
     SCRATCH="$SCRATCH_ROOT/uWebSockets"
     rm -rf "$SCRATCH" && cp -r "$UWS_DIR" "$SCRATCH"
     # It listens on port 9001 on every address; here on 127.0.0.1:9904. Nothing else changes.
