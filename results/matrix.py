@@ -10,8 +10,11 @@ repetitions interleave (A B C D A B C D ...) so machine noise spreads over
 all servers. Medians and min-max are reported. Also measured: server CPU time
 per echoed message at saturation and at a fixed offered rate (open loop),
 RSS per idle connection at 10,000 and ~19,000 connections with the kernel's
-own per-socket memory, 1-connection latency, wsecho's chat rooms, and
-wsecho's WebSockets over HTTP/2 (all on one connection) beside HTTP/1.1.
+own per-socket memory, 1-connection latency, wsecho's chat rooms,
+wsecho's WebSockets over HTTP/2 (all on one connection) beside HTTP/1.1, and
+permessage-deflate (`--parts deflate`): compressible messages with and
+without compression against the servers that compress, and RSS per idle
+connection with deflate negotiated beside the same without.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ IDLE_CONNECT_RATE = 4_000
 # the responses of that interval divided by 4.
 LOADTEST_PERIOD_S = 4
 LOADTEST_BUILTIN_SIZE = 20
+# permessage-deflate: connections x bytes of `--payload text-json` (JSON-ish
+# text, about 3:1 under deflate), and the idle connections held with it.
+DEFLATE_CASE = (100, 1024)
+DEFLATE_IDLE = 10_000
 # Per source address: the ephemeral ports (32768-60999) to one server port.
 PORTS_PER_SOURCE_IP = 25_000
 
@@ -202,6 +209,10 @@ def load(spec: dict, server: Server, out: Path, args: list[str], during=None) ->
         raise RuntimeError(f"wsecho-load failed ({proc.returncode}): {err.strip()[-500:]}")
     result = json.loads(out.read_text())
     result["exit_status"] = proc.returncode
+    # The machine's 1-minute load average as the run ends: with the server
+    # and the generator alone it stays near 2; more means something else
+    # shared the two CPUs and msg/s is depressed.
+    result["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
     return result
 
 
@@ -386,6 +397,68 @@ def idle(specs: list[dict], raw: Path, hold: str, counts: list[int]) -> dict:
     return found
 
 
+def deflate_servers(specs: list[dict], only: list[str] | None) -> list[dict]:
+    """The servers that compress: wsecho as it ships (`--deflate on`: no
+    context takeover, pooled contexts), Node `ws` with `perMessageDeflate`
+    (its defaults: context takeover both ways) and uWebSockets' EchoServer
+    built with zlib, a shared compressor and decompressor, echoing with
+    compression (run.sh builds it when UWS_DIR is set)."""
+    out = []
+    for s in specs:
+        if s["name"] == "wsecho":
+            out.append(s)
+        elif s["name"] == "node-ws":
+            out.append({**s, "cmd": [*s["cmd"], "--deflate"],
+                        "version": f"{s['version']}, perMessageDeflate: true (ws defaults)"})
+    bin_ = os.environ.get("UWS_DEFLATE_ECHO_BIN")
+    if bin_ and (not only or "uWebSockets" in only):
+        out.append({"name": "uWebSockets", "port": 9907, "cmd": [bin_],
+                    "version": f"uWebSockets {os.environ.get('UWS_VERSION', '?')} examples/EchoServer.cpp "
+                               f"({os.environ.get('UWS_CXX', 'g++')}; zlib {os.environ.get('UWS_ZLIB', '?')}; "
+                               "SHARED_COMPRESSOR | SHARED_DECOMPRESSOR, echoes compressed)"})
+    return out
+
+
+def deflate(specs: list[dict], raw: Path, reps: int, warmup: str, duration: str, hold: str) -> dict:
+    """{"echo": {server: {"deflate" | "plain": [results]}}, "idle": {server:
+    {"deflate" | "plain": result}}}: the same compressible load with and
+    without `--deflate` against the same server process configuration (the
+    client decides), interleaved per repetition; then N idle connections
+    held with deflate negotiated and without."""
+    conns, size = DEFLATE_CASE
+    modes = (("deflate", ["--deflate"]), ("plain", []))
+    found: dict = {"echo": {}, "idle": {}}
+    for rep in range(1, reps + 1):
+        for spec in specs:
+            for mode, extra in modes:
+                out = raw / f"deflate-{conns}x{size}-{mode}-{spec['name']}-r{rep}.json"
+                with Server(spec) as server:
+                    r = load(spec, server, out, ["-c", str(conns), "-s", str(size), "--payload", "text-json",
+                                                 "--warmup", warmup, "-d", duration, *extra])
+                found["echo"].setdefault(spec["name"], {}).setdefault(mode, []).append(r)
+                outcome = (r.get("deflate") or {}).get("outcome", "not offered")
+                say(f"rep {rep} deflate {conns}x{size} {spec['name']:<14} {mode:<8} "
+                    f"{r['rates']['messages_received_per_s']:>10,.0f} msg/s  {report.cpu_us_per_msg(r) or 0:.2f} µs/msg"
+                    f"  errors {sum(r['errors'].values())}  ({outcome})")
+    n = DEFLATE_IDLE
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if n + 64 > nofile:
+        NOTES.append(f"deflate idle {n:,}: skipped, a process here may hold {nofile:,} descriptors")
+        return found
+    for spec in specs:
+        for mode, extra in modes:
+            out = raw / f"deflate-idle-{n}-{mode}-{spec['name']}.json"
+            with Server(spec) as server:
+                r = load(spec, server, out, ["--scenario", "idle", "-c", str(n), *source_ips(n),
+                                             "--connect-rate", str(IDLE_CONNECT_RATE),
+                                             "--warmup", "0s", "-d", hold, "--timeout", "30s", *extra])
+            found["idle"].setdefault(spec["name"], {})[mode] = r
+            say(f"deflate idle {n:,} {spec['name']:<14} {mode:<8} "
+                f"{(r.get('server') or {}).get('rss_per_connection_bytes') or 0:,.0f} B/conn "
+                f"({(r.get('deflate') or {}).get('outcome', 'not offered')})")
+    return found
+
+
 CHAT = [(100, 1), (1000, 100)]  # peers, rooms; 10 messages/s per peer
 
 
@@ -457,9 +530,11 @@ def main() -> int:
     ap.add_argument("--reps", type=int, help="interleaved repetitions (default 3; --quick 1)")
     ap.add_argument("--servers", help="only these servers, comma-separated (e.g. wsecho,uWebSockets,raw-tcp)")
     ap.add_argument("--cases", help="only these matrix cases, comma-separated (e.g. 100x20,500x16384)")
-    ap.add_argument("--parts", default="echo,loadtest,rate,rtt,idle,chat,h2",
-                    help="which measurements (default: all of echo,loadtest,rate,rtt,idle,chat,h2; "
-                         "h2: wsecho's 100 WebSockets on one HTTP/2 connection beside HTTP/1.1)")
+    ap.add_argument("--parts", default="echo,loadtest,rate,rtt,idle,chat,h2,deflate",
+                    help="which measurements (default: all of echo,loadtest,rate,rtt,idle,chat,h2,deflate; "
+                         "h2: wsecho's 100 WebSockets on one HTTP/2 connection beside HTTP/1.1; "
+                         "deflate: 100 x 1 KiB of --payload text-json with and without --deflate against the "
+                         "servers that compress, and 10,000 idle connections with deflate negotiated and without)")
     ap.add_argument("--idle", default=",".join(map(str, IDLE_CONNECTIONS)),
                     help="idle connection counts (default 10000,19000; past the descriptor limit they are skipped)")
     ap.add_argument("--out", type=Path, help="output directory (default results/<UTC date>)")
@@ -490,6 +565,7 @@ def main() -> int:
     specs = servers(max(20_000, max(counts, default=0) + 1_000))
     if args.servers:
         specs = [s for s in specs if s["name"] in args.servers.split(",")]
+    dspecs = deflate_servers(specs, args.servers.split(",") if args.servers else None)
     signal.signal(signal.SIGTERM, lambda *_: (kill_all(), sys.exit(143)))
     started = time.monotonic()
     try:
@@ -498,6 +574,7 @@ def main() -> int:
         wsecho = [s for s in specs if s["name"] == "wsecho"]
         found["chat"] = chat(wsecho[0], raw, warmup, duration) if "chat" in parts and wsecho else {}
         found["http2"] = http2(wsecho[0], raw, reps, warmup, duration) if "h2" in parts and wsecho else {}
+        found["deflate"] = deflate(dspecs, raw, reps, warmup, duration, hold) if "deflate" in parts else {}
     finally:
         kill_all()
     notes = [n for n in os.environ.get("RESULTS_NOTES", "").split("\n") if n.strip()] + NOTES
@@ -516,6 +593,13 @@ def main() -> int:
                         f"-c CONNS -s SIZE --rate {RATE} --warmup {warmup} -d {duration} --server-pid PID",
         "http2_command": f"taskset -c {LOAD_CPU} wsecho-load ws://127.0.0.1:PORT/ --threads 1 --binary "
                          f"-c CONNS -s SIZE [--http2 --streams-per-connection CONNS] --warmup {warmup} -d {duration}",
+        "deflate_command": f"taskset -c {LOAD_CPU} wsecho-load ws://127.0.0.1:PORT/ --threads 1 "
+                           f"-c {DEFLATE_CASE[0]} -s {DEFLATE_CASE[1]} --payload text-json [--deflate] "
+                           f"--warmup {warmup} -d {duration} --server-pid PID",
+        "deflate_idle": DEFLATE_IDLE,
+        "deflate_servers": {s["name"]: {"version": s["version"], "command": " ".join(
+            ["taskset", "-c", SERVER_CPU, *[Path(c).name if "/" in c else c for c in s["cmd"]]])}
+            for s in dspecs} if "deflate" in parts else {},
         "idle_hold": hold,
         "idle_connect_rate": IDLE_CONNECT_RATE,
         "repetitions": reps,

@@ -162,7 +162,105 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
             "throughput_load_test": rows(found.get("loadtest", {}), names),
             "rate": rows(found.get("rate", {}), names),
             "rtt": rtt, "idle": idle, "kernel_per_socket": kernel, "plan": plan, "chat": chat,
-            "http2": http2}
+            "http2": http2, "deflate": deflate_summary(found.get("deflate") or {})}
+
+
+def deflate_summary(found: dict) -> dict:
+    """The permessage-deflate part: per server and mode ("deflate": the
+    client offered it; "plain": it did not), medians over runs."""
+    echo: dict = {}
+    for name, by_mode in found.get("echo", {}).items():
+        for mode, runs in by_mode.items():
+            rates = [r["rates"]["messages_received_per_s"] for r in runs]
+            cpus = [c for c in map(cpu_us_per_msg, runs) if c is not None]
+            servers = [r.get("server") or {} for r in runs]
+            rss = [s["rss_after_kib"] for s in servers if s.get("rss_after_kib")]
+            d = [r.get("deflate") or {} for r in runs]
+            ratio = [x["plain_bytes_sent"] / x["wire_bytes_sent"] for x in d if x.get("wire_bytes_sent")]
+            ratio_in = [x["plain_bytes_received"] / x["wire_bytes_received"] for x in d if x.get("wire_bytes_received")]
+            echo.setdefault(name, {})[mode] = {
+                "median": median(rates), "min": min(rates, default=0), "max": max(rates, default=0),
+                "cpu_us_per_msg": median(cpus) if cpus else None,
+                "server_cpu_pct": median([s["cpu_pct"] for s in servers if s.get("cpu_pct") is not None]),
+                "rss_after_kib": median(rss) if rss else None,
+                "outcomes": sorted({x.get("outcome", "not offered") for x in d}),
+                "answer": next((x["answer"] for x in d if x.get("answer")), None),
+                "ratio_sent": median(ratio) if ratio else None,
+                "ratio_received": median(ratio_in) if ratio_in else None,
+                "load_cpu_pct": median([r["client_cpu_pct"] for r in runs]),
+                "loadavg_1m_max": max((r["loadavg_1m"] for r in runs if "loadavg_1m" in r), default=None),
+                "generator_bottleneck": bottleneck(runs),
+                "errors": sum(sum(r["errors"].values()) for r in runs),
+                "exit_statuses": [r["exit_status"] for r in runs],
+            }
+    idle: dict = {}
+    for name, by_mode in found.get("idle", {}).items():
+        for mode, r in by_mode.items():
+            server = r.get("server") or {}
+            idle.setdefault(name, {})[mode] = {
+                "connections": r["connections"].get("held", r["connections"]["opened"]),
+                "requested": r["connections"]["requested"],
+                "rss_before_kib": server.get("rss_before_kib"),
+                "rss_after_kib": server.get("rss_after_kib"),
+                "bytes_per_connection": server.get("rss_per_connection_bytes") or 0,
+                "outcome": (r.get("deflate") or {}).get("outcome", "not offered"),
+                "answer": (r.get("deflate") or {}).get("answer"),
+                "errors": sum(r["errors"].values()),
+            }
+    return {"echo": echo, "idle": idle}
+
+
+def deflate_markdown(s: dict) -> list[str]:
+    d, m = s["deflate"], s["meta"]
+    out = ["", "## permessage-deflate", "",
+           "Closed loop, 100 connections, one message in flight each, 1 KiB messages of `--payload text-json` "
+           "(JSON-ish text, deterministic and verified byte for byte after inflation). Each server runs as "
+           "configured for compression; *deflate*: wsecho-load offers `permessage-deflate; client_max_window_bits` "
+           "and compresses what it sends; *plain*: it offers nothing (same server, uncompressed). Median of "
+           f"{m['repetitions']} interleaved runs (min–max); server CPU per echoed message as above; server RSS at "
+           "the end of the window; compression ratio of the payload bytes, sent / received. ⚠: the generator was "
+           "at 90 % of its core or more.", "",
+           "| server | mode | messages/s | server CPU µs/msg | server CPU | server RSS | ratio sent / received | negotiated | errors |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    loads = [v["loadavg_1m_max"] for by_mode in d["echo"].values() for v in by_mode.values()
+             if v.get("loadavg_1m_max") is not None]
+    if loads and max(loads) > 2.5:
+        out[4:4] = [f"⚠ The machine's 1-minute load average reached {max(loads):.1f} during these runs (about 2 is "
+                    "the server and the generator alone): something else shared the two CPUs, so msg/s is "
+                    "depressed and noisy; CPU per message and RSS are per process and less affected.", ""]
+    for name, by_mode in d["echo"].items():
+        for mode in ("deflate", "plain"):
+            v = by_mode.get(mode)
+            if not v:
+                continue
+            cpu = "–" if v["cpu_us_per_msg"] is None else f"**{v['cpu_us_per_msg']:.2f}**"
+            rss = "–" if v["rss_after_kib"] is None else f"{v['rss_after_kib']:,.0f} KiB"
+            ratio = "–" if v["ratio_sent"] is None else f"{v['ratio_sent']:.2f} / {v['ratio_received'] or 0:.2f}"
+            flag = " ⚠" if v["generator_bottleneck"] == "yes" else ""
+            neg = ", ".join(v["outcomes"]) + (f" (`{v['answer']}`)" if v["answer"] else "")
+            out.append(f"| {name} | {mode} | **{fmt_rate(v['median'])}**{flag} ({fmt_rate(v['min'])}–{fmt_rate(v['max'])}) | "
+                       f"{cpu} | {v['server_cpu_pct']:.0f} % | {rss} | {ratio} | {neg} | "
+                       f"{v['errors']} (exit {v['exit_statuses']}) |")
+    if d["idle"]:
+        out += ["", f"### Memory per idle connection, deflate negotiated ({m.get('deflate_idle', 10000):,} connections)", "",
+                "Server RSS growth while wsecho-load holds the connections idle (as in *Memory per idle connection*), "
+                "with permessage-deflate negotiated on every one (`--deflate`) and without (no offer), same server "
+                "configuration; the difference is what negotiation costs an idle connection.", "",
+                "| server | deflate negotiated | uncompressed | difference | held | negotiated |", "|---|---|---|---|---|---|"]
+        for name, by_mode in d["idle"].items():
+            on, off = by_mode.get("deflate"), by_mode.get("plain")
+            cell = lambda x: "–" if not x else f"**{x['bytes_per_connection'] / 1024:.2f} KiB** ({x['rss_before_kib'] or 0:,} → {x['rss_after_kib'] or 0:,} KiB)"
+            diff = "–" if not (on and off) else f"{(on['bytes_per_connection'] - off['bytes_per_connection']) / 1024:+.2f} KiB"
+            held = " / ".join(f"{x['connections']:,}" for x in (on, off) if x)
+            neg = "–" if not on else on["outcome"] + (f" (`{on['answer']}`)" if on["answer"] else "")
+            out.append(f"| {name} | {cell(on)} | {cell(off)} | {diff} | {held} | {neg} |")
+    out += ["", f"- Load: `{m.get('deflate_command', '?')}`",
+            f"- Idle: `wsecho-load ... --scenario idle -c {m.get('deflate_idle', '?'):,} --connect-rate "
+            f"{m.get('idle_connect_rate', '?')} --warmup 0s -d {m.get('idle_hold', '?')} --timeout 30s [--deflate]`", "",
+            "| server | version | command |", "|---|---|---|"]
+    for name, v in m.get("deflate_servers", {}).items():
+        out.append(f"| {name} | {v['version']} | `{v['command']}` |")
+    return out
 
 
 def fmt_rate(x: float) -> str:
@@ -251,13 +349,14 @@ def markdown(s: dict) -> str:
         out.append(f"- Note: {note}")
     if m.get("notes"):
         out.append("")
-    out += [f"Every case runs with two generators, each pinned to CPU 1 with the server on CPU 0: **wsecho-load** "
-            "(closed loop, one message in flight per connection, verifies every echo byte for byte) and "
-            "fastwebsockets' C **load_test** on uSockets (closed loop, one message in flight per connection, counts "
-            "echoed bytes, verifies nothing). Median of "
-            f"{m['repetitions']} interleaved runs, a fresh server process per run; ratio to wsecho in brackets, "
-            "min–max below. ⚠ marks a case where the generator was at 90 % of its core or more: there the "
-            "generator, not the server, may have set the pace; read CPU per message there, not msg/s. ? marks a case where wsecho-load could not sample its own CPU inside the window.", ""]
+    if s["throughput"] or s["throughput_load_test"] or s["rate"]:
+        out += [f"Every case runs with two generators, each pinned to CPU 1 with the server on CPU 0: **wsecho-load** "
+                "(closed loop, one message in flight per connection, verifies every echo byte for byte) and "
+                "fastwebsockets' C **load_test** on uSockets (closed loop, one message in flight per connection, counts "
+                "echoed bytes, verifies nothing). Median of "
+                f"{m['repetitions']} interleaved runs, a fresh server process per run; ratio to wsecho in brackets, "
+                "min–max below. ⚠ marks a case where the generator was at 90 % of its core or more: there the "
+                "generator, not the server, may have set the pace; read CPU per message there, not msg/s. ? marks a case where wsecho-load could not sample its own CPU inside the window.", ""]
     if s["throughput"]:
         out += ["## Messages per second, wsecho-load", ""] + throughput_table(s) + \
             ["", "![messages per second, wsecho-load](throughput.svg)", ""]
@@ -402,6 +501,8 @@ def markdown(s: dict) -> str:
                 out.append(f"| {v['connections']} × {size_label(v['size'])} | {proto} | {p['tcp_connections']:.0f} | "
                            f"{p['messages_per_s']:,.0f} | {p['p50']:.0f} | {p['p99']:.0f} | "
                            f"{p['server_cpu_us_per_msg']:.2f} | {p['errors']} |")
+    if s.get("deflate", {}).get("echo") or s.get("deflate", {}).get("idle"):
+        out += deflate_markdown(s)
     problems = [(gen, row["case"], n, v) for gen, key in GENERATORS for row in s[key]
                 for n, v in row["servers"].items() if v["errors"] or v["exit_statuses"] != [0]]
     out += ["", "## Errors", ""]

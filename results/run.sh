@@ -9,6 +9,9 @@
 #   results/run.sh --parts idle --idle 10000,100000   # where `ulimit -n` allows 100k
 #   results/run.sh --no-build --servers wsecho --parts h2   # wsecho's 100 WebSockets on one
 #                              # HTTP/2 connection (--http2) beside the same over HTTP/1.1
+#   UWS_DIR=/path/to/uWebSockets results/run.sh --no-build --parts deflate --reps 3
+#                              # permessage-deflate: wsecho, Node ws (perMessageDeflate) and a
+#                              # compressing uWebSockets EchoServer; builds only those peers
 #
 # Builds everything from the package registries and UWS_DIR: wsecho and
 # wsecho-load (release); fastwebsockets' own examples/echo_server.rs and
@@ -17,7 +20,10 @@
 # built outside this workspace with their own target directories under
 # target/peers/); the tokio-tungstenite echo example of this workspace;
 # Node.js `ws` (npm); uWebSockets' examples/EchoServer.cpp (no SSL, no zlib)
-# and fastwebsockets' C benches/load_test.c, both on UWS_DIR's uSockets
+# and, for --parts deflate, a compressing variant of it (zlib, a shared
+# compressor and decompressor, echoes sent compressed; needs the zlib headers,
+# Debian's zlib1g-dev: installed with apt-get when missing and allowed, else
+# skipped with a note), and fastwebsockets' C benches/load_test.c, both on UWS_DIR's uSockets
 # (UWS_DIR: a `git clone --recursive` of uNetworking/uWebSockets; both are
 # skipped, with a note in the summary, when it is unset); and the raw TCP
 # echo results/peers/tcp_echo.c, the ceiling. Then results/matrix.py runs the
@@ -31,9 +37,18 @@ step() { printf '\n==> %s\n' "$*"; }
 
 BUILD=1
 ARGS=()
+PARTS=""
+prev=""
 for a in "$@"; do
     if [ "$a" = "--no-build" ]; then BUILD=0; else ARGS+=("$a"); fi
+    [ "$prev" = "--parts" ] && PARTS="$a"
+    case "$a" in --parts=*) PARTS="${a#--parts=}" ;; esac
+    prev="$a"
 done
+# --parts deflate alone runs wsecho, Node ws and the compressing uWebSockets:
+# the other peers and load_test are not built.
+ONLY_DEFLATE=0
+[ "$PARTS" = "deflate" ] && ONLY_DEFLATE=1
 
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs: server on CPU 0, load on CPU 1" >&2; exit 2; }
@@ -59,6 +74,8 @@ done
 [ -x target/release/examples/tungstenite_echo ] ||
     NOTES+=("tokio-tungstenite: target/release/examples/tungstenite_echo was not built (--no-build); left out")
 
+unset FWS_ECHO_BIN SOCKUDO_ECHO_BIN TCP_ECHO_BIN
+if [ "$ONLY_DEFLATE" = 0 ]; then
 step "build fastwebsockets' own echo_server from its crate source"
 FWS_VERSION="$(cargo pkgid fastwebsockets | sed 's/.*[#@]//')"
 FWS_SRC="$(ls -d "$REGISTRY"/*/fastwebsockets-"$FWS_VERSION" | head -n1)"
@@ -105,8 +122,9 @@ fi
 step "build the raw TCP echo, the ceiling (results/peers/tcp_echo.c)"
 cc -O2 -Wall -o "$PEERS/tcp_echo" results/peers/tcp_echo.c
 export TCP_ECHO_BIN="$PEERS/tcp_echo" TCP_ECHO_CC="$(cc --version | head -n1)"
+fi
 
-unset UWS_ECHO_BIN LOADTEST_BIN
+unset UWS_ECHO_BIN UWS_DEFLATE_ECHO_BIN LOADTEST_BIN
 if [ -n "${UWS_DIR:-}" ]; then
     [ -f "$UWS_DIR/examples/EchoServer.cpp" ] && [ -f "$UWS_DIR/uSockets/src/libusockets.h" ] || {
         echo "UWS_DIR=$UWS_DIR is not a uWebSockets checkout with its uSockets submodule (git clone --recursive)" >&2; exit 2; }
@@ -117,17 +135,44 @@ if [ -n "${UWS_DIR:-}" ]; then
     fi
     export UWS_VERSION UWS_CXX="$(g++ --version | head -n1)"
 
-    step "build uWebSockets' examples/EchoServer.cpp (no SSL, no zlib) from UWS_DIR"
+    step "build uSockets and uWebSockets' examples/EchoServer.cpp (no SSL, no zlib; not for --parts deflate alone) from UWS_DIR"
     SCRATCH="$SCRATCH_ROOT/uWebSockets"
     rm -rf "$SCRATCH" && cp -r "$UWS_DIR" "$SCRATCH"
     # It listens on port 9001 on every address; here on 127.0.0.1:9904. Nothing else changes.
     sed -i 's/\.listen(9001, /.listen("127.0.0.1", 9904, /' "$SCRATCH/examples/EchoServer.cpp"
     grep -q 'listen("127.0.0.1", 9904' "$SCRATCH/examples/EchoServer.cpp" || { echo "EchoServer.cpp: listen call not found" >&2; exit 2; }
     make -C "$SCRATCH/uSockets"  # no WITH_OPENSSL: LIBUS_NO_SSL
+    if [ "$ONLY_DEFLATE" = 0 ]; then
     (cd "$SCRATCH" && g++ -march=native -O3 -std=c++2b -flto=auto -DUWS_NO_ZLIB -Isrc -IuSockets/src \
         examples/EchoServer.cpp uSockets/*.o -o "$PEERS/EchoServer")
     export UWS_ECHO_BIN="$PEERS/EchoServer"
+    fi
 
+    step "build a compressing uWebSockets EchoServer (zlib; shared compressor and decompressor)"
+    if [ ! -f /usr/include/zlib.h ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y --no-install-recommends zlib1g-dev >/dev/null || true
+    fi
+    if [ -f /usr/include/zlib.h ]; then
+        # The same example, on 127.0.0.1:9907, with compression the way uWS
+        # saves memory (one zlib context pair per loop, so no context
+        # takeover) and echoes sent compressed (the example sends them
+        # uncompressed). Built with zlib: without -DUWS_NO_ZLIB, -lz.
+        D="$SCRATCH_ROOT/uWebSockets-deflate"
+        rm -rf "$D" && mkdir -p "$D" && cp "$SCRATCH/examples/EchoServer.cpp" "$D/"
+        sed -i -e 's/listen("127.0.0.1", 9904, /listen("127.0.0.1", 9907, /' \
+            -e 's/\.compression = uWS::CompressOptions([^)]*)/.compression = uWS::CompressOptions(uWS::SHARED_COMPRESSOR | uWS::SHARED_DECOMPRESSOR)/' \
+            -e 's/ws->send(message, opCode, false);/ws->send(message, opCode, true);/' "$D/EchoServer.cpp"
+        grep -q 'SHARED_COMPRESSOR | uWS::SHARED_DECOMPRESSOR' "$D/EchoServer.cpp" && grep -q 'opCode, true)' "$D/EchoServer.cpp" \
+            && grep -q '9907' "$D/EchoServer.cpp" || { echo "EchoServer.cpp: compression settings not found" >&2; exit 2; }
+        (cd "$SCRATCH" && g++ -march=native -O3 -std=c++2b -flto=auto -Isrc -IuSockets/src \
+            "$D/EchoServer.cpp" uSockets/*.o -lz -o "$PEERS/EchoServer-deflate")
+        export UWS_DEFLATE_ECHO_BIN="$PEERS/EchoServer-deflate" \
+            UWS_ZLIB="$(sed -n 's/^#define ZLIB_VERSION "\(.*\)"/\1/p' /usr/include/zlib.h)"
+    else
+        NOTES+=("uWebSockets with compression: no zlib headers (Debian: zlib1g-dev), so it was skipped")
+    fi
+
+    if [ "$ONLY_DEFLATE" = 0 ]; then
     step "build fastwebsockets' C load_test on UWS_DIR's uSockets"
     U="$UWS_DIR/uSockets/src"
     SCRATCH="$SCRATCH_ROOT/load_test"
@@ -136,6 +181,7 @@ if [ -n "${UWS_DIR:-}" ]; then
         -o "$PEERS/load_test")
     export LOADTEST_BIN="$PEERS/load_test" \
         LOADTEST_VERSION="fastwebsockets $FWS_VERSION benches/load_test.c on uSockets from UWS_DIR ($(gcc --version | head -n1), -O3 -flto)"
+    fi
 else
     NOTES+=("UWS_DIR is unset: uWebSockets' EchoServer and the C load_test (built on its uSockets) were skipped, so every figure here rests on wsecho-load alone. Set UWS_DIR to a \`git clone --recursive\` of uNetworking/uWebSockets.")
 fi

@@ -58,6 +58,12 @@ pub struct Metrics {
     pub connections: Counter,
     /// Connections that negotiated permessage-deflate.
     pub deflate_connections: Counter,
+    /// Compressed messages' payload bytes: received as sent on the wire,
+    /// received once inflated, echoed before and after compression.
+    deflate_received_compressed: Counter,
+    deflate_received_inflated: Counter,
+    deflate_sent_uncompressed: Counter,
+    deflate_sent_compressed: Counter,
     websockets: Labeled<Protocol>,
     websockets_open: Labeled<Protocol, Gauge>,
     http_requests: Labeled<Protocol>,
@@ -82,6 +88,10 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             connections: Counter::default(),
             deflate_connections: Counter::default(),
+            deflate_received_compressed: Counter::default(),
+            deflate_received_inflated: Counter::default(),
+            deflate_sent_uncompressed: Counter::default(),
+            deflate_sent_compressed: Counter::default(),
             websockets: Family::default(),
             websockets_open: Family::default(),
             http_requests: Family::default(),
@@ -113,6 +123,26 @@ impl Default for Metrics {
             "deflate_connections",
             "WebSocket connections that negotiated permessage-deflate",
             m.deflate_connections.clone(),
+        );
+        r.register(
+            "deflate_received_compressed_bytes",
+            "Payload bytes of compressed messages received, as they came (compressed)",
+            m.deflate_received_compressed.clone(),
+        );
+        r.register(
+            "deflate_received_inflated_bytes",
+            "Payload bytes of compressed messages received, once inflated",
+            m.deflate_received_inflated.clone(),
+        );
+        r.register(
+            "deflate_sent_uncompressed_bytes",
+            "Payload bytes of compressed messages sent, before compression",
+            m.deflate_sent_uncompressed.clone(),
+        );
+        r.register(
+            "deflate_sent_compressed_bytes",
+            "Payload bytes of compressed messages sent, after compression",
+            m.deflate_sent_compressed.clone(),
         );
         r.register(
             "websockets",
@@ -223,6 +253,15 @@ impl Metrics {
         self.messages_out.inc_by(delta.messages_out);
         self.bytes_in.inc_by(delta.bytes_in);
         self.bytes_out.inc_by(delta.bytes_out);
+    }
+
+    /// Adds what a compressing session counted since its last flush.
+    pub fn add_deflate(&self, d: crate::ws::DeflateBytes) {
+        self.deflate_received_compressed
+            .inc_by(d.received_compressed);
+        self.deflate_received_inflated.inc_by(d.received_inflated);
+        self.deflate_sent_uncompressed.inc_by(d.sent_uncompressed);
+        self.deflate_sent_compressed.inc_by(d.sent_compressed);
     }
 
     /// The text exposition.

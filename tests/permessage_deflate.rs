@@ -560,3 +560,30 @@ async fn python_websockets_client_echoes_compressed_messages() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn metrics_count_negotiated_connections_and_bytes_before_and_after_compression() {
+    let server = start(&[]).await;
+    let mut ws = negotiated(&server, "/").await;
+    let mut codec = Codec::new(false);
+    let data = text(10_000);
+    send_compressed(&mut ws, &mut codec, TEXT, &data, 1).await;
+    let wire_in = codec.deflate(&data).len() as f64;
+    let (_, echo) = recv_message(&mut ws, &mut codec).await;
+    assert!(echo == data);
+    ws.send(true, 8, &1000u16.to_be_bytes()).await;
+    assert_eq!(ws.expect_close().await, Some(1000));
+    // Counts reach the shared metrics when the session ends.
+    let m = |name: &str| format!("wsecho_deflate_{name}_bytes_total");
+    server
+        .await_metric(&m("received_inflated"), data.len() as f64)
+        .await;
+    assert_eq!(server.metric("wsecho_deflate_connections_total").await, 1.0);
+    assert_eq!(server.metric(&m("received_compressed")).await, wire_in);
+    assert_eq!(
+        server.metric(&m("sent_uncompressed")).await,
+        data.len() as f64
+    );
+    let sent = server.metric(&m("sent_compressed")).await;
+    assert!(sent > 0.0 && sent < data.len() as f64 / 2.0, "{sent}");
+}

@@ -56,6 +56,15 @@ pub struct MergeArgs {
     pub thresholds: Thresholds,
 }
 
+/// `--payload`: what fills a message after its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadKind {
+    #[default]
+    Filler,
+    TextJson,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
@@ -132,6 +141,23 @@ pub struct RunArgs {
     /// Send binary messages (the default).
     #[arg(long)]
     pub binary: bool,
+
+    /// What fills each message after its sequence header: `filler`
+    /// (pseudo-random words, incompressible) or `text-json` (text
+    /// messages of JSON-ish records, deterministic and verified like the
+    /// filler, about 3:1 under deflate).
+    #[arg(long, value_enum, default_value = "filler", conflicts_with = "binary")]
+    pub payload: PayloadKind,
+
+    /// Offer permessage-deflate (RFC 7692) and, when the server agrees,
+    /// compress what is sent and inflate the echoes. Without a value it
+    /// offers `permessage-deflate; client_max_window_bits` (what Chrome
+    /// offers); a value is sent as the offer, e.g.
+    /// `--deflate 'permessage-deflate; server_no_context_takeover'`.
+    #[arg(long, value_name = "OFFER", num_args = 0..=1,
+          default_missing_value = crate::deflate::DEFAULT_OFFER,
+          value_parser = crate::deflate::Offer::parse)]
+    pub deflate: Option<crate::deflate::Offer>,
 
     /// Closed loop: messages outstanding per connection.
     #[arg(long, default_value = "1", value_parser = parse_count, conflicts_with = "rate")]

@@ -65,6 +65,8 @@ pub enum ProtocolError {
     Interleaved,
     #[error("malformed close frame")]
     BadClose,
+    #[error("compressed message that does not inflate, or inflates past the limit")]
+    BadDeflate,
 }
 
 /// Parses the frame at the front of `buf` (server frames: never masked).

@@ -114,6 +114,8 @@ pub struct Conn {
     max_message: usize,
     /// Set once we have sent a close frame.
     closing: bool,
+    /// `--deflate`, when the server agreed to it.
+    deflate: Option<Box<crate::deflate::Session>>,
 }
 
 impl Conn {
@@ -149,7 +151,14 @@ impl Conn {
             rng,
             max_message,
             closing: false,
+            deflate: None,
         }
+    }
+
+    /// From now on messages go out compressed and compressed echoes are
+    /// inflated (permessage-deflate was negotiated).
+    pub fn set_deflate(&mut self, session: crate::deflate::Session) {
+        self.deflate = Some(Box::new(session));
     }
 
     /// Bytes queued and not yet written.
@@ -182,6 +191,20 @@ impl Conn {
     #[inline]
     pub fn queue_message(&mut self, layout: &Layout, conn: u32, seq: u64, sent_ns: u64) {
         let mask = self.rng.mask();
+        if let Some(z) = &mut self.deflate {
+            // Compressed: generated plain, deflated, then copied and masked
+            // (the one-pass masked write cannot apply before deflate).
+            z.plain.resize(layout.size, 0);
+            layout.write_masked(&mut z.plain, conn, seq, sent_ns, [0; 4]);
+            if z.compress().is_ok() {
+                let dst = self.out.frame(layout.opcode(), z.wire.len(), mask);
+                dst.copy_from_slice(&z.wire);
+                codec::apply_mask(dst, mask, 0);
+                let (end, len) = (self.out.end, z.wire.len());
+                crate::deflate::mark_compressed(&mut self.out.buf, end, len);
+                return;
+            }
+        }
         let dst = self.out.frame(layout.opcode(), layout.size, mask);
         layout.write_masked(dst, conn, seq, sent_ns, mask);
     }
@@ -301,7 +324,12 @@ impl Conn {
     /// answered and fragments put together on the way.
     pub fn next_message(&mut self) -> Result<Option<Msg<'_>>, ProtocolError> {
         loop {
-            let head = match codec::parse(&self.rbuf[self.rstart..self.rend], self.max_message)? {
+            let buf = &mut self.rbuf[self.rstart..self.rend];
+            let (parsed, compressed) = match self.deflate {
+                Some(_) => crate::deflate::parse(buf, self.max_message)?,
+                None => (codec::parse(buf, self.max_message)?, false),
+            };
+            let head = match parsed {
                 Parsed::Need(n) => {
                     self.need = n;
                     return Ok(None);
@@ -318,6 +346,13 @@ impl Conn {
                 OP_TEXT | OP_BINARY if self.frag_opcode.is_some() => {
                     return Err(ProtocolError::Interleaved);
                 }
+                OP_TEXT | OP_BINARY if head.fin && compressed => {
+                    let payload = self.inflate(start..end)?;
+                    return Ok(Some(Msg::Data {
+                        opcode: head.opcode,
+                        payload,
+                    }));
+                }
                 OP_TEXT | OP_BINARY if head.fin => {
                     let payload = &self.rbuf[start..end];
                     return Ok(Some(Msg::Data {
@@ -326,7 +361,20 @@ impl Conn {
                     }));
                 }
                 OP_TEXT | OP_BINARY | OP_CONTINUATION => {
+                    if let Some(z) = &mut self.deflate
+                        && head.opcode != OP_CONTINUATION
+                    {
+                        z.compressed_fragments = compressed;
+                    }
                     if let Some(opcode) = self.fragment(head.opcode, head.fin, start, end)? {
+                        if self
+                            .deflate
+                            .as_ref()
+                            .is_some_and(|z| z.compressed_fragments)
+                        {
+                            let payload = self.inflate_fragments()?;
+                            return Ok(Some(Msg::Data { opcode, payload }));
+                        }
                         return Ok(Some(Msg::Data {
                             opcode,
                             payload: &self.frag,
@@ -348,6 +396,20 @@ impl Conn {
                 _ => {} // pong, or ping while closing
             }
         }
+    }
+
+    /// Inflates the compressed payload at `range` of the read buffer.
+    fn inflate(&mut self, range: std::ops::Range<usize>) -> Result<&[u8], ProtocolError> {
+        let z = self.deflate.as_mut().ok_or(ProtocolError::ReservedBits)?;
+        z.inflate(&self.rbuf[range], self.max_message)
+            .map_err(|_| ProtocolError::BadDeflate)
+    }
+
+    /// Inflates a compressed fragmented message put together in `frag`.
+    fn inflate_fragments(&mut self) -> Result<&[u8], ProtocolError> {
+        let z = self.deflate.as_mut().ok_or(ProtocolError::ReservedBits)?;
+        z.inflate(&self.frag, self.max_message)
+            .map_err(|_| ProtocolError::BadDeflate)
     }
 
     /// Adds a fragment (the first one, or a continuation) to the message

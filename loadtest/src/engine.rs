@@ -201,7 +201,11 @@ fn worker_main(
         if let Some(p) = pacer {
             p.abort();
         }
-        let stats = ctx.stats.replace(Stats::default());
+        let mut stats = ctx.stats.replace(Stats::default());
+        stats
+            .deflate
+            .bytes
+            .add(&crate::deflate::Bytes::take_thread());
         WorkerResult { stats, peers }
     })
 }

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::deflate::{self, Negotiated, Offer};
 use crate::net::{Stream, micros};
 use crate::target::Target;
 
@@ -29,6 +30,8 @@ pub struct Upgrade {
     subprotocol: Option<String>,
     /// The request target, for `--http2`'s `:path`.
     path: String,
+    /// `--deflate`: the offer sent, which the answer is checked against.
+    deflate: Option<Offer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,8 @@ pub enum HandshakeError {
     },
     #[error("server chose extensions {0:?} that were not offered")]
     Extensions(String),
+    #[error("bad permessage-deflate answer: {0}")]
+    Deflate(String),
 }
 
 /// The result of a good handshake.
@@ -63,6 +68,8 @@ pub struct Upgraded {
     /// Bytes that arrived after the response head: the first frames.
     pub leftover: Vec<u8>,
     pub handshake_us: u64,
+    /// `--deflate`: what the server agreed to (None: declined).
+    pub deflate: Option<Negotiated>,
 }
 
 impl Upgrade {
@@ -86,7 +93,21 @@ impl Upgrade {
             suffix,
             subprotocol: subprotocol.map(str::to_owned),
             path: target.path.clone(),
+            deflate: None,
         }
+    }
+
+    /// Adds the `--deflate` offer to the request.
+    pub fn with_deflate(mut self, offer: Option<&Offer>) -> Self {
+        if let Some(offer) = offer {
+            self.suffix.truncate(self.suffix.len() - 2);
+            self.suffix.push_str(&format!(
+                "Sec-WebSocket-Extensions: {}\r\n\r\n",
+                offer.header
+            ));
+            self.deflate = Some(offer.clone());
+        }
+        self
     }
 
     pub fn path(&self) -> &str {
@@ -111,14 +132,15 @@ impl Upgrade {
         let (head, leftover) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| HandshakeError::Timeout)??;
-        self.check(&head, &key)?;
+        let deflate = self.check(&head, &key)?;
         Ok(Upgraded {
             leftover,
             handshake_us: micros(started.elapsed()),
+            deflate,
         })
     }
 
-    fn check(&self, head: &[u8], key: &str) -> Result<(), HandshakeError> {
+    fn check(&self, head: &[u8], key: &str) -> Result<Option<Negotiated>, HandshakeError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
         response
@@ -153,10 +175,14 @@ impl Upgrade {
                 chose,
             });
         }
-        if let Some(ext) = get("sec-websocket-extensions").filter(|e| !e.is_empty()) {
-            return Err(HandshakeError::Extensions(ext));
+        let extensions = get("sec-websocket-extensions").filter(|e| !e.is_empty());
+        match (&self.deflate, extensions) {
+            (Some(offer), answer) => {
+                deflate::accept(offer, answer.as_deref()).map_err(HandshakeError::Deflate)
+            }
+            (None, Some(ext)) => Err(HandshakeError::Extensions(ext)),
+            (None, None) => Ok(None),
         }
-        Ok(())
     }
 }
 

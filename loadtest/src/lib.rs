@@ -11,8 +11,11 @@
 //! - [`handshake`]: the HTTP/1.1 upgrade, timed apart from the connect;
 //!   [`http2`]: `--http2`, WebSockets by extended CONNECT (RFC 8441), many
 //!   per connection, each stream a byte stream like a socket.
-//! - [`codec`]: the client side of RFC 6455 framing, cancel-safe by design.
+//! - [`codec`]: the client side of RFC 6455 framing, cancel-safe by design;
+//!   [`deflate`]: `--deflate` (permessage-deflate, RFC 7692): the offer,
+//!   the answer's check, compressing and inflating.
 //! - [`payload`]: what each message carries and how an echo is verified;
+//!   [`textjson`]: `--payload text-json`, a compressible filler;
 //!   [`window`]: per-connection sequence bookkeeping (lost, duplicated,
 //!   reordered, late).
 //! - [`clock`]: run time in ns and the mask-key generator.
@@ -33,6 +36,7 @@ pub mod clock;
 pub mod codec;
 pub mod conn;
 pub mod cpu;
+pub mod deflate;
 pub mod engine;
 pub mod handshake;
 pub mod http2;
@@ -50,5 +54,6 @@ pub mod series;
 pub mod stats;
 pub mod summary;
 pub mod target;
+pub mod textjson;
 pub mod tls;
 pub mod window;

@@ -112,6 +112,11 @@ fn add(acc: &mut Report, r: Report, run: usize) {
         a.drops += b.drops;
     }
     acc.greetings += r.greetings;
+    match (&mut acc.deflate, &r.deflate) {
+        (Some(a), Some(b)) => a.add(b),
+        (None, Some(b)) => acc.deflate = Some(b.clone()),
+        _ => {}
+    }
     acc.window_start_unix_ms = acc.window_start_unix_ms.min(r.window_start_unix_ms);
     acc.window_end_unix_ms = acc.window_end_unix_ms.max(r.window_end_unix_ms);
     add_series(&mut acc.series, &r.series);

@@ -55,6 +55,8 @@ pub struct Layout {
     pub size: usize,
     pub text: bool,
     pub fields: Fields,
+    /// `--payload text-json`: the filler is [`crate::textjson`] (text).
+    pub json: bool,
 }
 
 /// A decoded header. `seq` holds `seq_bits` low bits of the real number.
@@ -91,7 +93,20 @@ impl Layout {
             1.. => Fields::Short(room as u8),
             0 => Fields::Empty,
         };
-        Layout { size, text, fields }
+        Layout {
+            size,
+            text,
+            fields,
+            json: false,
+        }
+    }
+
+    /// A text layout whose filler is compressible JSON-ish text.
+    pub fn text_json(size: usize) -> Layout {
+        Layout {
+            json: true,
+            ..Layout::new(size, true)
+        }
     }
 
     pub fn opcode(&self) -> u8 {
@@ -123,7 +138,11 @@ impl Layout {
             mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
         ]);
         let seed = seed(conn, seq);
-        if self.text {
+        if self.json {
+            let start = self.header_len().min(dst.len());
+            crate::textjson::fill(&mut dst[start..], seed);
+            crate::codec::apply_mask(&mut dst[start..], mask, start);
+        } else if self.text {
             fill::<true>(dst, seed, m64);
         } else {
             fill::<false>(dst, seed, m64);
@@ -176,7 +195,9 @@ impl Layout {
     /// True when every byte after the header is the filler of `(conn, seq)`.
     pub fn filler_ok(&self, src: &[u8], conn: u32, seq: u64) -> bool {
         let start = self.header_len();
-        if self.text {
+        if self.json {
+            crate::textjson::matches(src.get(start..).unwrap_or_default(), seed(conn, seq))
+        } else if self.text {
             filler_ok::<true>(src, start, seed(conn, seq))
         } else {
             filler_ok::<false>(src, start, seed(conn, seq))

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 
-use crate::cli::{RunArgs, Scenario, Segment};
+use crate::cli::{PayloadKind, RunArgs, Scenario, Segment};
 use crate::clock::Clock;
 use crate::handshake::Upgrade;
 use crate::net::Dialer;
@@ -219,7 +219,7 @@ impl Plan {
 
 /// Checks the flags that clap cannot check alone; an `Err` is a usage error.
 pub fn validate(args: &RunArgs) -> Result<(), String> {
-    let layout = Layout::new(args.size, args.text);
+    let layout = layout(args);
     let scenario = args.scenario;
     match () {
         _ if args.url.is_none() => Err("a ws:// or wss:// URL is required".into()),
@@ -236,6 +236,9 @@ pub fn validate(args: &RunArgs) -> Result<(), String> {
         _ if args.segment.is_some_and(|s| s.count > args.connections.max(
             args.stages.as_ref().map_or(0, |s| s.max_target()))) => {
             Err("--segment: more segments than connections".into())
+        }
+        _ if args.deflate.is_some() && args.http2 => {
+            Err("--deflate is offered on HTTP/1.1 upgrades only (not with --http2)".into())
         }
         _ if args.duration.is_zero() => Err("--duration must be above 0".into()),
         _ if args.rate == Some(0) => Err("--rate must be above 0".into()),
@@ -264,6 +267,14 @@ pub fn validate(args: &RunArgs) -> Result<(), String> {
     }
 }
 
+/// The message layout `--size`, `--text` and `--payload` ask for.
+fn layout(args: &RunArgs) -> Layout {
+    match args.payload {
+        PayloadKind::Filler => Layout::new(args.size, args.text),
+        PayloadKind::TextJson => Layout::text_json(args.size),
+    }
+}
+
 /// Most messages in flight that a payload's sequence bits tell apart: half
 /// their range (the rest tells a late echo from an early one); with no bits
 /// at all, echoes are matched in order, one at a time.
@@ -289,7 +300,8 @@ pub fn build(args: RunArgs) -> anyhow::Result<Plan> {
         .context("TLS configuration")?;
     let sources = args.source_ip.clone().map(|s| s.0).unwrap_or_default();
     let dialer = Dialer::new(&target, addr, sources, tls, args.timeout).map_err(|e| anyhow!(e))?;
-    let upgrade = Upgrade::new(&target, &args.headers, args.subprotocol.as_deref());
+    let upgrade = Upgrade::new(&target, &args.headers, args.subprotocol.as_deref())
+        .with_deflate(args.deflate.as_ref());
     let ramp = args.stages.clone();
     let connections = ramp.as_ref().map_or(args.connections, Stages::max_target);
     let segment = args.segment.unwrap_or(Segment { index: 0, count: 1 });
@@ -325,7 +337,7 @@ pub fn build(args: RunArgs) -> anyhow::Result<Plan> {
         warmup,
         segment,
         start_at: args.start_at,
-        layout: Layout::new(args.size, args.text),
+        layout: layout(&args),
         timeout_ns: args.timeout.as_nanos() as u64,
         max_message: MAX_MESSAGE.max(args.size),
         clock: Clock::start(),

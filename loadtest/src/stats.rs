@@ -158,6 +158,8 @@ pub struct Stats {
     pub held: u64,
     /// Chat: deliveries the messages sent in the window should make.
     pub expected_deliveries: u64,
+    /// `--deflate`: what was negotiated, bytes before and after.
+    pub deflate: crate::deflate::Counts,
     pub interval: Interval,
 }
 
@@ -212,6 +214,7 @@ impl Default for Stats {
             greetings: 0,
             held: 0,
             expected_deliveries: 0,
+            deflate: Default::default(),
             interval: Interval {
                 sent: 0,
                 received: 0,
@@ -323,6 +326,7 @@ impl Stats {
         self.opened += other.opened;
         self.open += other.open;
         self.greetings += other.greetings;
+        self.deflate.add(&other.deflate);
         self.held += other.held;
         self.expected_deliveries += other.expected_deliveries;
     }

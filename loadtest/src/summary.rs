@@ -95,6 +95,10 @@ pub fn build(
             .rooms()
             .map(|rooms| chat(rooms, stats, errors.get(ErrorKind::Lost), duration_s)),
         greetings: stats.greetings,
+        deflate: args
+            .deflate
+            .as_ref()
+            .map(|offer| crate::report::Deflate::of(&offer.header, &stats.deflate)),
         client_cpu_pct,
         generator_bottleneck,
         client_threads,
@@ -138,7 +142,7 @@ fn config(plan: &Plan) -> RunConfig {
         duration_s: plan.window.as_secs_f64(),
         warmup_s: plan.warmup.as_secs_f64(),
         size: args.size,
-        text: args.text,
+        text: plan.layout.text,
         in_flight: workload.in_flight(),
         rate: workload.fixed_rate(),
         connect_rate: args.connect_rate,
@@ -154,6 +158,7 @@ fn config(plan: &Plan) -> RunConfig {
             Protocol::Http1
         },
         streams_per_connection: args.http2.then(|| args.streams_per_connection.unwrap_or(1)),
+        payload: args.payload,
     }
 }
 

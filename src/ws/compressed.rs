@@ -21,6 +21,19 @@ pub(crate) struct Compression {
     receiving: bool,
     /// Its inflated bytes so far; handed to the route whole at its end.
     inflated: Vec<u8>,
+    /// Bytes before and after compression since the last metrics flush:
+    /// kept here, not in the session's counts, so a session without
+    /// deflate carries none of them.
+    pub(crate) bytes: DeflateBytes,
+}
+
+/// Payload bytes of compressed messages, each way, before and after.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateBytes {
+    pub received_compressed: u64,
+    pub received_inflated: u64,
+    pub sent_uncompressed: u64,
+    pub sent_compressed: u64,
 }
 
 impl Compression {
@@ -30,6 +43,7 @@ impl Compression {
             deflater: Deflater::new(params, policy),
             receiving: false,
             inflated: Vec::new(),
+            bytes: DeflateBytes::default(),
         }
     }
 
@@ -53,6 +67,7 @@ impl Compression {
         ends_message: bool,
         mut utf8: Option<&mut Utf8Stream>,
     ) -> Result<Option<Vec<u8>>, InflateError> {
+        self.bytes.received_compressed += piece.len() as u64;
         let mut check = |chunk: &[u8]| utf8.as_mut().is_none_or(|u| u.feed(chunk).is_ok());
         let fed = self
             .inflater
@@ -74,6 +89,7 @@ impl Compression {
         {
             return Err(InflateError::Rejected);
         }
+        self.bytes.received_inflated += message.len() as u64;
         Ok(Some(message))
     }
 
@@ -85,6 +101,8 @@ impl Compression {
     pub(crate) fn compress(&mut self, message: &[u8]) -> Result<Vec<u8>, DeflateError> {
         let mut out = Vec::new();
         self.deflater.compress(message, &mut out)?;
+        self.bytes.sent_uncompressed += message.len() as u64;
+        self.bytes.sent_compressed += out.len() as u64;
         Ok(out)
     }
 

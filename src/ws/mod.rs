@@ -18,6 +18,7 @@ pub mod sweep;
 #[cfg(test)]
 mod testing;
 
+pub use compressed::DeflateBytes;
 pub use proto::{CHUNK, Handler, Piece, Reply};
 pub use session::{Counts, End, Env, Limits, Liveness, Session};
 pub use sweep::Sweep;

@@ -436,6 +436,9 @@ impl Proto {
         }
         metrics.add(self.counts - self.flushed);
         self.flushed = self.counts;
+        if let Some(z) = self.deflate.as_deref_mut() {
+            metrics.add_deflate(std::mem::take(&mut z.bytes));
+        }
     }
 }
 

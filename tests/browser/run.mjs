@@ -3,7 +3,10 @@
 //   1. echo through the page's own controls,
 //   2. the tutorial dialogue,
 //   3. two pages in one room chatting, a third in another room seeing nothing,
-//   4. the page over https:// with HTTP/2 (a throwaway self-signed
+//   4. compression: the page shows the permessage-deflate Chromium
+//      negotiated (ws.extensions), and the tutorial's own client code runs
+//      with compression on, as does a large compressible echo,
+//   5. the page over https:// with HTTP/2 (a throwaway self-signed
 //      certificate, made with openssl, that Chromium is told to accept),
 //      then wss:// echo from it; the server's metrics tell which protocol the
 //      WebSocket used (RFC 8441 over the page's h2 connection, or a
@@ -72,6 +75,8 @@ async function openPage(base, route, room) {
   if (room) await page.fill("#room", room);
   await page.click("#connect");
   await page.locator("#state", { hasText: "open" }).waitFor(WAIT);
+  // wsecho agrees to Chromium's offer on every route (--deflate on).
+  await page.locator("#compression", { hasText: "permessage-deflate" }).waitFor(WAIT);
   return page;
 }
 
@@ -143,6 +148,8 @@ async function main() {
   await alice.screenshot({ path: `${shots}/chat-alice.png` });
   await bob.screenshot({ path: `${shots}/chat-bob.png` });
 
+  await compressed(base);
+
   await overHttp2();
 
   step(`PASS (screenshots in ${shots})`);
@@ -150,6 +157,48 @@ async function main() {
   await browser.close();
   server.kill();
   tlsServer.kill();
+}
+
+/** The tutorial's client code (seed/websocket-architecture.md) with
+ * compression negotiated, then a large compressible echo. */
+async function compressed(base) {
+  step("the tutorial's client code with permessage-deflate negotiated");
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => fail(e));
+  await page.goto(`${base}/`);
+  const ws = base.replace("http://", "ws://");
+  const tutorial = await page.evaluate((url) => new Promise((resolve, reject) => {
+    // The tutorial's code, but sending once open: a browser throws on
+    // send() while the socket is still connecting.
+    const socket = new WebSocket(url);
+    const got = [];
+    socket.onmessage = (event) => {
+      got.push(event.data);
+      if (got.length === 2) {
+        resolve({ extensions: socket.extensions, got });
+        socket.close();
+      }
+    };
+    socket.onopen = () => socket.send("I am listening");
+    socket.onerror = () => reject(new Error("WebSocket error"));
+  }), `${ws}/tutorial`);
+  assert.match(tutorial.extensions, /^permessage-deflate/, "Chromium and wsecho must agree on permessage-deflate");
+  assert.deepEqual(tutorial.got, ["Hello webSocket", 'I heard you say "I am listening"']);
+
+  step("a 1 MB compressible text echo, compressed both ways");
+  const echo = await page.evaluate((url) => new Promise((resolve, reject) => {
+    const text = '{"user":"écho","text":"hello deflate"},'.repeat(30_000);
+    const socket = new WebSocket(url);
+    socket.onopen = () => socket.send(text);
+    socket.onmessage = (event) => { resolve({ extensions: socket.extensions, same: event.data === text }); socket.close(); };
+    socket.onerror = () => reject(new Error("WebSocket error"));
+  }), `${ws}/echo`);
+  assert.match(echo.extensions, /^permessage-deflate/);
+  assert.ok(echo.same, "the echo must be the message");
+  const metrics = await page.evaluate(async () => (await fetch("/metrics")).text());
+  const line = metrics.split("\n").find((l) => l.startsWith("wsecho_deflate_connections_total "));
+  assert.ok(line && Number(line.split(" ")[1]) >= 2, `deflate connections counted:\n${line}`);
+  await page.close();
 }
 
 /** The page over https:// and HTTP/2, and a wss:// echo from it. */

@@ -44,10 +44,27 @@ fn line(plan: &Plan, p: &Phases, m: i64, s: &Second) -> String {
         (None, _) => (String::new(), String::new()),
     };
     format!(
-        "[{elapsed:>4}s {phase:<10}] {:>8} msg/s{rate_target}  {:>12}  p50 {p50:>8}  p99 {p99:>8}  errors {}  open {}{open_target}",
+        "[{elapsed:>4}s {phase:<10}] {:>8} msg/s{rate_target}  {:>12}  p50 {p50:>8}  p99 {p99:>8}  errors {}  open {}{open_target}{}",
         si(s.received as f64),
         mb_per_s(s.bytes as f64),
         s.errors_total,
         s.open,
+        deflate(plan),
     )
+}
+
+/// `--deflate`: what the servers answered so far.
+fn deflate(plan: &Plan) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    if plan.args.deflate.is_none() {
+        return String::new();
+    }
+    let on = crate::deflate::NEGOTIATED.load(Relaxed);
+    let off = crate::deflate::DECLINED.load(Relaxed);
+    match (on, off) {
+        (0, 0) => "  deflate -".to_owned(),
+        (_, 0) => "  deflate on".to_owned(),
+        (0, _) => "  deflate declined".to_owned(),
+        _ => format!("  deflate on {on}, declined {off}"),
+    }
 }

@@ -43,7 +43,11 @@ fn header(o: &mut String, r: &Report) {
         ),
         (s, _, _) => s.to_string(),
     };
-    let kind = if c.text { "text" } else { "binary" };
+    let kind = match (c.payload, c.text) {
+        (crate::cli::PayloadKind::TextJson, _) => "text-json",
+        (_, true) => "text",
+        (_, false) => "binary",
+    };
     let _ = writeln!(o, "\n{} · {} {}", r.tool, r.scenario, r.url);
     let _ = writeln!(
         o,
@@ -218,6 +222,49 @@ fn problems(o: &mut String, r: &Report) {
             o,
             "greetings (unsolicited first messages, not echoes): {}",
             r.greetings
+        );
+    }
+    if let Some(d) = &r.deflate {
+        deflate(o, d);
+    }
+}
+
+fn deflate(o: &mut String, d: &crate::report::Deflate) {
+    use crate::report::DeflateOutcome as Out;
+    let outcome = match d.outcome {
+        Out::Negotiated => format!("negotiated on all {} connections", d.negotiated),
+        Out::Declined => format!(
+            "declined by the server on all {} connections (the run was uncompressed)",
+            d.declined
+        ),
+        Out::Mixed => format!(
+            "negotiated on {} connections, declined on {}",
+            d.negotiated, d.declined
+        ),
+        Out::Unknown => "no connection opened".to_owned(),
+    };
+    let _ = writeln!(o, "permessage-deflate: {outcome}");
+    let _ = writeln!(o, "  offered:  {}", d.offered);
+    if let Some(answer) = &d.answer {
+        let _ = writeln!(o, "  answered: {answer}");
+    }
+    let ratio = |plain: u64, wire: u64| {
+        if wire == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.2}:1", plain as f64 / wire as f64)
+        }
+    };
+    if d.negotiated > 0 {
+        let _ = writeln!(
+            o,
+            "  payload bytes, whole run: sent {} -> {} on the wire ({}), received {} <- {} ({})",
+            d.plain_bytes_sent,
+            d.wire_bytes_sent,
+            ratio(d.plain_bytes_sent, d.wire_bytes_sent),
+            d.plain_bytes_received,
+            d.wire_bytes_received,
+            ratio(d.plain_bytes_received, d.wire_bytes_received),
         );
     }
 }

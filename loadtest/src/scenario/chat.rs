@@ -67,7 +67,8 @@ pub async fn peer(ctx: Rc<WorkerCtx>, id: u64) -> Option<PeerEnd> {
         &target,
         &plan.args.headers,
         plan.args.subprotocol.as_deref(),
-    );
+    )
+    .with_deflate(plan.args.deflate.as_ref());
     let conn = scenario::open(&ctx, id, &upgrade, true).await;
     ctx.dialled();
     let mut conn = conn?;

@@ -68,9 +68,10 @@ pub async fn ramp(ctx: &WorkerCtx, n: u64) {
 pub async fn open(ctx: &WorkerCtx, n: u64, upgrade: &Upgrade, record: bool) -> Option<Conn> {
     let plan = &ctx.plan;
     let mut rng = Rng::seeded(n);
+    let mut deflate = None;
     let opened = match &ctx.h2 {
         Some(pool) => pool.open(plan, n, upgrade.path()).await,
-        None => http1(plan, n, upgrade, &mut rng).await,
+        None => http1(plan, n, upgrade, &mut rng, &mut deflate).await,
     };
     let (opened, leftover) = match opened {
         Ok(o) => o,
@@ -93,13 +94,14 @@ pub async fn open(ctx: &WorkerCtx, n: u64, upgrade: &Upgrade, record: bool) -> O
     stats.open += 1;
     stats.interval.open_max = stats.interval.open_max.max(stats.open);
     let read_buf = plan.read_buf();
-    Some(Conn::new(
-        opened.stream,
-        leftover,
-        read_buf,
-        rng,
-        plan.max_message,
-    ))
+    let mut conn = Conn::new(opened.stream, leftover, read_buf, rng, plan.max_message);
+    if plan.args.deflate.is_some() {
+        stats.deflate.opened(deflate.as_ref());
+    }
+    if let Some(params) = deflate {
+        conn.set_deflate(crate::deflate::Session::new(params));
+    }
+    Some(conn)
 }
 
 /// A TCP (or TLS) connection of its own and the HTTP/1.1 upgrade; also
@@ -109,6 +111,7 @@ async fn http1(
     n: u64,
     upgrade: &Upgrade,
     rng: &mut Rng,
+    deflate: &mut Option<crate::deflate::Negotiated>,
 ) -> Result<(Opened, Vec<u8>), OpenError> {
     let dialed = plan.dialer.dial(n).await.map_err(|e| OpenError {
         kind: ErrorKind::Connect,
@@ -128,6 +131,7 @@ async fn http1(
         tls_us: dialed.tls_us,
         handshake_us: upgraded.handshake_us,
     };
+    *deflate = upgraded.deflate;
     Ok((opened, upgraded.leftover))
 }
 

@@ -109,8 +109,13 @@ async fn raw(mut cmd: tokio::process::Command, json: Option<PathBuf>) -> Run {
 
 /// The real wsecho, in this process, on an ephemeral port.
 pub async fn wsecho() -> SocketAddr {
+    wsecho_with(&[]).await
+}
+
+/// The real wsecho with extra command-line flags (e.g. `--deflate off`).
+pub async fn wsecho_with(flags: &[&str]) -> SocketAddr {
     use clap::Parser;
-    let config = wsecho::Config::parse_from(["wsecho"]);
+    let config = wsecho::Config::parse_from(std::iter::once(&"wsecho").chain(flags));
     let server = wsecho::Server::new(config).expect("server config");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,0 +1,154 @@
+use super::*;
+
+fn offer(v: &str) -> Offer {
+    Offer::parse(v).unwrap()
+}
+
+#[test]
+fn offers_are_checked_at_start_up() {
+    let o = offer(DEFAULT_OFFER);
+    assert_eq!(o.params.client_max_window_bits, Some(None));
+    assert!(Offer::parse("permessage-deflate; server_no_context_takeover").is_ok());
+    assert!(Offer::parse("x-webkit-deflate-frame").is_err());
+    assert!(Offer::parse("permessage-deflate; foo").is_err());
+    assert!(Offer::parse("permessage-deflate; server_max_window_bits=16").is_err());
+    assert!(Offer::parse("permessage-deflate; server_max_window_bits").is_err());
+    assert!(
+        Offer::parse("permessage-deflate; client_no_context_takeover; client_no_context_takeover")
+            .is_err()
+    );
+}
+
+#[test]
+fn answers_within_the_offer_are_accepted() {
+    let o = offer(DEFAULT_OFFER);
+    assert_eq!(accept(&o, None), Ok(None));
+    assert_eq!(accept(&o, Some("")), Ok(None));
+    let got = accept(
+        &o,
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=10"),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(got.server_no_context_takeover && got.client_no_context_takeover);
+    assert_eq!(got.client_max_window_bits, Some(Some(10)));
+    assert_eq!(
+        got.to_string(),
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=10"
+    );
+}
+
+#[test]
+fn answers_outside_the_offer_fail_the_connection() {
+    let plain = offer("permessage-deflate");
+    // RFC 7692 §7.1.2.2: client_max_window_bits only if the client offered it.
+    assert!(
+        accept(
+            &plain,
+            Some("permessage-deflate; client_max_window_bits=10")
+        )
+        .is_err()
+    );
+    assert!(accept(&plain, Some("permessage-deflate; client_max_window_bits")).is_err());
+    assert!(accept(&plain, Some("permessage-deflate; bogus")).is_err());
+    assert!(accept(&plain, Some("x-other")).is_err());
+    assert!(accept(&plain, Some("permessage-deflate, permessage-deflate")).is_err());
+    let nct = offer("permessage-deflate; server_no_context_takeover");
+    assert!(accept(&nct, Some("permessage-deflate")).is_err());
+    let bits = offer("permessage-deflate; server_max_window_bits=10");
+    assert!(accept(&bits, Some("permessage-deflate; server_max_window_bits=12")).is_err());
+    assert!(accept(&bits, Some("permessage-deflate; server_max_window_bits=9")).is_ok());
+}
+
+/// A server's side of one message: raw deflate, sync flush, tail removed.
+fn server_compress(z: &mut Compress, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 1024);
+    z.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+    assert!(out.ends_with(&TAIL));
+    out.truncate(out.len() - 4);
+    out
+}
+
+#[test]
+fn messages_round_trip_with_and_without_context_takeover() {
+    for answer in [
+        "permessage-deflate",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "permessage-deflate; client_max_window_bits=9; server_max_window_bits=9",
+        "permessage-deflate; client_max_window_bits=8",
+    ] {
+        let params = accept(&offer(DEFAULT_OFFER), Some(answer))
+            .unwrap()
+            .unwrap();
+        let mut ours = Session::new(params);
+        let mut server_rx = Decompress::new(false);
+        let mut server_tx = Compress::new(Compression::default(), false);
+        for i in 0..4 {
+            let msg: Vec<u8> = (0..3000u32).map(|j| b'a' + ((j * i) % 7) as u8).collect();
+            ours.plain = msg.clone();
+            ours.compress().unwrap();
+            let mut wire = ours.wire.clone();
+            wire.extend_from_slice(&TAIL);
+            let mut back = Vec::with_capacity(msg.len() + 16);
+            if params.client_no_context_takeover {
+                server_rx.reset(false);
+            }
+            server_rx
+                .decompress_vec(&wire, &mut back, FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(back, msg, "{answer}: message {i} sent");
+            let echo = server_compress(&mut server_tx, &msg);
+            assert_eq!(ours.inflate(&echo, 1 << 20).unwrap(), &msg[..], "{answer}");
+            if params.server_no_context_takeover {
+                server_tx.reset();
+            }
+        }
+    }
+}
+
+#[test]
+fn inflation_stops_at_the_cap() {
+    let params = accept(&offer(DEFAULT_OFFER), Some("permessage-deflate"))
+        .unwrap()
+        .unwrap();
+    let mut ours = Session::new(params);
+    let mut z = Compress::new(Compression::best(), false);
+    let bomb = server_compress(&mut z, &vec![0u8; 4 << 20]);
+    assert!(bomb.len() < 8 << 10);
+    assert_eq!(
+        ours.inflate(&bomb, 1 << 20),
+        Err(InflateError::TooLarge(1 << 20))
+    );
+    assert!(ours.inflated.capacity() <= (1 << 20) + (64 << 10));
+    assert_eq!(
+        ours.inflate(b"\xff\xff\xff", 1 << 20),
+        Err(InflateError::Corrupt)
+    );
+}
+
+#[test]
+fn rsv1_is_read_only_on_a_message_s_first_frame() {
+    // Compressed text "abc" frame: RSV1 + FIN + text.
+    let mut frame = vec![0xC1, 3, 1, 2, 3];
+    let (parsed, rsv1) = parse(&mut frame, 100).unwrap();
+    assert!(rsv1 && matches!(parsed, Parsed::Frame(_)));
+    let mut partial = vec![0xC1, 3, 1];
+    assert!(matches!(
+        parse(&mut partial, 100),
+        Ok((Parsed::Need(5), true))
+    ));
+    assert_eq!(partial[0], 0xC1, "put back for the next try");
+    assert_eq!(parse(&mut [0xC0, 0], 100), Err(ProtocolError::ReservedBits));
+    assert_eq!(parse(&mut [0xC9, 0], 100), Err(ProtocolError::ReservedBits));
+    assert_eq!(parse(&mut [0xA1, 0], 100), Err(ProtocolError::ReservedBits));
+}
+
+#[test]
+fn the_compressed_bit_lands_on_the_frame_header() {
+    for len in [0usize, 125, 126, 70_000] {
+        let mut buf = vec![0u8; 3 + 14 + len];
+        let h = codec::write_header(&mut buf[3..], 1, len, [1, 2, 3, 4]);
+        mark_compressed(&mut buf, 3 + h + len, len);
+        assert_eq!(buf[3], 0x80 | RSV1 | 1, "len {len}");
+    }
+}
