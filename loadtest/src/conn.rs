@@ -9,6 +9,10 @@
 //! when both socket buffers fill), and there is no `Arc`, lock or second
 //! task per connection. Queued frames go out in one `write` however many
 //! there are, and one `read` brings in as many echoes as have arrived.
+//!
+//! Both buffers are borrowed from the worker's [`crate::bufpool`] and given
+//! back as soon as they are empty: the read buffer once every complete
+//! message in it has been taken, the outbox once the socket took it all.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -19,6 +23,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 
+use crate::bufpool::Pool;
 use crate::clock::Rng;
 use crate::codec::{
     self, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
@@ -71,6 +76,9 @@ impl Outbox {
             self.end = 0;
         }
         let need = self.end + MAX_HEADER + len;
+        if self.buf.is_empty() {
+            self.buf = Pool::Write.take(need);
+        }
         if self.buf.len() < need {
             // Grows to the largest burst once; afterwards the send path
             // writes into memory it already has. Not to a power of two: a
@@ -95,7 +103,10 @@ struct Pace {
 
 pub struct Conn {
     io: Stream,
+    /// Empty (given back to the pool) whenever nothing unparsed is in it.
     rbuf: Vec<u8>,
+    /// How much to borrow for a read.
+    read_size: usize,
     rstart: usize,
     rend: usize,
     /// Bytes needed from `rstart` to hold the frame being received.
@@ -105,6 +116,10 @@ pub struct Conn {
     frag: Vec<u8>,
     frag_opcode: Option<u8>,
     timer: Pin<Box<Sleep>>,
+    /// The armed deadline, kept here too: the `Sleep` is an allocation of
+    /// its own, and reading its deadline on every poll was a cache miss per
+    /// echo at 1000 connections (perf).
+    timer_deadline: tokio::time::Instant,
     timer_armed: bool,
     /// The armed timer has been polled once, so tokio will wake this task
     /// when it fires: until its deadline it need not be polled again.
@@ -128,12 +143,18 @@ impl Conn {
         rng: Rng,
         max_message: usize,
     ) -> Conn {
-        let mut rbuf = vec![0u8; read_buf.max(leftover.len()).max(4 * MIN_READ)];
-        rbuf[..leftover.len()].copy_from_slice(&leftover);
+        let read_size = read_buf.max(4 * MIN_READ);
+        let mut rbuf = Vec::new();
+        if !leftover.is_empty() {
+            rbuf = Pool::Read.take(read_size.max(leftover.len()));
+            rbuf[..leftover.len()].copy_from_slice(&leftover);
+        }
+        let now = tokio::time::Instant::now();
         Conn {
             io,
             rend: leftover.len(),
             rbuf,
+            read_size,
             rstart: 0,
             need: 0,
             out: Outbox {
@@ -144,7 +165,8 @@ impl Conn {
             },
             frag: Vec::new(),
             frag_opcode: None,
-            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            timer_deadline: now,
             timer_armed: false,
             timer_registered: false,
             pace: None,
@@ -168,8 +190,9 @@ impl Conn {
 
     /// The timer fires once at `deadline` (replacing any earlier arming).
     pub fn arm(&mut self, deadline: tokio::time::Instant) {
-        if !self.timer_armed || self.timer.deadline() != deadline {
+        if !self.timer_armed || self.timer_deadline != deadline {
             self.timer.as_mut().reset(deadline);
+            self.timer_deadline = deadline;
             self.timer_registered = false;
         }
         self.timer_armed = true;
@@ -233,16 +256,22 @@ impl Conn {
         if let Err(e) = self.poll_write_out(cx) {
             return Poll::Ready(Event::Failed(e));
         }
+        if self.rbuf.is_empty() {
+            self.rbuf = Pool::Read.take(self.read_size);
+        }
         self.make_room();
         let mut buf = ReadBuf::new(&mut self.rbuf[self.rend..]);
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Event::Eof),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                self.release_rbuf();
+                return Poll::Ready(Event::Eof);
+            }
             Poll::Ready(Ok(())) => {
                 self.rend += buf.filled().len();
                 return Poll::Ready(Event::Data);
             }
             Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
-            Poll::Pending => {}
+            Poll::Pending => self.release_rbuf(),
         }
         if let Some(p) = &mut self.pace {
             if p.pacer.now_ns() >= p.due_ns {
@@ -259,7 +288,7 @@ impl Conn {
         // in perf): poll it to register, then again only once it is due.
         // The task's waker does not change, so the registration holds.
         if self.timer_armed
-            && (!self.timer_registered || tokio::time::Instant::now() >= self.timer.deadline())
+            && (!self.timer_registered || tokio::time::Instant::now() >= self.timer_deadline)
         {
             if self.timer.as_mut().poll(cx).is_ready() {
                 self.timer_armed = false;
@@ -287,6 +316,9 @@ impl Conn {
         }
         out.pos = 0;
         out.end = 0;
+        if !out.buf.is_empty() {
+            Pool::Write.give(std::mem::take(&mut out.buf));
+        }
         if out.unflushed {
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => out.unflushed = false,
@@ -295,6 +327,15 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Gives the read buffer back when nothing unparsed is left in it.
+    fn release_rbuf(&mut self) {
+        if self.rstart == self.rend && !self.rbuf.is_empty() {
+            self.rstart = 0;
+            self.rend = 0;
+            Pool::Read.give(std::mem::take(&mut self.rbuf));
+        }
     }
 
     /// Makes space to read into: starts over when everything was parsed,
@@ -332,6 +373,7 @@ impl Conn {
             let head = match parsed {
                 Parsed::Need(n) => {
                     self.need = n;
+                    self.release_rbuf();
                     return Ok(None);
                 }
                 Parsed::Frame(head) => head,
@@ -471,5 +513,149 @@ impl Conn {
         while let Event::Data = self.event().await {
             self.rstart = self.rend;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        if payload.len() < 126 {
+            out.push(payload.len() as u8);
+        } else {
+            out.push(126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn pair(leftover: Vec<u8>) -> (Conn, DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let conn = Conn::new(
+            Stream::Duplex(ours),
+            leftover,
+            4096,
+            Rng::seeded(1),
+            1 << 20,
+        );
+        (conn, theirs)
+    }
+
+    /// Every complete message in the buffer, as (opcode, payload).
+    fn drain(conn: &mut Conn) -> Vec<(u8, Vec<u8>)> {
+        let mut got = Vec::new();
+        while let Some(msg) = conn.next_message().unwrap() {
+            match msg {
+                Msg::Data { opcode, payload } => got.push((opcode, payload.to_vec())),
+                Msg::Close(code) => panic!("close {code:?}"),
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn one_read_brings_every_echo_and_the_buffer_goes_back_once_parsed() {
+        let (mut conn, mut server) = pair(Vec::new());
+        let mut both = server_frame(true, OP_BINARY, b"first");
+        both.extend(server_frame(true, OP_TEXT, &[b'x'; 300]));
+        server.write_all(&both).await.unwrap();
+        assert!(matches!(conn.event().await, Event::Data));
+        assert_eq!(Pool::Read.spare(), 0, "lent while messages are unparsed");
+        let got = drain(&mut conn);
+        assert_eq!(
+            got,
+            [(OP_BINARY, b"first".to_vec()), (OP_TEXT, vec![b'x'; 300])]
+        );
+        assert_eq!(Pool::Read.spare(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_partial_frame_keeps_its_buffer_until_the_rest_arrives() {
+        let (mut conn, mut server) = pair(Vec::new());
+        let frame = server_frame(true, OP_BINARY, &(0..=255).collect::<Vec<u8>>());
+        server.write_all(&frame[..3]).await.unwrap();
+        assert!(matches!(conn.event().await, Event::Data));
+        assert!(drain(&mut conn).is_empty());
+        assert_eq!(
+            Pool::Read.spare(),
+            0,
+            "the partial frame stays with its connection"
+        );
+        server.write_all(&frame[3..100]).await.unwrap();
+        assert!(matches!(conn.event().await, Event::Data));
+        assert!(drain(&mut conn).is_empty());
+        server.write_all(&frame[100..]).await.unwrap();
+        assert!(matches!(conn.event().await, Event::Data));
+        assert_eq!(
+            drain(&mut conn),
+            [(OP_BINARY, (0..=255).collect::<Vec<u8>>())]
+        );
+        assert_eq!(Pool::Read.spare(), 1);
+    }
+
+    #[tokio::test]
+    async fn fragments_read_apart_come_out_as_one_message() {
+        let (mut conn, mut server) = pair(Vec::new());
+        for (fin, op, part) in [
+            (false, OP_TEXT, &b"he"[..]),
+            (true, OP_CONTINUATION, b"llo"),
+        ] {
+            server
+                .write_all(&server_frame(fin, op, part))
+                .await
+                .unwrap();
+            assert!(matches!(conn.event().await, Event::Data));
+            let got = drain(&mut conn);
+            // The first fragment was copied out, so the buffer went back.
+            assert_eq!(Pool::Read.spare(), 1);
+            if fin {
+                assert_eq!(got, [(OP_TEXT, b"hello".to_vec())]);
+            } else {
+                assert!(got.is_empty());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_read_with_the_handshake_are_parsed_before_any_read() {
+        let mut leftover = server_frame(true, OP_BINARY, b"early");
+        leftover.extend_from_slice(&server_frame(true, OP_BINARY, b"late")[..2]);
+        let (mut conn, mut server) = pair(leftover);
+        assert_eq!(drain(&mut conn), [(OP_BINARY, b"early".to_vec())]);
+        server.write_all(b"late").await.unwrap();
+        assert!(matches!(conn.event().await, Event::Data));
+        assert_eq!(drain(&mut conn), [(OP_BINARY, b"late".to_vec())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_message_goes_out_in_the_same_poll_and_its_buffer_goes_back() {
+        let (mut conn, mut server) = pair(Vec::new());
+        let layout = Layout::new(1000, false);
+        conn.queue_message(&layout, 3, 9, 42);
+        assert_eq!(conn.pending_write(), 2 + 2 + 4 + 1000);
+        assert_eq!(Pool::Write.spare(), 0);
+        // Nothing comes back: the timer ends the wait (paused time skips it).
+        conn.arm(tokio::time::Instant::now() + Duration::from_secs(5));
+        assert!(matches!(conn.event().await, Event::Timer));
+        assert_eq!((conn.pending_write(), Pool::Write.spare()), (0, 1));
+        let mut frame = vec![0u8; 8 + 1000];
+        server.read_exact(&mut frame).await.unwrap();
+        assert_eq!((frame[0], frame[1] & 0x7f), (0x80 | OP_BINARY, 126));
+        let mask = [frame[4], frame[5], frame[6], frame[7]];
+        let payload = &mut frame[8..];
+        codec::apply_mask(payload, mask, 0);
+        let header = layout.decode(payload, OP_BINARY).unwrap();
+        assert_eq!(
+            (header.seq, header.conn, header.sent_ns),
+            (9, Some(3), Some(42))
+        );
+        assert!(layout.filler_ok(payload, 3, 9));
     }
 }

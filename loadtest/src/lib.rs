@@ -19,7 +19,9 @@
 //!   [`window`]: per-connection sequence bookkeeping (lost, duplicated,
 //!   reordered, late).
 //! - [`clock`]: run time in ns and the mask-key generator.
-//! - [`conn`]: one connection's buffers and its single poll loop.
+//! - [`conn`]: one connection's buffers and its single poll loop;
+//!   [`bufpool`]: the worker's buffers that connections borrow per read
+//!   and per write.
 //! - [`engine`]: worker threads and the phases every connection follows
 //!   (connect, warm-up, counted window, drain); [`pacer`]: open loop's
 //!   microsecond send timing; [`scenario`]: echo, connect, idle, chat.
@@ -31,6 +33,7 @@
 //!   combining reports and judging one (errors, thresholds, exit status);
 //!   [`output`]: live line, text summary, JSON and CSV.
 
+pub mod bufpool;
 pub mod cli;
 pub mod clock;
 pub mod codec;

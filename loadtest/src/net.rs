@@ -25,6 +25,9 @@ pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     H2(Box<H2Stream>),
+    /// An in-memory peer for the connection loop's unit tests.
+    #[cfg(test)]
+    Duplex(tokio::io::DuplexStream),
 }
 
 /// A freshly dialled stream and what each step cost.
@@ -159,6 +162,8 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(test)]
+            Stream::Duplex(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -173,6 +178,8 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(test)]
+            Stream::Duplex(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -185,6 +192,8 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            #[cfg(test)]
+            Stream::Duplex(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -193,6 +202,8 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
             Stream::H2(s) => s.is_write_vectored(),
+            #[cfg(test)]
+            Stream::Duplex(s) => s.is_write_vectored(),
         }
     }
 
@@ -202,6 +213,8 @@ impl AsyncWrite for Stream {
             Stream::Plain(_) => Poll::Ready(Ok(())),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(test)]
+            Stream::Duplex(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -210,6 +223,8 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(test)]
+            Stream::Duplex(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -10,10 +10,15 @@
 //! A ring indexed by `seq & mask`, so the send path does no allocation: it
 //! starts at twice the messages a connection keeps in flight and doubles
 //! only while a lost message holds its oldest slot, up to [`MAX_WINDOW`];
-//! past that the oldest message is given up as lost.
+//! past that the oldest message is given up as lost. A ring of up to
+//! [`INLINE`] slots lives inside the window itself: at one message in
+//! flight and 1000 connections, a ring on the heap was one more cache miss
+//! per echo (perf at 1000 x 20 B).
 
 /// Most messages one connection tracks at once.
 pub const MAX_WINDOW: usize = 1 << 16;
+/// Slots kept inline, without an allocation of their own.
+const INLINE: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -53,7 +58,12 @@ pub enum Echo {
 }
 
 pub struct Window {
+    /// The ring while it has at most [`INLINE`] slots.
+    inline: [Slot; INLINE],
+    /// The ring once larger; empty until then.
     slots: Vec<Slot>,
+    /// Slots in the ring (a power of two).
+    cap: usize,
     /// Oldest seq not yet echoed (or given up at the window's limit).
     low: u64,
     next: u64,
@@ -65,9 +75,17 @@ pub struct Window {
 
 impl Window {
     pub fn new(in_flight: usize) -> Window {
-        let cap = (2 * in_flight).clamp(4, MAX_WINDOW).next_power_of_two();
+        let cap = (2 * in_flight)
+            .clamp(INLINE, MAX_WINDOW)
+            .next_power_of_two();
         Window {
-            slots: vec![FREE; cap],
+            inline: [FREE; INLINE],
+            slots: if cap > INLINE {
+                vec![FREE; cap]
+            } else {
+                Vec::new()
+            },
+            cap,
             low: 0,
             next: 0,
             scan: 0,
@@ -86,16 +104,20 @@ impl Window {
     }
 
     fn slot(&mut self, seq: u64) -> &mut Slot {
-        let mask = self.slots.len() - 1;
-        &mut self.slots[seq as usize & mask]
+        let i = seq as usize & (self.cap - 1);
+        if self.cap <= INLINE {
+            &mut self.inline[i]
+        } else {
+            &mut self.slots[i]
+        }
     }
 
     /// Registers the next message. Returns its seq and how many older
     /// messages had to be given up as lost to make room.
     pub fn push(&mut self, intended_ns: u64, sent_ns: u64) -> (u64, u64) {
         let mut lost = 0;
-        if (self.next - self.low) as usize == self.slots.len() {
-            if self.slots.len() < MAX_WINDOW {
+        if (self.next - self.low) as usize == self.cap {
+            if self.cap < MAX_WINDOW {
                 self.grow();
             } else {
                 let low = self.low;
@@ -120,12 +142,13 @@ impl Window {
     }
 
     fn grow(&mut self) {
-        let mut bigger = vec![FREE; self.slots.len() * 2];
+        let mut bigger = vec![FREE; self.cap * 2];
         let mask = bigger.len() - 1;
         for seq in self.low..self.next {
-            bigger[seq as usize & mask] = self.slots[seq as usize & (self.slots.len() - 1)];
+            bigger[seq as usize & mask] = *self.slot(seq);
         }
         self.slots = bigger;
+        self.cap *= 2;
     }
 
     fn advance_low(&mut self) {
@@ -257,7 +280,7 @@ mod tests {
             assert!(fresh(&mut w, i));
         }
         assert_eq!(w.outstanding(), 0);
-        assert_eq!(w.slots.len(), 4);
+        assert_eq!((w.cap, w.slots.len()), (4, 0));
     }
 
     #[test]
@@ -305,7 +328,7 @@ mod tests {
             lost += l;
             assert!(fresh(&mut w, seq));
         }
-        assert_eq!(w.slots.len(), MAX_WINDOW);
+        assert_eq!((w.cap, w.slots.len()), (MAX_WINDOW, MAX_WINDOW));
         assert_eq!(lost, 1);
         assert_eq!(w.echo(0), Echo::Duplicate);
     }

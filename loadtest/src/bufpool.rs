@@ -1,0 +1,112 @@
+//! Per-worker buffers that connections borrow for one read or one write.
+//!
+//! Why: a connection holds bytes only between a short read and the rest
+//! of its frame, or between a partial write and the rest of it; the rest
+//! of the time its buffers sit idle. With a buffer of its own per
+//! connection, 500 connections x 16 KiB each way is 16 MiB that the kernel
+//! copies into and the payload generator writes to, every byte a cache
+//! miss (perf at 500 x 16 KiB: the generator's stores into the send buffer
+//! and the kernel's receive copy were a third of the CPU). Borrowed from
+//! here and returned as soon as they are empty, the same one or two
+//! buffers serve every connection of a thread and stay in cache, as
+//! uSockets' one receive buffer per loop does.
+//!
+//! A worker thread runs one single-threaded runtime, so a `thread_local`
+//! is the worker's pool: no lock, no atomic, and nothing to thread through
+//! the connection's constructor.
+
+use std::cell::RefCell;
+
+/// Spare buffers kept per pool: beyond what connections hold across an
+/// await (a partial frame, an unwritten tail), which a closed loop rarely
+/// has more than a few of at once.
+const MAX_SPARE: usize = 8;
+/// Larger buffers (a frame of many MiB) are freed rather than kept.
+const MAX_KEPT: usize = 1 << 20;
+
+/// Which pool: reads and writes never share a buffer, so a read buffer is
+/// never grown to the size of a burst of writes or the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Read,
+    Write,
+}
+
+thread_local! {
+    static READ: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Pool {
+    fn with<R>(self, f: impl FnOnce(&mut Vec<Vec<u8>>) -> R) -> R {
+        let key = match self {
+            Pool::Read => &READ,
+            Pool::Write => &WRITE,
+        };
+        key.with(|spare| f(&mut spare.borrow_mut()))
+    }
+
+    /// A buffer of at least `len` bytes (its length, not just capacity: the
+    /// caller reads or writes into `buf[..]`). Contents are whatever the
+    /// last user left; only growth zero-fills.
+    pub fn take(self, len: usize) -> Vec<u8> {
+        let mut buf = self.with(Vec::pop).unwrap_or_default();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf
+    }
+
+    /// Hands a buffer back for the next connection.
+    pub fn give(self, buf: Vec<u8>) {
+        if buf.is_empty() || buf.len() > MAX_KEPT {
+            return;
+        }
+        self.with(|spare| {
+            if spare.len() < MAX_SPARE {
+                spare.push(buf);
+            }
+        });
+    }
+
+    /// Buffers waiting in this thread's pool.
+    pub fn spare(self) -> usize {
+        self.with(|spare| spare.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_returned_buffer_is_the_next_one_lent() {
+        let mut a = Pool::Read.take(100);
+        assert_eq!(a.len(), 100);
+        a[0] = 7;
+        let ptr = a.as_ptr();
+        Pool::Read.give(a);
+        let b = Pool::Read.take(50);
+        assert_eq!((b.as_ptr(), b.len(), b[0]), (ptr, 100, 7));
+        // The other pool is apart.
+        assert_eq!(Pool::Write.spare(), 0);
+        Pool::Read.give(b);
+    }
+
+    #[test]
+    fn a_short_buffer_grows_and_a_huge_or_empty_one_is_not_kept() {
+        Pool::Write.give(vec![1; 10]);
+        assert_eq!(Pool::Write.take(20), [&[1; 10][..], &[0; 10][..]].concat());
+        Pool::Write.give(Vec::new());
+        Pool::Write.give(vec![0; MAX_KEPT + 1]);
+        assert_eq!(Pool::Write.spare(), 0);
+    }
+
+    #[test]
+    fn at_most_max_spare_are_kept() {
+        for _ in 0..MAX_SPARE + 3 {
+            Pool::Read.give(vec![0; 8]);
+        }
+        assert_eq!(Pool::Read.spare(), MAX_SPARE);
+    }
+}
