@@ -113,7 +113,7 @@ impl Server {
 
     pub fn sessions_open(&self) -> usize {
         let shared = &self.shared;
-        shared.slots_total as usize - shared.connection_slots.available_permits()
+        (shared.slots_total as usize).saturating_sub(shared.connection_slots.available_permits())
     }
 }
 

@@ -63,7 +63,10 @@ impl Shared {
             close_timeout: config.close_timeout,
             max_ping_rate: config.max_ping_rate,
         };
-        let slots = config.max_connections.min(u32::MAX as usize) as u32;
+        let slots = config
+            .max_connections
+            .min(Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize) as u32;
         let metrics = Arc::new(Metrics::default());
         let room_limits = RoomLimits {
             max_rooms: config.max_rooms,

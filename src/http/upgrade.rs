@@ -189,7 +189,6 @@ fn start_session<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let env = shared.ws.clone();
-    let greeting = shared.config.greeting.clone();
     let conn = Conn::new(shared, peer, slot, protocol);
     match route {
         Route::Chat(member, inbox) => {
@@ -203,8 +202,8 @@ fn start_session<S>(
         }
         Route::Echo => {
             let mut session = Session::new(io, replay, None, deflate, env);
-            if let Some(text) = greeting {
-                session.greet(&text);
+            if let Some(text) = &conn.shared.config.greeting {
+                session.greet(text);
             }
             tokio::spawn(serve(conn, session, Echo));
         }
@@ -248,7 +247,8 @@ fn millis() -> u64 {
 }
 
 /// A peer's address for the log line in 20 bytes, where a `SocketAddr`
-/// takes 32 (IPv6 flow information and scope, which the log does not show).
+/// takes 32: without IPv6 flow information and scope id, so a link-local
+/// peer is logged without its `%scope`.
 #[derive(Debug, Clone, Copy)]
 struct Peer {
     ip: [u8; 16],

@@ -188,10 +188,12 @@ pub struct Session<S> {
     /// Boxed: rare, and an idle session should not carry a `Bytes`.
     replay: Option<Box<Bytes>>,
     /// In the middle of a large frame with echoes it cannot write: armed
-    /// when the echo stopped moving; once it has elapsed the session reads
-    /// on, up to --max-backlog, until the frame ends (see
-    /// [`Session::read_behind`]). Any byte the peer takes disarms it.
+    /// when the echo stopped moving, disarmed by any byte the peer takes
+    /// (see [`Session::read_behind`]).
     behind: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// It went off: the session reads on, up to --max-backlog, until the
+    /// frame ends.
+    reading_behind: bool,
     /// Written bytes may sit in a TLS layer until flushed.
     needs_flush: bool,
     close_sent: bool,
@@ -225,6 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             inbox: inbox.map(Box::new),
             replay: (!replay.is_empty()).then(|| Box::new(replay)),
             behind: None,
+            reading_behind: false,
             needs_flush: false,
             close_sent: false,
             env,
@@ -288,6 +291,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             match self.poll_drain(cx) {
                 Poll::Ready(Ok(())) => {
+                    if (self.reading_behind || self.behind.is_some())
+                        && !self.proto.cutting_through()
+                    {
+                        self.end_read_behind();
+                    }
                     if let Err(stop) = self.relay(cx) {
                         return Poll::Ready(stop);
                     }
@@ -381,15 +389,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             && self.spill.len() < self.env.limits.max_backlog;
         if !eligible {
             if !self.proto.cutting_through() {
-                self.behind = None;
+                self.end_read_behind();
             }
             return false;
+        }
+        if self.reading_behind {
+            return true;
         }
         // Boxed and only while stuck: idle sessions carry no timer.
         let timer = self
             .behind
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(READ_BEHIND_AFTER)));
-        timer.is_elapsed() || timer.as_mut().poll(cx).is_ready()
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.behind = None;
+        self.reading_behind = true;
+        true
+    }
+
+    /// The large frame ended: the next one starts with the usual
+    /// backpressure and a fresh grace period.
+    fn end_read_behind(&mut self) {
+        self.behind = None;
+        self.reading_behind = false;
     }
 
     fn relay_unfinished(&self) -> bool {
@@ -433,9 +456,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.live.wrote = true;
             self.needs_flush = true;
             // The peer reads: no reason to read on behind its echoes.
-            if self.behind.as_ref().is_some_and(|t| !t.is_elapsed()) {
-                self.behind = None;
-            }
+            self.behind = None;
         }
         std::task::ready!(drained)?;
         if self.needs_flush {
