@@ -382,7 +382,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cases", action="append", metavar="GLOB", help="run only these case ids/globs (repeatable)")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="skip these case ids/globs (repeatable)")
     p.add_argument("--concurrency", type=int, default=4, help="cases run at once")
-    p.add_argument("--case-timeout", type=float, default=30.0, help="seconds one case may take")
+    p.add_argument("--case-timeout", type=float, default=120.0, help="seconds one case may take")
     p.add_argument("--deadline", type=float, default=480.0,
                    help="seconds after which no further case is started (the rest count as NOT RUN)")
     p.add_argument("--startup-timeout", type=float, default=30.0, help="seconds for the server to start listening")
