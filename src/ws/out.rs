@@ -171,7 +171,15 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
 
     /// `Some(n)`: written; `None`: nothing written (full, or failed).
     fn write_vectored(&mut self, iov: &[IoSlice<'_>]) -> Option<usize> {
-        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, iov) {
+        let io = Pin::new(&mut *self.io);
+        // One slice goes out with `send`, not `writev`: the kernel's writev
+        // path (vfs_writev, importing the iovec) costs more for the same
+        // bytes, and the cork is one slice for every small echo.
+        let polled = match iov {
+            [one] => io.poll_write(self.cx, one),
+            _ => io.poll_write_vectored(self.cx, iov),
+        };
+        match polled {
             Poll::Ready(Ok(0)) => {
                 self.error = Some(io::ErrorKind::WriteZero.into());
                 None
