@@ -289,13 +289,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Some(stop) = self.check_live() {
                 return Poll::Ready(stop);
             }
+            // The large frame ended: the next one starts with the usual
+            // backpressure and a fresh grace period.
+            if (self.reading_behind || self.behind.is_some()) && !self.proto.cutting_through() {
+                self.behind = None;
+                self.reading_behind = false;
+            }
             match self.poll_drain(cx) {
                 Poll::Ready(Ok(())) => {
-                    if (self.reading_behind || self.behind.is_some())
-                        && !self.proto.cutting_through()
-                    {
-                        self.end_read_behind();
-                    }
                     if let Err(stop) = self.relay(cx) {
                         return Poll::Ready(stop);
                     }
@@ -388,9 +389,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             && !self.relay_unfinished()
             && self.spill.len() < self.env.limits.max_backlog;
         if !eligible {
-            if !self.proto.cutting_through() {
-                self.end_read_behind();
-            }
             return false;
         }
         if self.reading_behind {
@@ -406,13 +404,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.behind = None;
         self.reading_behind = true;
         true
-    }
-
-    /// The large frame ended: the next one starts with the usual
-    /// backpressure and a fresh grace period.
-    fn end_read_behind(&mut self) {
-        self.behind = None;
-        self.reading_behind = false;
     }
 
     fn relay_unfinished(&self) -> bool {
