@@ -350,7 +350,7 @@ mod tests {
     /// What the kernel does not hold of an idle connection is mostly this
     /// task (its future and tokio's 104 bytes of task header and trailer)
     /// and the socket's registration (256 B). tokio aligns a task to 128
-    /// bytes, so up to 408 B of future the task takes 512 B; one byte more
+    /// bytes, so up to 408 B of future the task takes 512 B (tests/task_size.rs); one byte more
     /// and it takes 640, which mimalloc, unable to hand out a 640 B block
     /// at 128-byte alignment from its size class, serves from a 768 B
     /// block. RSS per idle connection is measured end to end by
