@@ -519,7 +519,8 @@ def machine() -> dict:
         "kernel": run_out(["uname", "-sr"]),
         "rustc": run_out(["rustc", "-V"]),
         "cc": first_line(["cc", "--version"]),
-        "cxx": first_line([os.environ.get("UWS_CXX", "g++"), "--version"]),
+        # run.sh exports UWS_CXX as the compiler's version line, not a command
+        "cxx": os.environ.get("UWS_CXX") or first_line(["g++", "--version"]),
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "commit": git("rev-parse", "HEAD") + (" (dirty)" if git("status", "--porcelain", "--", "src", "loadtest") else ""),
         "load": f"wsecho-load {cargo_version('wsecho-load')}",
