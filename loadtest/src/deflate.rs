@@ -298,18 +298,11 @@ impl Session {
             };
             Compress::new_with_window_bits(level, false, bits.max(9))
         });
-        let input = &self.plain;
-        self.wire.clear();
-        let start_in = tx.total_in();
-        loop {
-            self.wire.reserve(input.len() / 2 + 64);
-            let done = (tx.total_in() - start_in) as usize;
-            tx.compress_vec(&input[done..], &mut self.wire, FlushCompress::Sync)?;
-            let consumed = (tx.total_in() - start_in) as usize == input.len();
-            // A sync flush is complete once it stopped short of the space.
-            if consumed && self.wire.len() < self.wire.capacity() {
-                break;
-            }
+        if let Err(e) = sync_flush(tx, &self.plain, &mut self.wire) {
+            // The context stopped mid-message and this message goes out
+            // plain, which the server's window never sees: start afresh.
+            self.tx = None;
+            return Err(e);
         }
         if self.wire.ends_with(&TAIL) {
             self.wire.truncate(self.wire.len() - TAIL.len());
@@ -375,6 +368,26 @@ impl Session {
             b.wire_received += compressed.len() as u64;
         });
         Ok(&self.inflated)
+    }
+}
+
+/// Compresses all of `input` into `wire` and ends it with a sync flush.
+fn sync_flush(
+    tx: &mut Compress,
+    input: &[u8],
+    wire: &mut Vec<u8>,
+) -> Result<(), flate2::CompressError> {
+    wire.clear();
+    let start_in = tx.total_in();
+    loop {
+        wire.reserve(input.len() / 2 + 64);
+        let done = (tx.total_in() - start_in) as usize;
+        tx.compress_vec(&input[done..], wire, FlushCompress::Sync)?;
+        let consumed = (tx.total_in() - start_in) as usize == input.len();
+        // A sync flush is complete once it stopped short of the space.
+        if consumed && wire.len() < wire.capacity() {
+            return Ok(());
+        }
     }
 }
 
