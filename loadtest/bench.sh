@@ -17,6 +17,7 @@
 # Knobs: PORT=19909 REPS=3 DURATION=8s WARMUP=2s SERVER_CPU=0 CLIENT_CPU=1
 #        MATRIX="100x20 10x1024 ..." (connections x payload bytes)
 #        BUILD=0 (use the release binaries already in target/)
+#        VERIFY=full|sample|header (wsecho-load's --verify; full by default)
 #        MIN_RATE=10000 (echoes/s below which a wsecho-load run fails: the
 #        speed floor that `cargo test` does not check, since a loaded CI
 #        machine may be slow without anything being wrong)
@@ -30,6 +31,7 @@ WARMUP=${WARMUP:-2s}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 MIN_RATE=${MIN_RATE:-10000}
+VERIFY=${VERIFY:-full}
 read -r -a MATRIX <<<"${MATRIX:-100x20 10x1024 10x16384 200x16384 500x16384 1000x20}"
 secs() { local d=${1%s}; echo "${d%.*}"; }
 
@@ -82,7 +84,7 @@ run_wsecho_load() {
     local conns=$1 size=$2 out="$work/wl-$1-$2-$3.json"
     if ! taskset -c "$CLIENT_CPU" "$LOAD" "ws://127.0.0.1:$PORT/" -c "$conns" -s "$size" \
         -d "$DURATION" --warmup "$WARMUP" --threads 1 --server-pid "$server_pid" \
-        --min-rate "$MIN_RATE" -q --json "$out" >"$work/wl.txt" 2>&1; then
+        --verify "$VERIFY" --min-rate "$MIN_RATE" -q --json "$out" >"$work/wl.txt" 2>&1; then
         failures=$((failures + 1))
         cat "$work/wl.txt" >&2
     fi
@@ -147,7 +149,11 @@ if [[ -n "$LOAD_TEST" ]]; then
         cat "$UWS_DIR"/uSockets/src/*.c "$UWS_DIR"/uSockets/src/eventing/epoll_kqueue.c | sha256sum | cut -c1-12)
     echo "- load_test: fastwebsockets-0.10.0 benches/load_test.c on uSockets from \$UWS_DIR (commit, or sha256 of its C sources: $us_id), \`gcc -O3 -flto -DLIBUS_NO_SSL\`"
 fi
-echo "- wsecho: \`taskset -c $SERVER_CPU $SERVER --threads 1\`; wsecho-load: \`taskset -c $CLIENT_CPU $LOAD URL -c N -s SIZE -d $DURATION --warmup $WARMUP --threads 1\` (verification: full, the default: every byte of every echo checked, every round trip in the HDR histogram); load_test: \`taskset -c $CLIENT_CPU load_test N 127.0.0.1 PORT 0 0 [SIZE]\`, its reports over 4-12 s"
+echo "- wsecho: \`taskset -c $SERVER_CPU $SERVER --threads 1\`; wsecho-load: \`taskset -c $CLIENT_CPU $LOAD URL -c N -s SIZE -d $DURATION --warmup $WARMUP --threads 1 --verify $VERIFY\` ($(case $VERIFY in
+    full) echo "verification: full, the default: every byte of every echo checked" ;;
+    sample) echo "verification: sample: every echo's header, every byte of 1 echo in 64" ;;
+    *) echo "verification: header: every echo's header, no byte after it" ;;
+esac), every round trip in the HDR histogram); load_test: \`taskset -c $CLIENT_CPU load_test N 127.0.0.1 PORT 0 0 [SIZE]\`, its reports over 4-12 s"
 echo "- closed loop, 1 message in flight per connection, binary; $REPS interleaved repetitions; medians shown; per core = messages/s / (generator CPU % / 100)"
 echo
 echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio | wsecho-load runs (msg/s) |"

@@ -65,6 +65,46 @@ pub enum PayloadKind {
     TextJson,
 }
 
+/// `--verify`: how much of each echo is compared with what was sent,
+/// ordered from most to least.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// Every byte of every echo.
+    #[default]
+    Full,
+    /// The header of every echo (sequence number, connection, send time,
+    /// length, opcode) and every byte of one echo in 64.
+    Sample,
+    /// The header of every echo, no byte after it.
+    Header,
+}
+
+impl Verify {
+    /// `sample`: the sequence numbers whose every byte is checked.
+    pub const SAMPLE_EVERY: u64 = 64;
+
+    /// Whether message `seq`'s bytes after its header are checked.
+    pub fn filler(self, seq: u64) -> bool {
+        match self {
+            Verify::Full => true,
+            Verify::Sample => seq.is_multiple_of(Self::SAMPLE_EVERY),
+            Verify::Header => false,
+        }
+    }
+
+    /// What was checked, for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Verify::Full => "every byte of every echo verified",
+            Verify::Sample => "every echo's header and every byte of 1 in 64 verified",
+            Verify::Header => "every echo's header verified, its other bytes not",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
@@ -148,6 +188,15 @@ pub struct RunArgs {
     /// filler, about 3:1 under deflate).
     #[arg(long, value_enum, default_value = "filler", conflicts_with = "binary")]
     pub payload: PayloadKind,
+
+    /// How much of each echo to compare with what was sent: `full` (every
+    /// byte), `sample` (every echo's header: sequence number, connection,
+    /// send time, length and opcode; every byte of one echo in 64) or
+    /// `header` (the header alone). Less verification leaves more of the
+    /// generator's CPU for load at large payloads; the report says which
+    /// was used.
+    #[arg(long, value_enum, default_value = "full")]
+    pub verify: Verify,
 
     /// Offer permessage-deflate (RFC 7692) and, when the server agrees,
     /// compress what is sent and inflate the echoes. Without a value it

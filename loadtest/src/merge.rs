@@ -83,6 +83,8 @@ fn add(acc: &mut Report, r: Report, run: usize) {
     acc.started_unix_s = acc.started_unix_s.min(r.started_unix_s);
     acc.config.connections += r.config.connections;
     acc.config.threads += r.config.threads;
+    // Merged runs are verified as their least-verified part.
+    acc.config.verify = acc.config.verify.max(r.config.verify);
     acc.duration_s = acc.duration_s.max(r.duration_s);
     acc.messages_sent += r.messages_sent;
     acc.messages_received += r.messages_received;

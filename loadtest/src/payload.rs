@@ -15,6 +15,7 @@
 //! XORs the mask key in on the way, so a message is written once, masked,
 //! into the send buffer.
 
+use crate::cli::Verify;
 use crate::codec::{OP_BINARY, OP_TEXT};
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -57,6 +58,8 @@ pub struct Layout {
     pub fields: Fields,
     /// `--payload text-json`: the filler is [`crate::textjson`] (text).
     pub json: bool,
+    /// `--verify`: which echoes have their filler checked.
+    pub verify: Verify,
 }
 
 /// A decoded header. `seq` holds `seq_bits` low bits of the real number.
@@ -98,6 +101,7 @@ impl Layout {
             text,
             fields,
             json: false,
+            verify: Verify::Full,
         }
     }
 
@@ -190,6 +194,12 @@ impl Layout {
             conn: (n >= 12).then(|| word(8, 4) as u32),
             sent_ns: (n >= FULL_HEADER).then(|| word(12, 8)),
         })
+    }
+
+    /// True when the bytes after the header are the filler of `(conn,
+    /// seq)`, or `--verify` leaves this message's filler unchecked.
+    pub fn content_ok(&self, src: &[u8], conn: u32, seq: u64) -> bool {
+        !self.verify.filler(seq) || self.filler_ok(src, conn, seq)
     }
 
     /// True when every byte after the header is the filler of `(conn, seq)`.
@@ -386,6 +396,30 @@ mod tests {
         layout.write_masked(&mut buf, conn, seq, t, MASK);
         apply_mask(&mut buf, MASK, 0);
         buf
+    }
+
+    #[test]
+    fn verify_modes_check_the_filler_of_the_messages_they_name() {
+        for (verify, seq_128, seq_129) in [
+            (Verify::Full, true, true),
+            (Verify::Sample, true, false),
+            (Verify::Header, false, false),
+        ] {
+            let layout = Layout {
+                verify,
+                ..Layout::new(64, false)
+            };
+            for (seq, checked) in [(128, seq_128), (129, seq_129)] {
+                let mut payload = sent(&layout, 3, seq, 7);
+                assert!(layout.content_ok(&payload, 3, seq));
+                *payload.last_mut().unwrap() ^= 1;
+                assert_eq!(
+                    layout.content_ok(&payload, 3, seq),
+                    !checked,
+                    "{verify:?}, seq {seq}"
+                );
+            }
+        }
     }
 
     #[test]

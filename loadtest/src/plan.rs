@@ -267,11 +267,16 @@ pub fn validate(args: &RunArgs) -> Result<(), String> {
     }
 }
 
-/// The message layout `--size`, `--text` and `--payload` ask for.
+/// The message layout `--size`, `--text`, `--payload` and `--verify` ask
+/// for.
 fn layout(args: &RunArgs) -> Layout {
-    match args.payload {
+    let layout = match args.payload {
         PayloadKind::Filler => Layout::new(args.size, args.text),
         PayloadKind::TextJson => Layout::text_json(args.size),
+    };
+    Layout {
+        verify: args.verify,
+        ..layout
     }
 }
 

@@ -223,6 +223,9 @@ pub struct RunConfig {
     /// --payload (files from before it: filler).
     #[serde(default)]
     pub payload: crate::cli::PayloadKind,
+    /// --verify (files from before it: full).
+    #[serde(default)]
+    pub verify: crate::cli::Verify,
 }
 
 /// `--deflate` (permessage-deflate): what was offered, what the server

@@ -159,6 +159,7 @@ fn config(plan: &Plan) -> RunConfig {
         },
         streams_per_connection: args.http2.then(|| args.streams_per_connection.unwrap_or(1)),
         payload: args.payload,
+        verify: args.verify,
     }
 }
 

@@ -139,3 +139,57 @@ async fn corruption_is_caught_in_every_short_layout() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_verify_mode_checks_the_bytes_it_names() {
+    // Every echo has one bit flipped in the middle of its filler: `full`
+    // catches each one, `sample` the one in 64 whose every byte it checks,
+    // `header` none (the header is intact).
+    let addr = faulty_echo(Fault::Corrupt(1)).await;
+    let u = url(addr);
+    for mode in ["full", "sample", "header"] {
+        let run = load(&[
+            &u,
+            "-c",
+            "2",
+            "-d",
+            "1s",
+            "--warmup",
+            "0s",
+            "-s",
+            "64",
+            "--in-flight",
+            "4",
+            "--verify",
+            mode,
+        ])
+        .await;
+        assert_eq!(run.json()["config"]["verify"], mode);
+        let (bad, good) = (run.error("corrupted"), run.u64("/messages_received"));
+        let seen = (bad + good) as f64;
+        match mode {
+            "full" => assert!(
+                bad > 0 && good == 0,
+                "{mode}: {bad} corrupted, {good} clean"
+            ),
+            "sample" => assert!(
+                bad > 0 && (seen / 128.0..=seen / 32.0).contains(&(bad as f64)),
+                "{mode}: {bad} corrupted of {seen}, expected about 1 in 64"
+            ),
+            _ => assert!(
+                bad == 0 && good > 0,
+                "{mode}: {bad} corrupted, {good} clean"
+            ),
+        }
+        assert_eq!(run.status, i32::from(bad > 0), "{mode}: {}", run.stderr);
+        assert!(
+            run.stdout.contains(match mode {
+                "full" => "every byte of every echo verified",
+                "sample" => "every byte of 1 in 64 verified",
+                _ => "its other bytes not",
+            }),
+            "{mode}: {}",
+            run.stdout
+        );
+    }
+}

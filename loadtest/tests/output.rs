@@ -141,6 +141,7 @@ async fn csv_rows_append_under_one_header() {
             run.u64("/latency_us/p99").to_string()
         );
         assert_eq!(row[col("errors")], *"0");
+        assert_eq!(row[col("verify")], *"full");
         assert_eq!(row[col("error_kinds")], *"");
         let flag = run.json()["generator_bottleneck"].as_str().unwrap();
         assert_eq!(&row[col("generator_bottleneck")], flag);

@@ -72,6 +72,9 @@ fn summary(runs: &[(String, Report)]) -> String {
             if r.config.text { "text" } else { "binary" }
         )
     });
+    row(&mut o, "verified", &|r| {
+        r.config.verify.describe().to_owned()
+    });
     row(&mut o, "window", &|r| format!("{:.1} s", r.duration_s));
     row(&mut o, "runs merged", &|r| r.runs.to_string());
     row(&mut o, "messages/s sent", &|r| {

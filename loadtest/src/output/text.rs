@@ -67,8 +67,10 @@ fn header(o: &mut String, r: &Report) {
     );
     let _ = writeln!(
         o,
-        "counted window {:.2} s after {:.2} s of warm-up\n",
-        r.duration_s, c.warmup_s
+        "counted window {:.2} s after {:.2} s of warm-up; {}\n",
+        r.duration_s,
+        c.warmup_s,
+        c.verify.describe()
     );
 }
 

@@ -211,7 +211,7 @@ impl<'a> Peer<'a> {
         let (Some(sender), Some(sent_ns)) = (header.conn, header.sent_ns) else {
             return corrupt(stats, Corrupt::Header);
         };
-        if !self.layout.filler_ok(payload, sender, header.seq) || sent_ns > now {
+        if !self.layout.content_ok(payload, sender, header.seq) || sent_ns > now {
             return corrupt(stats, Corrupt::Filler);
         }
         if sender == self.id {

@@ -299,7 +299,7 @@ impl<'a> EchoLoop<'a> {
         let seq = self.window.resolve(header.seq, header.seq_bits);
         let verdict = self.window.echo(seq);
         let content_ok = header.conn.is_none_or(|c| c == self.id)
-            && self.layout.filler_ok(payload, self.id, seq);
+            && self.layout.content_ok(payload, self.id, seq);
         match verdict {
             Echo::Unknown => corrupted(stats, self.id, Corrupt::Mismatch),
             _ if !content_ok => corrupted(stats, self.id, Corrupt::Filler),
