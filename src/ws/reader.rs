@@ -179,7 +179,7 @@ impl FrameReader {
         }
         let take = avail.min(self.remaining) as usize;
         let end = start + take;
-        fastwebsockets::unmask(&mut buf[start..end], self.mask);
+        unmask(&mut buf[start..end], self.mask);
         // The next piece starts `take` bytes further into the mask.
         self.mask.rotate_left(take % 4);
         self.remaining -= take as u64;
@@ -259,6 +259,50 @@ fn parse(b: &[u8], allow_rsv1: bool) -> Result<Parsed, FrameError> {
         },
         mask,
     })
+}
+
+/// fastwebsockets' `unmask`, compiled for AVX-512 or AVX2 where the CPU has
+/// them. It is a word loop that the compiler vectorises, and the release
+/// build targets baseline x86-64, so it ran with SSE2: perf put it at 4.6 %
+/// of the server's CPU at 500 x 16 KiB, its largest item in user space.
+fn unmask(buf: &mut [u8], mask: [u8; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    if wide::unmask(buf, mask) {
+        return;
+    }
+    fastwebsockets::unmask(buf, mask)
+}
+
+/// Calling a `#[target_feature]` function is `unsafe`: each call below
+/// follows the run-time check that makes it sound.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod wide {
+    use std::arch::is_x86_feature_detected;
+
+    /// False when the CPU has neither (the caller unmasks portably).
+    pub(super) fn unmask(buf: &mut [u8], mask: [u8; 4]) -> bool {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            unsafe { unmask_avx512(buf, mask) };
+        } else if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { unmask_avx2(buf, mask) };
+        } else {
+            return false;
+        }
+        true
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn unmask_avx512(buf: &mut [u8], mask: [u8; 4]) {
+        fastwebsockets::unmask(buf, mask)
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn unmask_avx2(buf: &mut [u8], mask: [u8; 4]) {
+        fastwebsockets::unmask(buf, mask)
+    }
 }
 
 #[cfg(test)]

@@ -252,3 +252,21 @@ fn arbitrary_bytes_parse_the_same_whatever_the_split() {
     }
     println!("{runs} inputs");
 }
+
+#[test]
+fn wide_and_portable_unmask_agree_at_every_length_and_alignment() {
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    for offset in 0..8 {
+        for len in 0..data.len() - offset {
+            let mut portable = data.clone();
+            let mut wide = data.clone();
+            fastwebsockets::unmask(&mut portable[offset..offset + len], mask);
+            unmask(&mut wide[offset..offset + len], mask);
+            assert_eq!(wide, portable, "offset {offset}, length {len}");
+            // Unmasking is its own inverse: a second pass gives the input.
+            unmask(&mut wide[offset..offset + len], mask);
+            assert_eq!(wide, data, "offset {offset}, length {len}");
+        }
+    }
+}
