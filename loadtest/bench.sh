@@ -24,6 +24,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=../scripts/lib.sh
+source scripts/lib.sh
 PORT=${PORT:-19909}
 REPS=${REPS:-3}
 DURATION=${DURATION:-8s}
@@ -70,10 +72,7 @@ fi
 taskset -c "$SERVER_CPU" "$SERVER" --listen "127.0.0.1:$PORT" --threads 1 --log warn \
     >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    sleep 0.1
-done
+wait_for_port "$PORT" || true
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -100,9 +99,9 @@ PY
 # its 2nd and 3rd reports (4-12 s), and its CPU is read from /proc over
 # the same span.
 run_load_test() {
-    local conns=$1 size=$2 args=("$1" 127.0.0.1 "$PORT" 0 0)
-    if ((size != 20)); then args+=("$size"); fi
-    taskset -c "$CLIENT_CPU" stdbuf -oL "$LOAD_TEST" "${args[@]}" >"$work/lt.txt" 2>&1 &
+    local conns=$1 size=$2
+    set_load_test_args "$conns" "$PORT" "$size"
+    taskset -c "$CLIENT_CPU" stdbuf -oL "$LOAD_TEST" "${load_test_args[@]}" >"$work/lt.txt" 2>&1 &
     local pid=$!
     sleep 4.5
     local t0 a0 b

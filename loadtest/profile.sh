@@ -15,6 +15,8 @@
 #        WSECHO_LOAD=path (another wsecho-load build, e.g. before a change)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=../scripts/lib.sh
+source scripts/lib.sh
 
 conns=${1:?usage: loadtest/profile.sh CONNECTIONS SIZE}
 size=${2:?usage: loadtest/profile.sh CONNECTIONS SIZE}
@@ -44,12 +46,8 @@ start_generator() {
             -s "$size" -d 10s --warmup 1s --threads 1 -q >/dev/null 2>&1 &
         gen_pid=$!
     else
-        # Given a size, load_test writes a 16-bit extended length, which
-        # below 126 bytes stalls it after one echo; its built-in frame is 20 B.
-        local size_arg=("$size")
-        ((size == 20)) && size_arg=()
-        timeout 12 taskset -c "$CLIENT_CPU" "$LOAD_TEST" "$conns" 127.0.0.1 "$PORT" 0 0 \
-            "${size_arg[@]}" >/dev/null 2>&1 &
+        set_load_test_args "$conns" "$PORT" "$size"
+        timeout 12 taskset -c "$CLIENT_CPU" "$LOAD_TEST" "${load_test_args[@]}" >/dev/null 2>&1 &
         sleep 0.3
         gen_pid=$(pgrep -n -x "$(basename "$LOAD_TEST")")
     fi
@@ -62,10 +60,7 @@ wait_generator() {
 taskset -c "$SERVER_CPU" target/release/wsecho --listen "127.0.0.1:$PORT" --threads 1 --log warn \
     >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    sleep 0.1
-done
+wait_for_port "$PORT" || true
 
 gens=(wsecho-load)
 [[ -n "$LOAD_TEST" ]] && gens+=(load_test)

@@ -14,6 +14,8 @@
 # Knobs: SERVER_CPU=0 CLIENT_CPU=1 TOP=12
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib.sh
+source scripts/lib.sh
 conns=${1:?usage: scripts/server-profile.sh CONNECTIONS SIZE PORT SERVER [ARGS...]}
 size=${2:?}
 port=${3:?}
@@ -22,6 +24,7 @@ LOAD_TEST=${LOAD_TEST:-target/peers/load_test}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TOP=${TOP:-12}
+set_load_test_args "$conns" "$port" "$size"
 command -v perf >/dev/null || { echo "server-profile.sh: perf is not installed" >&2; exit 2; }
 [[ -x "$LOAD_TEST" ]] || { echo "server-profile.sh: no load_test at $LOAD_TEST (results/run.sh with UWS_DIR builds it)" >&2; exit 2; }
 work=$(mktemp -d)
@@ -34,15 +37,8 @@ trap cleanup EXIT
 
 taskset -c "$SERVER_CPU" "$@" >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    sleep 0.1
-done
-# load_test always writes a 16-bit length: below 126 B it must run without
-# a size (its default is 20 B), or it waits for bytes that never come.
-args=("$conns" 127.0.0.1 "$port" 0 0)
-if ((size >= 126)); then args+=("$size"); fi
-timeout 12 taskset -c "$CLIENT_CPU" stdbuf -oL "$LOAD_TEST" "${args[@]}" >"$work/lt.txt" 2>&1 &
+wait_for_port "$port" || true
+timeout 12 taskset -c "$CLIENT_CPU" stdbuf -oL "$LOAD_TEST" "${load_test_args[@]}" >"$work/lt.txt" 2>&1 &
 sleep 4
 perf record -q -F 999 -p "$server_pid" -o "$work/perf.data" -- sleep 6 2>/dev/null
 wait $! 2>/dev/null || true

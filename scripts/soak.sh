@@ -11,6 +11,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=lib.sh
+source scripts/lib.sh
 MINUTES="${1:-2}"
 SECS=$((MINUTES * 60))
 OUT="$ROOT/target/soak"
@@ -33,10 +35,7 @@ cleanup() {
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
-done
+wait_for_port "$PORT" || true
 fds() { find "/proc/$SERVER/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER/status"; }
 BASE_FDS=$(fds)

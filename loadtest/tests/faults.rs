@@ -8,10 +8,14 @@ use common::{Fault, Run, faulty_echo, load, url};
 /// Closed loop with 4 in flight, so a dropped or held-back message does not
 /// stall its connection; a short timeout so lost messages are given up fast.
 async fn against(fault: Fault) -> Run {
+    against_with(fault, &[]).await
+}
+
+async fn against_with(fault: Fault, extra: &[&str]) -> Run {
     let addr = faulty_echo(fault).await;
     let u = url(addr);
-    load(&[
-        &u,
+    let mut args = vec![
+        u.as_str(),
         "-c",
         "4",
         "-d",
@@ -24,8 +28,9 @@ async fn against(fault: Fault) -> Run {
         "4",
         "--timeout",
         "500ms",
-    ])
-    .await
+    ];
+    args.extend_from_slice(extra);
+    load(&args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,25 +150,8 @@ async fn each_verify_mode_checks_the_bytes_it_names() {
     // Every echo has one bit flipped in the middle of its filler: `full`
     // catches each one, `sample` the one in 64 whose every byte it checks,
     // `header` none (the header is intact).
-    let addr = faulty_echo(Fault::Corrupt(1)).await;
-    let u = url(addr);
     for mode in ["full", "sample", "header"] {
-        let run = load(&[
-            &u,
-            "-c",
-            "2",
-            "-d",
-            "1s",
-            "--warmup",
-            "0s",
-            "-s",
-            "64",
-            "--in-flight",
-            "4",
-            "--verify",
-            mode,
-        ])
-        .await;
+        let run = against_with(Fault::Corrupt(1), &["--verify", mode]).await;
         assert_eq!(run.json()["config"]["verify"], mode);
         let (bad, good) = (run.error("corrupted"), run.u64("/messages_received"));
         let seen = (bad + good) as f64;

@@ -263,8 +263,9 @@ fn parse(b: &[u8], allow_rsv1: bool) -> Result<Parsed, FrameError> {
 
 /// fastwebsockets' `unmask`, compiled for AVX-512 or AVX2 where the CPU has
 /// them. It is a word loop that the compiler vectorises, and the release
-/// build targets baseline x86-64, so it ran with SSE2: perf put it at 4.6 %
-/// of the server's CPU at 500 x 16 KiB, its largest item in user space.
+/// build targets baseline x86-64, so it ran with SSE2: 5.0 % of the
+/// server's CPU at 500 x 16 KiB, its largest item in user space (3.0 % with
+/// AVX-512; `scripts/server-profile.sh`).
 fn unmask(buf: &mut [u8], mask: [u8; 4]) {
     #[cfg(target_arch = "x86_64")]
     if wide::unmask(buf, mask) {

@@ -1,0 +1,26 @@
+# Sourced by the benchmark, profiling and soak scripts.
+
+# Waits up to 10 s for a listener on 127.0.0.1:PORT.
+wait_for_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Sets the array `load_test_args` for the C load_test: CONNS connections to
+# 127.0.0.1:PORT with SIZE-byte messages. Given a size, load_test always
+# writes a 16-bit extended length, which below 126 bytes stalls it after one
+# echo; without one it sends its built-in 20-byte frame. So 20 B runs without
+# a size, and other sizes below 126 cannot be run.
+set_load_test_args() {
+    local conns=$1 port=$2 size=$3
+    load_test_args=("$conns" 127.0.0.1 "$port" 0 0)
+    if ((size >= 126)); then
+        load_test_args+=("$size")
+    elif ((size != 20)); then
+        echo "load_test sends 20 B or 126 B and more, not $size B" >&2
+        return 2
+    fi
+}
