@@ -72,3 +72,39 @@ async fn sigterm_with_cooperative_peers_exits_0_without_waiting_out_the_drain() 
     let log = server.log.lock().unwrap().join("\n");
     assert!(log.contains("drained"), "{log}");
 }
+
+/// Threads of a running process, from /proc.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test]
+async fn one_worker_is_one_thread_that_serves_and_drains() {
+    use futures_util::SinkExt;
+    // With --threads 1 the main thread is the worker as well: a second,
+    // control thread would cost every recv and send (see src/main.rs).
+    let mut server = Spawned::start(&["--threads", "1", "--drain-timeout", "20s"]).await;
+    let mut ws = server.connect("/echo").await;
+    ws.send(Message::text("one thread")).await.unwrap();
+    let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert_eq!(echo.unwrap().unwrap(), Message::text("one thread"));
+    assert_eq!(threads_of(server.child.id()), 1);
+
+    server.signal("TERM");
+    expect_going_away(&mut ws).await;
+    let _ = tokio::time::timeout(PATIENCE, async { while ws.next().await.is_some() {} }).await;
+    let status = server
+        .exit_status(Duration::from_secs(20))
+        .await
+        .expect("exited after the drain");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn n_workers_are_n_threads() {
+    let server = Spawned::start(&["--threads", "3"]).await;
+    let _ws = server.connect("/echo").await;
+    assert_eq!(threads_of(server.child.id()), 3);
+}
