@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::WORKER_THREAD_PREFIX;
+
 /// `/proc` counts CPU time in USER_HZ ticks, which the Linux ABI fixes at
 /// 100 per second (reading `sysconf(_SC_CLK_TCK)` would need unsafe FFI).
 const TICKS_PER_SEC: f64 = 100.0;
@@ -57,7 +59,13 @@ pub fn sample_self() -> Option<CpuSample> {
         let ticks = fs::read_to_string(path.join("stat"))
             .ok()
             .and_then(|s| stat_ticks(&s));
-        let name = fs::read_to_string(path.join("comm")).unwrap_or_default();
+        // The main thread is worker 0 (see `engine`): named like the others
+        // here, whatever the binary is called.
+        let name = if tid == std::process::id() {
+            format!("{WORKER_THREAD_PREFIX}0")
+        } else {
+            fs::read_to_string(path.join("comm")).unwrap_or_default()
+        };
         if let Some(ticks) = ticks {
             threads.push(ThreadSample {
                 tid,

@@ -2,7 +2,12 @@
 //! main thread's part (live line, CPU samples, collecting the results).
 //!
 //! Threading: one single-threaded tokio runtime per worker thread, each
-//! connection pinned to one of them (connection `i` on thread `i % T`). No
+//! connection pinned to one of them (connection `i` on thread `i % T`).
+//! Worker 0 is the main thread, whose runtime also runs the main loop: with
+//! `--threads 1` the process has one thread, and a single-threaded process
+//! skips work on every system call that a second thread would cost it
+//! (glibc's cancellation bookkeeping around each send and recv, the
+//! kernel's shared file-table reference count in fdget/fput). No
 //! work stealing means no cross-core wake-ups and no `Send` bounds, so a
 //! thread's connections share its [`Stats`] through an `Rc<RefCell>`: the
 //! hot path touches no atomic and no lock. Worker threads talk to the main
@@ -18,9 +23,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
 use crate::cli::Scenario;
@@ -66,7 +71,7 @@ pub struct WorkerCtx {
     pub pacer: Option<Rc<Pacer>>,
     /// `--http2`: this worker's HTTP/2 connections.
     pub h2: Option<crate::http2::Pool>,
-    tx: mpsc::Sender<WorkerMsg>,
+    tx: mpsc::UnboundedSender<WorkerMsg>,
     go: watch::Receiver<Option<Phases>>,
     /// Connections of this worker still being dialled.
     pending: Cell<u64>,
@@ -126,88 +131,98 @@ pub struct WorkerResult {
     pub peers: Vec<PeerEnd>,
 }
 
-/// Starts the worker threads. The main thread keeps `rx` and `go`.
+/// Starts worker threads 1 and up; worker 0 is the caller's ([`worker`]).
 pub fn spawn_workers(
     plan: &Arc<Plan>,
-    tx: mpsc::Sender<WorkerMsg>,
-    go: watch::Receiver<Option<Phases>>,
+    tx: &mpsc::UnboundedSender<WorkerMsg>,
+    go: &watch::Receiver<Option<Phases>>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<WorkerResult>>> {
-    (0..plan.threads)
+    (1..plan.threads)
         .map(|index| {
             let (plan, tx, go) = (plan.clone(), tx.clone(), go.clone());
             std::thread::Builder::new()
                 // Thread names show in /proc, where the CPU check finds them.
-                .name(format!("wsecho-load-{index}"))
-                .spawn(move || worker_main(plan, index, tx, go))
+                .name(format!("{WORKER_THREAD_PREFIX}{index}"))
+                .spawn(move || {
+                    let rt = runtime().expect("a tokio runtime (out of file descriptors?)");
+                    LocalSet::new().block_on(&rt, worker(plan, index, tx, go))
+                })
         })
         .collect()
 }
 
-fn worker_main(
-    plan: Arc<Plan>,
-    index: usize,
-    tx: mpsc::Sender<WorkerMsg>,
-    go: watch::Receiver<Option<Phases>>,
-) -> WorkerResult {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// How worker threads are named (`wsecho-load-1`...); the main thread,
+/// worker 0, is counted with them.
+pub const WORKER_THREAD_PREFIX: &str = "wsecho-load-";
+
+/// A worker's runtime: single-threaded, run inside a [`LocalSet`].
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a tokio runtime (out of file descriptors?)");
-    LocalSet::new().block_on(&rt, async move {
-        let scheduled = plan.workload.scheduled();
-        // Without a timerfd (never seen on Linux) sends fall back to the
-        // millisecond tokio timer, which only makes corrected latency coarser.
-        let pacer = scheduled
-            .then(|| Pacer::new(plan.clock).ok())
-            .flatten()
-            .map(Rc::new);
-        let h2 = (plan.args.http2)
-            .then(|| crate::http2::Pool::new(plan.args.streams_per_connection.unwrap_or(1)));
-        let ctx = Rc::new(WorkerCtx {
-            plan,
-            index,
-            stats: RefCell::new(Stats::default()),
-            pacer,
-            h2,
-            tx,
-            go,
-            pending: Cell::new(0),
-            next_tick: Cell::new(i64::MIN),
-        });
-        let pending = match ctx.plan.scenario() {
-            // Churn and stages dial all the time: nothing to wait for.
-            Scenario::Connect => 0,
-            _ if ctx.plan.ramp.is_some() => 0,
-            _ => ctx.connection_ids().count() as u64,
-        };
-        ctx.pending.set(pending);
-        if pending == 0 {
-            let _ = ctx.tx.send(WorkerMsg::Ready);
-        }
-        let ticker = tokio::task::spawn_local(ticker(ctx.clone()));
-        let pacer = ctx
-            .pacer
-            .clone()
-            .map(|p| tokio::task::spawn_local(async move { p.run().await }));
-        let peers = scenario::run(ctx.clone()).await;
-        ticker.abort();
-        // What happened since the last tick goes to the second that tick
-        // would have covered: a worker that ends just after the window
-        // must not take its last second's figures with it.
-        if ctx.next_tick.get() != i64::MIN {
-            let tick = ctx.stats.borrow_mut().take_tick(ctx.next_tick.get());
-            let _ = ctx.tx.send(WorkerMsg::Tick(Box::new(tick)));
-        }
-        if let Some(p) = pacer {
-            p.abort();
-        }
-        let mut stats = ctx.stats.replace(Stats::default());
-        stats
-            .deflate
-            .bytes
-            .add(&crate::deflate::Bytes::take_thread());
-        WorkerResult { stats, peers }
-    })
+}
+
+/// One worker: its connections, its ticker and pacer, until its part of
+/// the run is over. Runs inside a [`LocalSet`].
+pub async fn worker(
+    plan: Arc<Plan>,
+    index: usize,
+    tx: mpsc::UnboundedSender<WorkerMsg>,
+    go: watch::Receiver<Option<Phases>>,
+) -> WorkerResult {
+    let scheduled = plan.workload.scheduled();
+    // Without a timerfd (never seen on Linux) sends fall back to the
+    // millisecond tokio timer, which only makes corrected latency coarser.
+    let pacer = scheduled
+        .then(|| Pacer::new(plan.clock).ok())
+        .flatten()
+        .map(Rc::new);
+    let h2 = (plan.args.http2)
+        .then(|| crate::http2::Pool::new(plan.args.streams_per_connection.unwrap_or(1)));
+    let ctx = Rc::new(WorkerCtx {
+        plan,
+        index,
+        stats: RefCell::new(Stats::default()),
+        pacer,
+        h2,
+        tx,
+        go,
+        pending: Cell::new(0),
+        next_tick: Cell::new(i64::MIN),
+    });
+    let pending = match ctx.plan.scenario() {
+        // Churn and stages dial all the time: nothing to wait for.
+        Scenario::Connect => 0,
+        _ if ctx.plan.ramp.is_some() => 0,
+        _ => ctx.connection_ids().count() as u64,
+    };
+    ctx.pending.set(pending);
+    if pending == 0 {
+        let _ = ctx.tx.send(WorkerMsg::Ready);
+    }
+    let ticker = tokio::task::spawn_local(ticker(ctx.clone()));
+    let pacer = ctx
+        .pacer
+        .clone()
+        .map(|p| tokio::task::spawn_local(async move { p.run().await }));
+    let peers = scenario::run(ctx.clone()).await;
+    ticker.abort();
+    // What happened since the last tick goes to the second that tick
+    // would have covered: a worker that ends just after the window
+    // must not take its last second's figures with it.
+    if ctx.next_tick.get() != i64::MIN {
+        let tick = ctx.stats.borrow_mut().take_tick(ctx.next_tick.get());
+        let _ = ctx.tx.send(WorkerMsg::Tick(Box::new(tick)));
+    }
+    if let Some(p) = pacer {
+        p.abort();
+    }
+    let mut stats = ctx.stats.replace(Stats::default());
+    stats
+        .deflate
+        .bytes
+        .add(&crate::deflate::Bytes::take_thread());
+    WorkerResult { stats, peers }
 }
 
 /// Once a second, hands this thread's interval figures to the main thread.

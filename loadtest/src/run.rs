@@ -1,13 +1,15 @@
-//! The main thread's part of a run: start the workers, start the traffic
-//! once every connection is dialled (or at `--start-at`), print the live
-//! line, sample CPU every second of the window and server memory near its
-//! end, and turn the workers' figures into a [`Report`].
+//! The main thread's part of a run: start the workers (the main thread is
+//! worker 0, so this runs as a task beside its connections), start the
+//! traffic once every connection is dialled (or at `--start-at`), print the
+//! live line, sample CPU every second of the window and server memory near
+//! its end, and turn the workers' figures into a [`Report`].
 
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, LocalSet};
 
 use crate::cli::Scenario;
 use crate::cpu::{self, CpuSample};
@@ -55,13 +57,24 @@ pub fn run(plan: Plan) -> anyhow::Result<Report> {
         epoch_unix_ms: unix_ms(SystemTime::now()) - plan.clock.now_ns() as f64 / 1e6,
         ..Observed::default()
     };
-    let (tx, rx) = mpsc::channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let (go_tx, go_rx) = watch::channel(None);
-    let workers = engine::spawn_workers(&plan, tx, go_rx).context("starting worker threads")?;
-    main_loop(&plan, &rx, &go_tx, &mut seen, &workers);
-    let results = workers
-        .into_iter()
-        .map(|w| w.join().map_err(|_| anyhow!("a worker thread panicked")))
+    let rt = engine::runtime().context("starting the runtime")?;
+    let local = LocalSet::new();
+    let (first, others) = local.block_on(&rt, async {
+        let threads = engine::spawn_workers(&plan, &tx, &go_rx).context("starting worker threads");
+        let first = tokio::task::spawn_local(engine::worker(plan.clone(), 0, tx, go_rx));
+        let threads = threads?;
+        main_loop(&plan, &mut rx, &go_tx, &mut seen, &first, &threads).await;
+        anyhow::Ok((first.await, threads))
+    })?;
+    let first = first.map_err(|_| anyhow!("worker 0 panicked"));
+    let results = std::iter::once(first)
+        .chain(
+            others
+                .into_iter()
+                .map(|w| w.join().map_err(|_| anyhow!("a worker thread panicked"))),
+        )
         .collect::<anyhow::Result<Vec<WorkerResult>>>()?;
     // No sample after the workers are gone: their threads would be missing
     // from it and the bottleneck flag would read "no" for want of data.
@@ -79,12 +92,13 @@ pub fn run(plan: Plan) -> anyhow::Result<Report> {
 }
 
 /// Waits for the workers while printing the live line and taking samples.
-fn main_loop(
+async fn main_loop(
     plan: &Plan,
-    rx: &mpsc::Receiver<WorkerMsg>,
+    rx: &mut mpsc::UnboundedReceiver<WorkerMsg>,
     go: &watch::Sender<Option<Phases>>,
     seen: &mut Observed,
-    workers: &[std::thread::JoinHandle<WorkerResult>],
+    first: &JoinHandle<WorkerResult>,
+    others: &[std::thread::JoinHandle<WorkerResult>],
 ) {
     let mut ready = 0;
     let mut printed = i64::MIN;
@@ -96,7 +110,8 @@ fn main_loop(
     loop {
         // A worker that died before it was ready (a panic) would keep the
         // others waiting for the start forever: start without it.
-        if seen.phases.is_none() && workers.iter().any(|w| w.is_finished()) {
+        if seen.phases.is_none() && (first.is_finished() || others.iter().any(|w| w.is_finished()))
+        {
             start(seen);
         }
         sample(plan, seen, plan.clock.now_ns());
@@ -105,14 +120,14 @@ fn main_loop(
                 Duration::from_nanos(t.saturating_sub(plan.clock.now_ns()))
             })
             .min(Duration::from_millis(250));
-        match rx.recv_timeout(wait) {
-            Ok(WorkerMsg::Ready) => {
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(WorkerMsg::Ready)) => {
                 ready += 1;
                 if ready == plan.threads && seen.phases.is_none() {
                     start(seen);
                 }
             }
-            Ok(WorkerMsg::Tick(tick)) => {
+            Ok(Some(WorkerMsg::Tick(tick))) => {
                 let done = seen.series.add(*tick, plan.threads, &mut printed);
                 if let (false, Some(p)) = (plan.args.quiet, seen.phases) {
                     for m in done {
@@ -122,8 +137,9 @@ fn main_loop(
                     }
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(_elapsed) => {}
+            // Every worker is done.
+            Ok(None) => break,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::cpu::{self, BOTTLENECK_PCT, ThreadCpu};
+use crate::engine::WORKER_THREAD_PREFIX;
 use crate::plan::{Plan, Workload};
 use crate::report::{
     self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
@@ -11,9 +12,6 @@ use crate::report::{
 };
 use crate::run::Observed;
 use crate::stats::{ErrorKind, Stats};
-
-/// Prefix of our worker threads' names (see `engine::spawn_workers`).
-const WORKER_PREFIX: &str = "wsecho-load-";
 
 pub fn build(
     plan: &Plan,
@@ -119,7 +117,7 @@ fn own_cpu(seen: &Observed) -> Option<(f64, Vec<ThreadCpu>)> {
     let workers: Vec<ThreadCpu> = usage
         .threads
         .into_iter()
-        .filter(|t| t.name.starts_with(WORKER_PREFIX))
+        .filter(|t| t.name.starts_with(WORKER_THREAD_PREFIX))
         .collect();
     (!workers.is_empty()).then_some((usage.total_pct, workers))
 }

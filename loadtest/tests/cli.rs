@@ -103,3 +103,67 @@ async fn source_addresses_are_used_in_turn() {
     seen.sort();
     assert_eq!(seen, ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]);
 }
+
+/// Threads of a running process, from /proc (0 once it has gone).
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_thread_is_the_main_thread_alone() {
+    // The main loop runs beside worker 0's connections on the main thread:
+    // a second thread would cost every send and recv (see engine.rs).
+    let addr = wsecho().await;
+    let u = url(addr);
+    for (threads, names) in [
+        ("1", vec!["wsecho-load-0"]),
+        ("2", vec!["wsecho-load-0", "wsecho-load-1"]),
+    ] {
+        let dir = common::scratch();
+        let json = dir.join("result.json");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wsecho-load"))
+            .args([
+                &u,
+                "-c",
+                "4",
+                "-d",
+                "1s",
+                "--warmup",
+                "0s",
+                "--threads",
+                threads,
+                "-q",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let mut most = 0;
+        let status = tokio::time::timeout(common::PATIENCE, async {
+            loop {
+                most = most.max(threads_of(pid));
+                if let Some(status) = child.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the run ends");
+        assert!(status.success(), "--threads {threads}: {status}");
+        assert_eq!(most.to_string(), threads, "threads seen in /proc");
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let seen: Vec<&str> = doc["client_threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(seen, names, "--threads {threads}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
