@@ -26,6 +26,23 @@ async fn expect_going_away(ws: &mut common::Client) {
     }
 }
 
+/// SIGTERM, the 1001, and our close reply; then the process's exit
+/// status, which must come well before a 60 s drain timeout.
+async fn terminate_cooperatively(
+    server: &mut Spawned,
+    ws: &mut common::Client,
+) -> std::process::ExitStatus {
+    server.signal("TERM");
+    expect_going_away(ws).await;
+    // Polling on makes tungstenite send its close reply; the session ends,
+    // and the drain with it.
+    let _ = tokio::time::timeout(PATIENCE, async { while ws.next().await.is_some() {} }).await;
+    server
+        .exit_status(Duration::from_secs(20))
+        .await
+        .expect("exited once the peer had closed")
+}
+
 #[tokio::test]
 async fn sigterm_sends_1001_to_every_peer_and_exits_0_after_the_drain() {
     let mut server = Spawned::start(&["--drain-timeout", "2s", "--close-timeout", "30s"]).await;
@@ -59,15 +76,7 @@ async fn sigterm_sends_1001_to_every_peer_and_exits_0_after_the_drain() {
 async fn sigterm_with_cooperative_peers_exits_0_without_waiting_out_the_drain() {
     let mut server = Spawned::start(&["--drain-timeout", "60s"]).await;
     let mut ws = server.connect("/echo").await;
-    server.signal("TERM");
-    expect_going_away(&mut ws).await;
-    // Polling on makes tungstenite send its close reply; the session ends,
-    // and the drain with it.
-    let _ = tokio::time::timeout(PATIENCE, async { while ws.next().await.is_some() {} }).await;
-    let status = server
-        .exit_status(Duration::from_secs(20))
-        .await
-        .expect("exited before the 60s drain timeout");
+    let status = terminate_cooperatively(&mut server, &mut ws).await;
     assert!(status.success(), "exit status {status}");
     let log = server.log.lock().unwrap().join("\n");
     assert!(log.contains("drained"), "{log}");
@@ -85,20 +94,14 @@ async fn one_worker_is_one_thread_that_serves_and_drains() {
     use futures_util::SinkExt;
     // With --threads 1 the main thread is the worker as well: a second,
     // control thread would cost every recv and send (see src/main.rs).
-    let mut server = Spawned::start(&["--threads", "1", "--drain-timeout", "20s"]).await;
+    let mut server = Spawned::start(&["--threads", "1", "--drain-timeout", "60s"]).await;
     let mut ws = server.connect("/echo").await;
     ws.send(Message::text("one thread")).await.unwrap();
     let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
     assert_eq!(echo.unwrap().unwrap(), Message::text("one thread"));
     assert_eq!(threads_of(server.child.id()), 1);
 
-    server.signal("TERM");
-    expect_going_away(&mut ws).await;
-    let _ = tokio::time::timeout(PATIENCE, async { while ws.next().await.is_some() {} }).await;
-    let status = server
-        .exit_status(Duration::from_secs(20))
-        .await
-        .expect("exited after the drain");
+    let status = terminate_cooperatively(&mut server, &mut ws).await;
     assert!(status.success(), "exit status {status}");
 }
 
