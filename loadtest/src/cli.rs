@@ -105,6 +105,16 @@ impl Verify {
     }
 }
 
+/// `--driver`: what drives closed-loop echo connections over plain `ws://`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Driver {
+    /// One epoll loop per worker thread reads and writes their sockets.
+    #[default]
+    Epoll,
+    /// A tokio task per connection, as in every other mode.
+    Tasks,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
@@ -197,6 +207,15 @@ pub struct RunArgs {
     /// was used.
     #[arg(long, value_enum, default_value = "full")]
     pub verify: Verify,
+
+    /// What drives closed-loop echo connections over plain `ws://` once
+    /// their traffic starts: `epoll` (one epoll loop per worker thread
+    /// reads and writes every connection's socket, about 5 % less CPU per
+    /// message) or `tasks` (a tokio task per connection, as in every other
+    /// mode: open loop, stages, `wss://`, `--http2`, the other scenarios).
+    /// Both measure the same way.
+    #[arg(long, value_enum, default_value = "epoll")]
+    pub driver: Driver,
 
     /// Offer permessage-deflate (RFC 7692) and, when the server agrees,
     /// compress what is sent and inflate the echoes. Without a value it

@@ -48,6 +48,20 @@ pub enum Event {
     Failed(io::Error),
 }
 
+/// What one direct read ([`Conn::read_from`]) brought.
+#[derive(Debug)]
+pub enum Read {
+    /// New bytes are in the read buffer; `drained` when they did not fill
+    /// the room offered, so the socket had nothing more.
+    Data {
+        drained: bool,
+    },
+    Eof,
+    /// Nothing to read (a wake-up for writing).
+    Nothing,
+    Failed(io::Error),
+}
+
 /// A message from the server.
 #[derive(Debug)]
 pub enum Msg<'a> {
@@ -91,6 +105,15 @@ impl Outbox {
         let start = self.end + h;
         self.end = start + len;
         &mut self.buf[start..start + len]
+    }
+
+    /// Everything queued has been written: the buffer goes back.
+    fn written(&mut self) {
+        self.pos = 0;
+        self.end = 0;
+        if !self.buf.is_empty() {
+            Pool::Write.give(std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -256,9 +279,6 @@ impl Conn {
         if let Err(e) = self.poll_write_out(cx) {
             return Poll::Ready(Event::Failed(e));
         }
-        if self.rbuf.is_empty() {
-            self.rbuf = Pool::Read.take(self.read_size);
-        }
         self.make_room();
         let mut buf = ReadBuf::new(&mut self.rbuf[self.rend..]);
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
@@ -314,11 +334,7 @@ impl Conn {
                 Poll::Pending => return Ok(()),
             }
         }
-        out.pos = 0;
-        out.end = 0;
-        if !out.buf.is_empty() {
-            Pool::Write.give(std::mem::take(&mut out.buf));
-        }
+        out.written();
         if out.unflushed {
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => out.unflushed = false,
@@ -338,10 +354,75 @@ impl Conn {
         }
     }
 
-    /// Makes space to read into: starts over when everything was parsed,
-    /// moves a partial frame to the front when the tail is short, grows for
-    /// a frame larger than the buffer.
+    /// The plain socket, lent to the worker's epoll loop ([`crate::direct`])
+    /// which then reads and writes with [`Conn::read_from`] and
+    /// [`Conn::write_to`]; None (and nothing changes) for TLS or HTTP/2.
+    pub fn lend_socket(&mut self) -> Option<tokio::net::TcpStream> {
+        match std::mem::replace(&mut self.io, Stream::Lent) {
+            Stream::Plain(tcp) => Some(tcp),
+            other => {
+                self.io = other;
+                None
+            }
+        }
+    }
+
+    /// The lent socket comes back, for the async calls again.
+    pub fn give_back(&mut self, tcp: tokio::net::TcpStream) {
+        self.io = Stream::Plain(tcp);
+    }
+
+    /// One read from a non-blocking socket into the read buffer: what
+    /// [`Conn::event`] does when the socket is readable, for a caller that
+    /// waits for readiness itself.
+    pub fn read_from(&mut self, sock: &mut impl io::Read) -> Read {
+        self.make_room();
+        let room = self.rbuf.len() - self.rend;
+        loop {
+            return match sock.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => {
+                    self.release_rbuf();
+                    Read::Eof
+                }
+                Ok(n) => {
+                    self.rend += n;
+                    Read::Data { drained: n < room }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.release_rbuf();
+                    Read::Nothing
+                }
+                Err(e) => Read::Failed(e),
+            };
+        }
+    }
+
+    /// Writes as much of the outbox as a non-blocking socket takes (what
+    /// [`Conn::event`] does first, for a caller that waits itself).
+    pub fn write_to(&mut self, sock: &mut impl io::Write) -> io::Result<()> {
+        let out = &mut self.out;
+        while out.pos < out.end {
+            match sock.write(&out.buf[out.pos..out.end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => out.pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        out.written();
+        Ok(())
+    }
+
+    /// Makes space to read into (borrowing the read buffer back if it was
+    /// given back): starts over when everything was parsed, moves a
+    /// partial frame to the front when the tail is short, grows for a frame
+    /// larger than the buffer.
     fn make_room(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = Pool::Read.take(self.read_size);
+        }
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
@@ -632,6 +713,80 @@ mod tests {
         server.write_all(b"late").await.unwrap();
         assert!(matches!(conn.event().await, Event::Data));
         assert_eq!(drain(&mut conn), [(OP_BINARY, b"late".to_vec())]);
+    }
+
+    /// A connection whose reads and writes the caller does, as the epoll
+    /// loop does, over a non-blocking socket pair.
+    fn direct_pair() -> (
+        Conn,
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let (conn, _unused) = pair(Vec::new());
+        (conn, ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn a_direct_read_says_when_the_socket_is_drained_and_the_buffer_goes_back() {
+        use std::io::Write;
+        let (mut conn, mut ours, mut server) = direct_pair();
+        let room = 4096;
+        // Exactly the buffer's room: the read cannot tell it took all.
+        let big = server_frame(true, OP_BINARY, &vec![7u8; room - 4]);
+        assert_eq!(big.len(), room);
+        server.write_all(&big).unwrap();
+        server
+            .write_all(&server_frame(true, OP_TEXT, b"tail"))
+            .unwrap();
+        assert!(matches!(
+            conn.read_from(&mut ours),
+            Read::Data { drained: false }
+        ));
+        assert_eq!(drain(&mut conn), [(OP_BINARY, vec![7u8; room - 4])]);
+        assert!(matches!(
+            conn.read_from(&mut ours),
+            Read::Data { drained: true }
+        ));
+        assert_eq!(drain(&mut conn), [(OP_TEXT, b"tail".to_vec())]);
+        assert!(matches!(conn.read_from(&mut ours), Read::Nothing));
+        assert_eq!(
+            Pool::Read.spare(),
+            1,
+            "nothing unparsed: the buffer went back"
+        );
+        drop(server);
+        assert!(matches!(conn.read_from(&mut ours), Read::Eof));
+    }
+
+    #[tokio::test]
+    async fn a_direct_write_keeps_what_the_socket_did_not_take_until_it_does() {
+        use std::io::Read as _;
+        let (mut conn, mut ours, mut server) = direct_pair();
+        // 512 KiB: more than a socket pair's buffer, less than the pool keeps.
+        let layout = Layout::new(16 << 10, false);
+        let mut queued = 0;
+        for seq in 0..32 {
+            conn.queue_message(&layout, 1, seq, 0);
+            queued = conn.pending_write();
+        }
+        conn.write_to(&mut ours).unwrap();
+        let left = conn.pending_write();
+        assert!(left > 0 && left < queued, "{left} of {queued} left");
+        assert_eq!(
+            Pool::Write.spare(),
+            0,
+            "the unwritten tail keeps its buffer"
+        );
+        let mut sink = vec![0u8; 1 << 20];
+        let mut read = 0;
+        while read < queued {
+            read += server.read(&mut sink).unwrap();
+            conn.write_to(&mut ours).unwrap();
+        }
+        assert_eq!((read, conn.pending_write()), (queued, 0));
+        assert_eq!(Pool::Write.spare(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,6 +71,8 @@ pub struct WorkerCtx {
     pub pacer: Option<Rc<Pacer>>,
     /// `--http2`: this worker's HTTP/2 connections.
     pub h2: Option<crate::http2::Pool>,
+    /// Closed-loop echo on plain TCP: the epoll loop that drives it.
+    pub direct: Option<crate::direct::Direct>,
     tx: mpsc::UnboundedSender<WorkerMsg>,
     go: watch::Receiver<Option<Phases>>,
     /// Connections of this worker still being dialled.
@@ -179,12 +181,18 @@ pub async fn worker(
         .map(Rc::new);
     let h2 = (plan.args.http2)
         .then(|| crate::http2::Pool::new(plan.args.streams_per_connection.unwrap_or(1)));
+    // Without an epoll instance (out of descriptors) tasks drive it all.
+    let direct = plan
+        .direct()
+        .then(|| crate::direct::Direct::new().ok())
+        .flatten();
     let ctx = Rc::new(WorkerCtx {
         plan,
         index,
         stats: RefCell::new(Stats::default()),
         pacer,
         h2,
+        direct,
         tx,
         go,
         pending: Cell::new(0),

@@ -21,7 +21,8 @@
 //! - [`clock`]: run time in ns and the mask-key generator.
 //! - [`conn`]: one connection's buffers and its single poll loop;
 //!   [`bufpool`]: the worker's buffers that connections borrow per read
-//!   and per write.
+//!   and per write; [`direct`]: the worker's epoll loop that drives
+//!   closed-loop echo on plain TCP without a task per connection.
 //! - [`engine`]: worker threads and the phases every connection follows
 //!   (connect, warm-up, counted window, drain); [`pacer`]: open loop's
 //!   microsecond send timing; [`scenario`]: echo, connect, idle, chat.
@@ -40,6 +41,7 @@ pub mod codec;
 pub mod conn;
 pub mod cpu;
 pub mod deflate;
+pub mod direct;
 pub mod engine;
 pub mod handshake;
 pub mod http2;

@@ -25,6 +25,9 @@ pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     H2(Box<H2Stream>),
+    /// A plain socket lent to the worker's epoll loop ([`crate::direct`]),
+    /// which does its reads and writes until it gives it back.
+    Lent,
     /// An in-memory peer for the connection loop's unit tests.
     #[cfg(test)]
     Duplex(tokio::io::DuplexStream),
@@ -162,6 +165,7 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Lent => Poll::Ready(Err(lent())),
             #[cfg(test)]
             Stream::Duplex(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -178,6 +182,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Lent => Poll::Ready(Err(lent())),
             #[cfg(test)]
             Stream::Duplex(s) => Pin::new(s).poll_write(cx, buf),
         }
@@ -192,6 +197,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Lent => Poll::Ready(Err(lent())),
             #[cfg(test)]
             Stream::Duplex(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
@@ -202,6 +208,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
             Stream::H2(s) => s.is_write_vectored(),
+            Stream::Lent => false,
             #[cfg(test)]
             Stream::Duplex(s) => s.is_write_vectored(),
         }
@@ -210,7 +217,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             // A TCP socket has nothing buffered in user space.
-            Stream::Plain(_) => Poll::Ready(Ok(())),
+            Stream::Plain(_) | Stream::Lent => Poll::Ready(Ok(())),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_flush(cx),
             #[cfg(test)]
@@ -223,8 +230,14 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::H2(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Lent => Poll::Ready(Err(lent())),
             #[cfg(test)]
             Stream::Duplex(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
+}
+
+/// Async I/O on a socket the epoll loop holds: a bug, reported as an error.
+fn lent() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "socket lent to the epoll loop")
 }

@@ -205,6 +205,16 @@ impl Plan {
         }
     }
 
+    /// Closed-loop echo on plain TCP goes to the worker's epoll loop
+    /// ([`crate::direct`]) unless `--driver tasks`.
+    pub fn direct(&self) -> bool {
+        self.args.driver == crate::cli::Driver::Epoll
+            && matches!(self.workload, Workload::Echo(Pace::Closed { .. }))
+            && self.ramp.is_none()
+            && !self.target.tls
+            && !self.args.http2
+    }
+
     /// The read buffer each connection starts with: room for the echoes
     /// in flight and a little more, so one `read` takes in every echo that
     /// has arrived. No more: at 16 KiB and hundreds of connections, spare

@@ -55,6 +55,51 @@ async fn dropped_echoes_are_counted_lost() {
     );
 }
 
+/// These runs are closed-loop echo on plain TCP, which the worker's epoll
+/// loop drives; the task per connection that drives every other mode
+/// (`--driver tasks`) must count the same mistakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_driver_counts_the_same_faults() {
+    for (fault, kind) in [
+        (Fault::Drop(10), "lost"),
+        (Fault::Corrupt(10), "corrupted"),
+        (Fault::Duplicate(10), "duplicated"),
+    ] {
+        let run = against_with(fault, &["--driver", "tasks"]).await;
+        assert_eq!(run.status, 1, "{fault:?}: {}", run.stdout);
+        assert!(run.error(kind) > 0, "{fault:?}: {:?}", run.nonzero_errors());
+        assert_eq!(
+            run.nonzero_errors().len(),
+            1,
+            "{fault:?}: {:?}",
+            run.nonzero_errors()
+        );
+    }
+}
+
+/// A server that goes away mid-run: each connection counts the close, the
+/// code is reported, and the closing handshake is answered (by the task,
+/// once the epoll loop hands the connection back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closing_mid_run_is_counted_with_its_code_by_either_driver() {
+    for driver in ["epoll", "tasks"] {
+        let run = against_with(Fault::Close(20), &["--driver", driver]).await;
+        assert_eq!(run.status, 1, "{driver}: {}", run.stdout);
+        assert_eq!(
+            run.error("closed"),
+            4,
+            "{driver}: {:?}",
+            run.nonzero_errors()
+        );
+        assert_eq!(run.u64("/close_codes/1001"), 4, "{driver}: {}", run.json());
+        assert!(
+            run.u64("/messages_received") >= 4 * 15,
+            "{driver}: {}",
+            run.json()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_echoes_are_counted_corrupted() {
     let run = against(Fault::Corrupt(10)).await;

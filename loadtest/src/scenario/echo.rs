@@ -5,6 +5,7 @@
 //! stalled server cannot hide its stall by slowing the sender down
 //! (coordinated omission).
 
+use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use crate::conn::{Conn, Event, Msg};
@@ -34,14 +35,21 @@ pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) {
     let Some(mut conn) = conn else { return };
     let phases = ctx.phases().await;
     let mut echo = EchoLoop::new(&ctx, id, phases, None);
-    let end = echo.drive(&mut conn).await;
+    let end = match &ctx.direct {
+        Some(direct) => {
+            let end;
+            (conn, echo, end) = direct.drive(&ctx, conn, echo).await;
+            end
+        }
+        None => echo.drive(&mut conn).await,
+    };
     echo.finish(&mut conn, end).await;
     scenario::closed(&ctx);
 }
 
 /// `--stages`: the slot is up during each of `spans` (ns since the window
 /// began), dialled at the start of each and closed at its end.
-async fn ramped(ctx: &WorkerCtx, id: u64, spans: Vec<(u64, u64)>) {
+async fn ramped(ctx: &Rc<WorkerCtx>, id: u64, spans: Vec<(u64, u64)>) {
     let phases = ctx.phases().await;
     let origin = phases.window_start_ns;
     for (open_at, close_at) in spans {
@@ -94,8 +102,8 @@ impl Schedule {
     }
 }
 
-pub struct EchoLoop<'a> {
-    ctx: &'a WorkerCtx,
+pub struct EchoLoop {
+    ctx: Rc<WorkerCtx>,
     id: u32,
     layout: Layout,
     phases: Phases,
@@ -111,8 +119,8 @@ pub struct EchoLoop<'a> {
     seen_any: bool,
 }
 
-impl<'a> EchoLoop<'a> {
-    pub fn new(ctx: &'a WorkerCtx, id: u64, phases: Phases, budget: Option<u64>) -> Self {
+impl EchoLoop {
+    pub fn new(ctx: &Rc<WorkerCtx>, id: u64, phases: Phases, budget: Option<u64>) -> Self {
         let plan = &ctx.plan;
         let pace = match &plan.workload {
             Workload::Echo(pace) if budget.is_none() => pace.clone(),
@@ -143,7 +151,7 @@ impl<'a> EchoLoop<'a> {
             in_flight as usize
         });
         EchoLoop {
-            ctx,
+            ctx: ctx.clone(),
             id: id as u32,
             layout: ctx.plan.layout,
             phases,
@@ -160,38 +168,57 @@ impl<'a> EchoLoop<'a> {
     /// Sends and receives until the window is over and the echoes are in.
     pub async fn drive(&mut self, conn: &mut Conn) -> End {
         let clock = self.ctx.plan.clock;
-        let mut now = clock.now_ns();
+        let now = clock.now_ns();
         self.send(conn, now);
         self.rearm(conn, now);
         loop {
             let event = conn.event().await;
-            now = clock.now_ns();
-            let timer = match event {
-                Event::Data => {
-                    if let Some(end) = self.receive(conn, now) {
-                        return end;
+            let now = clock.now_ns();
+            let timer = matches!(event, Event::Timer);
+            match self.step(conn, event, now) {
+                ControlFlow::Break(end) => return end,
+                ControlFlow::Continue(sent) => {
+                    if timer || (sent && self.schedule.is_some()) {
+                        self.rearm(conn, now);
                     }
-                    false
                 }
-                Event::Timer => true,
-                Event::Eof => return self.broken("server closed the TCP connection".into(), true),
-                Event::Failed(e) => return self.broken(format!("connection failed: {e}"), true),
-            };
-            let expired = self.window.expire(now, self.timeout_ns);
-            self.ctx
-                .stats
-                .borrow_mut()
-                .error(ErrorKind::Lost, expired, || {
-                    format!("no echo within {:?}", self.ctx.plan.args.timeout)
-                });
-            let sent = self.send(conn, now);
-            if self.sending_over(now) && self.window.outstanding() == 0 {
-                return End::Done;
-            }
-            if timer || (sent && self.schedule.is_some()) {
-                self.rearm(conn, now);
             }
         }
+    }
+
+    /// The first sends, for a driver other than [`EchoLoop::drive`].
+    pub fn start(&mut self, conn: &mut Conn, now: u64) {
+        self.send(conn, now);
+    }
+
+    /// One turn of the loop at `now`: what `event` brought, then what is
+    /// due. Breaks with how the connection ended once it is through;
+    /// otherwise says whether anything was queued.
+    pub fn step(&mut self, conn: &mut Conn, event: Event, now: u64) -> ControlFlow<End, bool> {
+        match event {
+            Event::Data => {
+                if let Some(end) = self.receive(conn, now) {
+                    return ControlFlow::Break(end);
+                }
+            }
+            Event::Timer => {}
+            Event::Eof => {
+                return ControlFlow::Break(self.broken("server closed the TCP connection".into()));
+            }
+            Event::Failed(e) => return ControlFlow::Break(self.failed(e)),
+        }
+        let expired = self.window.expire(now, self.timeout_ns);
+        self.ctx
+            .stats
+            .borrow_mut()
+            .error(ErrorKind::Lost, expired, || {
+                format!("no echo within {:?}", self.ctx.plan.args.timeout)
+            });
+        let sent = self.send(conn, now);
+        if self.sending_over(now) && self.window.outstanding() == 0 {
+            return ControlFlow::Break(End::Done);
+        }
+        ControlFlow::Continue(sent)
     }
 
     fn sending_over(&self, now: u64) -> bool {
@@ -208,8 +235,7 @@ impl<'a> EchoLoop<'a> {
         if self.sending_over(now) {
             return false;
         }
-        let ctx = self.ctx;
-        let mut stats = ctx.stats.borrow_mut();
+        let mut stats = self.ctx.stats.borrow_mut();
         let counts = self.phases.counts(now);
         let mut n = 0u32;
         loop {
@@ -259,7 +285,8 @@ impl<'a> EchoLoop<'a> {
 
     /// Checks every message the last read brought.
     fn receive(&mut self, conn: &mut Conn, now: u64) -> Option<End> {
-        let ctx = self.ctx;
+        // A handle of its own: `check` borrows `self` mutably.
+        let ctx = self.ctx.clone();
         let mut stats = ctx.stats.borrow_mut();
         loop {
             match conn.next_message() {
@@ -335,12 +362,15 @@ impl<'a> EchoLoop<'a> {
         }
     }
 
-    fn broken(&mut self, why: String, record_code: bool) -> End {
+    /// The connection failed with `e`: counted, and the run on it is over.
+    pub fn failed(&mut self, e: std::io::Error) -> End {
+        self.broken(format!("connection failed: {e}"))
+    }
+
+    fn broken(&mut self, why: String) -> End {
         let mut stats = self.ctx.stats.borrow_mut();
         stats.error(ErrorKind::Closed, 1, || why);
-        if record_code {
-            stats.close_code(1006);
-        }
+        stats.close_code(1006);
         End::Broken
     }
 
@@ -353,7 +383,7 @@ impl<'a> EchoLoop<'a> {
             .error(ErrorKind::Lost, lost, || {
                 "no echo before the connection ended".into()
             });
-        let deadline = scenario::close_deadline(self.ctx);
+        let deadline = scenario::close_deadline(&self.ctx);
         match end {
             End::Done => {
                 let code = conn.close(1000, deadline).await;

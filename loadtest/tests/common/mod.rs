@@ -139,6 +139,9 @@ pub enum Fault {
     Duplicate(u64),
     /// Holds the message back and sends it after the next one.
     Reorder(u64),
+    /// Closes with 1001 (going away) at the `n`-th message, unanswered,
+    /// and completes the closing handshake.
+    Close(u64),
 }
 
 /// An echo server (tokio-tungstenite) that makes `fault`'s mistake.
@@ -185,6 +188,16 @@ where
             Fault::Reorder(k) if n.is_multiple_of(k) => {
                 held = Some(msg);
                 vec![]
+            }
+            Fault::Close(k) if n == k => {
+                use tokio_tungstenite::tungstenite::protocol::{
+                    CloseFrame, frame::coding::CloseCode,
+                };
+                let frame = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "".into(),
+                };
+                vec![Message::Close(Some(frame))]
             }
             _ => std::iter::once(msg).chain(held.take()).collect(),
         };

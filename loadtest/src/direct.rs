@@ -1,0 +1,316 @@
+//! The worker's own epoll loop for closed-loop echo on plain TCP: each
+//! connection's socket is lent to one `mio::Poll` per worker thread and
+//! driven from its readiness events directly, the way uSockets' loop
+//! drives `load_test`. Driven by tokio instead, every readiness event
+//! costs a waker, a trip through the run queue, a task poll and the
+//! stream adapters: about 200 ns of the generator's ~3,600 per TCP
+//! segment at 1000 x 20 B (`scripts/segment-costs.sh`), the larger part
+//! of what kept it behind `load_test` per core.
+//!
+//! Everything else stays with tokio: dialling, the handshake, the
+//! closing handshake, other scenarios, TLS and HTTP/2. A connection's
+//! task lends the socket once its traffic starts ([`Direct::drive`]) and
+//! takes it back, with how the run ended, when the loop is through with
+//! it. The loop shares the thread with the worker's runtime: it blocks
+//! in epoll for at most [`SLICE`], then yields so that the runtime's own
+//! timers and tasks (the per-second ticker, the main loop on worker 0)
+//! run. It runs only while it holds a connection.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::ops::ControlFlow;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use tokio::sync::oneshot;
+
+use crate::conn::{Conn, Event, Read};
+use crate::engine::WorkerCtx;
+use crate::scenario::echo::{EchoLoop, End};
+
+/// Longest the loop keeps the thread from the runtime (epoll's timeout is
+/// in whole milliseconds, so up to about twice this). The runtime's timers
+/// have a 1 ms resolution: none is held back by much more than its own
+/// rounding.
+const SLICE: Duration = Duration::from_millis(1);
+
+/// How often each connection's timeouts and the window's end are checked
+/// when nothing arrives on it (the task-driven loop's timer, which rounds
+/// to a millisecond, is per connection; a sweep costs one pass over all).
+const SWEEP_NS: u64 = 20_000_000;
+
+/// Readiness events taken per `epoll_wait`.
+const EVENTS: usize = 1024;
+
+/// One connection in the loop.
+struct Entry {
+    sock: TcpStream,
+    conn: Conn,
+    echo: EchoLoop,
+    done: oneshot::Sender<Returned>,
+}
+
+/// What the loop hands back to the connection's task.
+struct Returned {
+    sock: TcpStream,
+    conn: Conn,
+    echo: EchoLoop,
+    end: End,
+}
+
+/// A worker's epoll loop and the connections it drives, indexed by token.
+pub struct Direct {
+    poll: RefCell<Poll>,
+    entries: RefCell<Vec<Option<Entry>>>,
+    free: RefCell<Vec<usize>>,
+    held: Cell<usize>,
+    running: Cell<bool>,
+}
+
+impl Direct {
+    pub fn new() -> io::Result<Direct> {
+        Ok(Direct {
+            poll: RefCell::new(Poll::new()?),
+            entries: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            held: Cell::new(0),
+            running: Cell::new(false),
+        })
+    }
+
+    /// Runs `echo` on `conn` in the loop until the connection is through,
+    /// as [`EchoLoop::drive`] would; a connection without a plain socket
+    /// is driven by `drive` itself.
+    pub async fn drive(
+        &self,
+        ctx: &Rc<WorkerCtx>,
+        mut conn: Conn,
+        mut echo: EchoLoop,
+    ) -> (Conn, EchoLoop, End) {
+        let Some(tcp) = conn.lend_socket() else {
+            let end = echo.drive(&mut conn).await;
+            return (conn, echo, end);
+        };
+        // `into_std` takes it out of tokio's epoll: one registration each,
+        // or every event would wake both.
+        let mut sock = match tcp.into_std() {
+            Ok(std) => TcpStream::from_std(std),
+            Err(e) => {
+                let end = echo.failed(e);
+                return (conn, echo, end);
+            }
+        };
+        let token = self.free.borrow_mut().pop().unwrap_or_else(|| {
+            let mut entries = self.entries.borrow_mut();
+            entries.push(None);
+            entries.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered =
+            (self.poll.borrow().registry()).register(&mut sock, Token(token), interest);
+        if let Err(e) = registered {
+            self.free.borrow_mut().push(token);
+            let end = echo.failed(e);
+            return (conn, echo, end);
+        }
+        // The first messages are queued here and written on the
+        // registration's first (writable) event.
+        echo.start(&mut conn, ctx.now_ns());
+        let (done, returned) = oneshot::channel();
+        self.entries.borrow_mut()[token] = Some(Entry {
+            sock,
+            conn,
+            echo,
+            done,
+        });
+        self.held.set(self.held.get() + 1);
+        if !self.running.replace(true) {
+            tokio::task::spawn_local(run(ctx.clone()));
+        }
+        let Ok(Returned {
+            sock,
+            mut conn,
+            echo,
+            end,
+        }) = returned.await
+        else {
+            unreachable!("the loop hands every connection back")
+        };
+        match tokio::net::TcpStream::from_std(sock.into()) {
+            Ok(tcp) => conn.give_back(tcp),
+            Err(_) => return (conn, echo, End::Broken),
+        }
+        (conn, echo, end)
+    }
+
+    /// Reads what arrived, lets the echo loop take it, writes what it
+    /// queued; ends the connection when the echo loop is through.
+    fn on_event(&self, token: usize, event: &mio::event::Event, now: u64) {
+        let mut entries = self.entries.borrow_mut();
+        let Some(Some(e)) = entries.get_mut(token) else {
+            return; // ended earlier in this batch
+        };
+        let mut flow = ControlFlow::Continue(false);
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            // Edge-triggered: read until a read leaves room (the socket is
+            // drained) or nothing comes, or the next edge never arrives.
+            loop {
+                let (event, drained) = match e.conn.read_from(&mut e.sock) {
+                    Read::Data { drained } => (Event::Data, drained),
+                    Read::Nothing => break,
+                    Read::Eof => (Event::Eof, true),
+                    Read::Failed(err) => (Event::Failed(err), true),
+                };
+                flow = e.echo.step(&mut e.conn, event, now);
+                if flow.is_break() || drained {
+                    break;
+                }
+            }
+        }
+        if flow.is_continue()
+            && let Err(err) = e.conn.write_to(&mut e.sock)
+        {
+            flow = ControlFlow::Break(e.echo.failed(err));
+        }
+        drop(entries);
+        self.end(token, flow);
+    }
+
+    /// Starts loading connection `token`'s state into the cache while the
+    /// one before it is handled. At a thousand connections their state is
+    /// not in the cache when an event comes for it, and each of its lines
+    /// was a stall of its own (perf annotate at 1000 x 20 B: the first
+    /// touches of the entry, its read buffer and its echo loop were most
+    /// of the loop's own time).
+    fn prefetch(&self, token: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(entry) = self.entries.borrow().get(token) {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let start = std::ptr::from_ref(entry).cast::<i8>();
+            for offset in (0..std::mem::size_of::<Option<Entry>>()).step_by(64) {
+                // SAFETY: SSE is part of the x86_64 baseline, and a
+                // prefetch is a hint that never faults, whatever the address.
+                #[allow(unsafe_code)]
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset));
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = token;
+    }
+
+    /// What the task-driven loop's timer does, for every connection: lost
+    /// echoes, the window's end, sends that were held back.
+    fn sweep(&self, now: u64) {
+        let len = self.entries.borrow().len();
+        for token in 0..len {
+            let mut entries = self.entries.borrow_mut();
+            let Some(e) = entries[token].as_mut() else {
+                continue;
+            };
+            let mut flow = e.echo.step(&mut e.conn, Event::Timer, now);
+            if flow.is_continue()
+                && let Err(err) = e.conn.write_to(&mut e.sock)
+            {
+                flow = ControlFlow::Break(e.echo.failed(err));
+            }
+            drop(entries);
+            self.end(token, flow);
+        }
+    }
+
+    /// The loop cannot go on (epoll failed): every connection ends, with
+    /// the error counted on each.
+    fn fail_all(&self, e: &io::Error) {
+        let len = self.entries.borrow().len();
+        for token in 0..len {
+            let flow = match self.entries.borrow_mut()[token].as_mut() {
+                Some(entry) => {
+                    ControlFlow::Break(entry.echo.failed(io::Error::new(e.kind(), e.to_string())))
+                }
+                None => continue,
+            };
+            self.end(token, flow);
+        }
+        self.running.set(false);
+    }
+
+    /// Hands connection `token` back to its task once `flow` says it is
+    /// through.
+    fn end(&self, token: usize, flow: ControlFlow<End, bool>) {
+        let ControlFlow::Break(end) = flow else {
+            return;
+        };
+        let Some(mut e) = self.entries.borrow_mut()[token].take() else {
+            return;
+        };
+        let _ = self.poll.borrow().registry().deregister(&mut e.sock);
+        self.free.borrow_mut().push(token);
+        self.held.set(self.held.get() - 1);
+        let _ = e.done.send(Returned {
+            sock: e.sock,
+            conn: e.conn,
+            echo: e.echo,
+            end,
+        });
+    }
+}
+
+/// The loop: epoll, then each ready connection, for a slice at a time;
+/// over once it holds no connection.
+async fn run(ctx: Rc<WorkerCtx>) {
+    let Some(direct) = ctx.direct.as_ref() else {
+        return;
+    };
+    let clock = ctx.plan.clock;
+    let mut events = Events::with_capacity(EVENTS);
+    let mut next_sweep = clock.now_ns() + SWEEP_NS;
+    let slice = SLICE.as_nanos() as u64;
+    while direct.held.get() > 0 {
+        let slice_end = clock.now_ns() + slice;
+        loop {
+            let now = clock.now_ns();
+            if now >= slice_end || direct.held.get() == 0 {
+                break;
+            }
+            let wait = Duration::from_nanos(slice_end - now);
+            match direct.poll.borrow_mut().poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return direct.fail_all(&e),
+            }
+            // A clock read per event, not per batch: a batch of a thousand
+            // takes a millisecond or more, and every round trip is timed.
+            let mut batch = events.iter().peekable();
+            while let Some(event) = batch.next() {
+                if let Some(next) = batch.peek() {
+                    direct.prefetch(next.token().0);
+                }
+                direct.on_event(event.token().0, event, clock.now_ns());
+            }
+            let now = clock.now_ns();
+            if now >= next_sweep {
+                direct.sweep(now);
+                next_sweep = now + SWEEP_NS;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    direct.running.set(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`Direct::prefetch`] loads a whole entry, line by line: an entry that
+    /// grows grows that work, and the cache footprint of every connection.
+    #[test]
+    fn an_entry_stays_within_ten_cache_lines() {
+        let size = std::mem::size_of::<Option<Entry>>();
+        assert!(size <= 10 * 64, "Option<Entry> is {size} bytes");
+    }
+}
