@@ -18,6 +18,8 @@
 #        MATRIX="100x20 10x1024 ..." (connections x payload bytes)
 #        BUILD=0 (use the release binaries already in target/)
 #        VERIFY=full|sample|header (wsecho-load's --verify; full by default)
+#        TASKS=1 (also run wsecho-load --driver tasks, a tokio task per
+#        connection, and show its per-core figure beside the epoll loop's)
 #        MIN_RATE=10000 (echoes/s below which a wsecho-load run fails: the
 #        speed floor that `cargo test` does not check, since a loaded CI
 #        machine may be slow without anything being wrong)
@@ -80,17 +82,20 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 results="$work/results.txt"
 failures=0
 run_wsecho_load() {
-    local conns=$1 size=$2 out="$work/wl-$1-$2-$3.json"
+    local conns=$1 size=$2 driver=${4:-epoll} out="$work/wl-$1-$2-$3-${4:-epoll}.json"
+    local name=wsecho-load
+    [[ "$driver" == tasks ]] && name=wsecho-load-tasks
     if ! taskset -c "$CLIENT_CPU" "$LOAD" "ws://127.0.0.1:$PORT/" -c "$conns" -s "$size" \
         -d "$DURATION" --warmup "$WARMUP" --threads 1 --server-pid "$server_pid" \
-        --verify "$VERIFY" --min-rate "$MIN_RATE" -q --json "$out" >"$work/wl.txt" 2>&1; then
+        --verify "$VERIFY" --driver "$driver" --min-rate "$MIN_RATE" -q --json "$out" \
+        >"$work/wl.txt" 2>&1; then
         failures=$((failures + 1))
         cat "$work/wl.txt" >&2
     fi
-    python3 - "$out" "$conns" "$size" >>"$results" <<'PY'
+    python3 - "$out" "$conns" "$size" "$name" >>"$results" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print("wsecho-load", f"{sys.argv[2]}x{sys.argv[3]}", r["rates"]["messages_received_per_s"],
+print(sys.argv[4], f"{sys.argv[2]}x{sys.argv[3]}", r["rates"]["messages_received_per_s"],
       r["client_cpu_pct"], r["errors"] and sum(r["errors"].values()))
 PY
 }
@@ -126,6 +131,7 @@ for rep in $(seq "$REPS"); do
         echo "run $rep: $conns connections x $size B" >&2
         run_wsecho_load "$conns" "$size" "$rep"
         if [[ -n "$LOAD_TEST" ]]; then run_load_test "$conns" "$size"; fi
+        if [[ "${TASKS:-0}" == 1 ]]; then run_wsecho_load "$conns" "$size" "$rep" tasks; fi
     done
 done
 
@@ -154,9 +160,14 @@ echo "- wsecho: \`taskset -c $SERVER_CPU $SERVER --threads 1\`; wsecho-load: \`t
     *) echo "verification: header: every echo's header, no byte after it" ;;
 esac), every round trip in the HDR histogram); load_test: \`taskset -c $CLIENT_CPU load_test N 127.0.0.1 PORT 0 0 [SIZE]\`, its reports over 4-12 s"
 echo "- closed loop, 1 message in flight per connection, binary; $REPS interleaved repetitions; medians shown; per core = messages/s / (generator CPU % / 100)"
+if [[ "${TASKS:-0}" == 1 ]]; then
+    echo "- wsecho-load as shipped drives these runs from one epoll loop per worker (\`--driver epoll\`); \"tasks\" is the same binary with \`--driver tasks\`, a tokio task per connection, run in turn with the others"
+fi
 echo
-echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio | wsecho-load runs (msg/s) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+tasks_head="" tasks_rule=""
+if [[ "${TASKS:-0}" == 1 ]]; then tasks_head=" tasks msg/s per core | epoll / tasks |" tasks_rule="---:|---:|"; fi
+echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio |$tasks_head wsecho-load runs (msg/s) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|$tasks_rule---|"
 python3 - "$results" "${MATRIX[*]}" <<'PY'
 import statistics, sys
 runs = [l.split() for l in open(sys.argv[1])]
@@ -173,9 +184,13 @@ for case in sys.argv[2].split():
     wl, lt = per_core("wsecho-load", case), per_core("load_test", case)
     ratio = f"{wl/lt:.2f}x" if wl and lt else "-"
     all_runs = ", ".join(f"{float(r[2]):.0f}" for r in runs if r[0] == "wsecho-load" and r[1] == case)
+    tasks = ""
+    if any(r[0] == "wsecho-load-tasks" for r in runs):
+        tk = per_core("wsecho-load-tasks", case)
+        tasks = f" {fmt(tk)} | {f'{wl/tk:.2f}x' if wl and tk else '-'} |"
     print(f"| {n} x {payload} | {fmt(med('wsecho-load', case, 2))} | {fmt(med('wsecho-load', case, 3), 1)} | {fmt(wl)} "
-          f"| {fmt(med('load_test', case, 2))} | {fmt(med('load_test', case, 3), 1)} | {fmt(lt)} | {ratio} | {all_runs} |")
-errors = sum(int(float(r[4])) for r in runs if r[0] == "wsecho-load")
+          f"| {fmt(med('load_test', case, 2))} | {fmt(med('load_test', case, 3), 1)} | {fmt(lt)} | {ratio} |{tasks} {all_runs} |")
+errors = sum(int(float(r[4])) for r in runs if r[0].startswith("wsecho-load"))
 print(f"\nwsecho-load errors over all runs: {errors}")
 PY
 if ((failures > 0)); then

@@ -14,7 +14,8 @@
 # Usage: scripts/segment-costs.sh CONNECTIONS SIZE server|generator A B
 #   A, B: SERVER:GENERATOR; SERVER is wsecho, uws (target/peers/EchoServer,
 #   which results/run.sh builds on port 9904) or the path of a wsecho build;
-#   GENERATOR is wsecho-load or load_test (target/peers/load_test).
+#   GENERATOR is wsecho-load, wsecho-load/tasks (its --driver tasks) or
+#   load_test (target/peers/load_test).
 #   scripts/segment-costs.sh 1000 20 server wsecho:load_test uws:load_test
 #   scripts/segment-costs.sh 1000 20 generator uws:wsecho-load uws:load_test
 # Knobs: PORT=19941 SERVER_CPU=0 CLIENT_CPU=1 TOP=25 SECS=5 VERIFY=full
@@ -50,8 +51,12 @@ measure() {
     pids+=("$spid")
     wait_for_port "$port"
     case "$gen" in
-        wsecho-load) taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
-            -s "$size" -d "$((SECS + 10))s" --warmup 1s --threads 1 --verify "$VERIFY" -q >/dev/null 2>&1 & ;;
+        wsecho-load | wsecho-load/tasks)
+            local driver=epoll
+            [[ "$gen" == */tasks ]] && driver=tasks
+            taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
+            -s "$size" -d "$((SECS + 10))s" --warmup 1s --threads 1 --verify "$VERIFY" --driver "$driver" \
+            -q >/dev/null 2>&1 & ;;
         load_test) set_load_test_args "$conns" "$port" "$size"
             taskset -c "$CLIENT_CPU" timeout "$((SECS + 10))" target/peers/load_test "${load_test_args[@]}" \
                 >/dev/null 2>&1 & ;;
