@@ -210,8 +210,8 @@ pub struct RunArgs {
 
     /// What drives closed-loop echo connections over plain `ws://` once
     /// their traffic starts: `epoll` (one epoll loop per worker thread
-    /// reads and writes every connection's socket, about 5 % less CPU per
-    /// message) or `tasks` (a tokio task per connection, as in every other
+    /// reads and writes every connection's socket, without a task, waker
+    /// and run-queue trip per event) or `tasks` (a tokio task per connection, as in every other
     /// mode: open loop, stages, `wss://`, `--http2`, the other scenarios).
     /// Both measure the same way.
     #[arg(long, value_enum, default_value = "epoll")]
