@@ -2,8 +2,10 @@
 //!
 //! Nothing here belongs to an idle connection. Small frames are gathered in
 //! the worker thread's cork buffer and leave in one `write` at the end of a
-//! read's worth of frames; large ones go out as `writev(header, payload)`
-//! straight from the worker's receive buffer. Only when the socket takes
+//! read's worth of frames; large ones go out straight from the worker's
+//! receive buffer, their header written in front of the payload where the
+//! client's header was (one `send`), or as `writev(header, payload)` when
+//! there is no room there (a payload assembled from several reads). Only when the socket takes
 //! less than offered are the rest copied into the connection's [`Spill`]
 //! (uSockets does the same), and the session reads nothing more until the
 //! spill has drained: a connection holds at most one read's worth of
@@ -128,9 +130,37 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
         self.raw(&head[..n], payload);
     }
 
+    /// [`Writer::frame`] for a payload at `read[start..]` in the receive
+    /// buffer, whose bytes before `start` are spent (the frame's own header,
+    /// frames already answered): a large frame's header is written there,
+    /// in front of its payload, so the frame leaves as one slice, with one
+    /// `send` and no copy (a `writev` of header and payload costs more in
+    /// the kernel: ~375 ns per message at 100 x 1 KiB, perf, against ~90
+    /// for `send`).
+    pub(crate) fn frame_in_place(
+        &mut self,
+        read: &mut [u8],
+        start: usize,
+        fin: bool,
+        opcode: OpCode,
+    ) {
+        let mut head = [0u8; 10];
+        let payload = &read[start..];
+        let n = Frame::new(fin, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
+        if start < n || n + payload.len() <= GATHER_FRAME_MAX {
+            return self.raw(&head[..n], payload);
+        }
+        let frame = &mut read[start - n..];
+        frame[..n].copy_from_slice(&head[..n]);
+        self.large(&[frame]);
+    }
+
     /// Writes `head` then `payload`, in that order, after everything before.
     fn raw(&mut self, head: &[u8], payload: &[u8]) {
         let len = head.len() + payload.len();
+        if len > GATHER_FRAME_MAX {
+            return self.large(&[head, payload]);
+        }
         if self.blocked() {
             if self.error.is_none() {
                 // Copy forced by a full socket; bounded by one read's worth.
@@ -139,33 +169,40 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
             }
             return;
         }
-        if len <= GATHER_FRAME_MAX {
-            if self.cork.len() + len > GATHER_MAX {
-                self.flush();
-                if self.blocked() {
-                    return self.raw(head, payload);
-                }
+        if self.cork.len() + len > GATHER_MAX {
+            self.flush();
+            if self.blocked() {
+                return self.raw(head, payload);
             }
-            // The one copy a small frame makes: into the cork, so a burst of
-            // them leaves in one `write`.
-            self.cork.extend_from_slice(head);
-            self.cork.extend_from_slice(payload);
-            return;
         }
+        // The one copy a small frame makes: into the cork, so a burst of
+        // them leaves in one `write`.
+        self.cork.extend_from_slice(head);
+        self.cork.extend_from_slice(payload);
+    }
+
+    /// Writes a large frame, given in one or two parts, straight from where
+    /// it is, after the cork.
+    fn large(&mut self, parts: &[&[u8]]) {
         self.flush();
         if self.blocked() {
-            return self.raw(head, payload);
+            if self.error.is_none() {
+                // Copy forced by a full socket; bounded by one read's worth.
+                parts.iter().for_each(|p| self.spill.push(p));
+            }
+            return;
         }
-        let iov = [IoSlice::new(head), IoSlice::new(payload)];
-        let n = match self.write_vectored(&iov) {
-            Some(n) => n,
-            None => return self.raw(head, payload),
+        let mut iov = [IoSlice::new(&[]); 2];
+        for (slot, part) in iov.iter_mut().zip(parts) {
+            *slot = IoSlice::new(part);
+        }
+        let Some(mut n) = self.write_vectored(&iov[..parts.len().min(2)]) else {
+            return self.large(parts);
         };
-        if n < head.len() {
-            self.spill.push(&head[n..]);
-            self.spill.push(payload);
-        } else if n < len {
-            self.spill.push(&payload[n - head.len()..]);
+        for part in parts {
+            let taken = n.min(part.len());
+            self.spill.push(&part[taken..]);
+            n -= taken;
         }
     }
 

@@ -154,7 +154,7 @@ impl Proto {
             match item {
                 Item::Head(head) => self.on_head(head, limits, metrics)?,
                 Item::Payload { start, end, last } => {
-                    self.on_payload(&buf[start..end], last, w, h, limits, metrics)?
+                    self.on_payload(&mut buf[..end], start, last, w, h, limits, metrics)?
                 }
             }
         }
@@ -219,9 +219,13 @@ impl Proto {
         Ok(())
     }
 
+    /// A piece of the current frame: `read[start..]`, in the read it came
+    /// in, whose bytes before `start` are all answered already.
+    #[allow(clippy::too_many_arguments)]
     fn on_payload<S: AsyncWrite + Unpin, H: Handler>(
         &mut self,
-        piece: &[u8],
+        read: &mut [u8],
+        start: usize,
         last: bool,
         w: &mut Writer<'_, '_, S>,
         h: &mut H,
@@ -231,6 +235,7 @@ impl Proto {
         let Some(head) = self.frame else {
             return Err(Stop::Fail(code::INTERNAL_ERROR, "payload without a frame"));
         };
+        let piece = &read[start..];
         let first = std::mem::replace(&mut self.first, false);
         if last {
             self.frame = None;
@@ -280,10 +285,12 @@ impl Proto {
             } else {
                 OpCode::Continuation
             };
-            return self.deliver(message, opcode, last && head.fin, piece, false, w, h);
+            let src = Src::Read { read, start };
+            return self.deliver(message, opcode, last && head.fin, src, w, h);
         }
         if first && last {
-            return self.deliver(message, head.opcode, head.fin, piece, false, w, h);
+            let src = Src::Read { read, start };
+            return self.deliver(message, head.opcode, head.fin, src, w, h);
         }
         // Copy forced by a small frame split across reads: it is echoed as
         // one frame, so it waits here, bounded by CHUNK.
@@ -292,7 +299,7 @@ impl Proto {
             return Ok(());
         }
         let held = self.held.take().unwrap_or_default();
-        self.deliver(message, head.opcode, head.fin, &held, false, w, h)
+        self.deliver(message, head.opcode, head.fin, Src::Held(&held), w, h)
     }
 
     /// A piece of a compressed message: inflated as it arrives (no
@@ -326,7 +333,7 @@ impl Proto {
             }
         };
         self.message_ended(metrics);
-        self.deliver(message, message, true, &inflated, true, w, h)
+        self.deliver(message, message, true, Src::Inflated(&inflated), w, h)
     }
 
     fn message_ended(&mut self, metrics: &Metrics) {
@@ -337,30 +344,29 @@ impl Proto {
         }
     }
 
-    /// Hands a piece to the route and writes its answer. `compressed`: the
-    /// piece is a whole message that came compressed, so its echo goes back
-    /// compressed too (RFC 7692 lets us choose; a client that compresses
-    /// expects to be answered in kind).
-    #[allow(clippy::too_many_arguments)]
+    /// Hands a piece to the route and writes its answer. A piece that came
+    /// compressed (a whole message) is echoed compressed too (RFC 7692 lets
+    /// us choose; a client that compresses expects to be answered in kind).
     fn deliver<S: AsyncWrite + Unpin, H: Handler>(
         &mut self,
         message: OpCode,
         opcode: OpCode,
         fin: bool,
-        payload: &[u8],
-        compressed: bool,
+        src: Src<'_>,
         w: &mut Writer<'_, '_, S>,
         h: &mut H,
     ) -> Flow {
+        let payload = src.payload();
+        let len = payload.len();
         let piece = Piece {
             message,
             opcode,
             fin,
             payload,
         };
-        match h.on_data(piece) {
-            Reply::Nothing => {}
-            Reply::Echo if compressed => {
+        match (h.on_data(piece), src) {
+            (Reply::Nothing, _) => {}
+            (Reply::Echo, Src::Inflated(payload)) => {
                 let Some(z) = self.deflate.as_deref_mut() else {
                     return Err(Stop::Fail(code::INTERNAL_ERROR, "no deflate state"));
                 };
@@ -368,13 +374,17 @@ impl Proto {
                     Ok(deflated) => w.frame(fin, true, opcode, &deflated),
                     Err(_) => return Err(Stop::Fail(code::INTERNAL_ERROR, "deflate failed")),
                 }
-                self.counted_out(fin, payload.len());
+                self.counted_out(fin, len);
             }
-            Reply::Echo => {
+            (Reply::Echo, Src::Read { read, start }) => {
+                w.frame_in_place(read, start, fin, opcode);
+                self.counted_out(fin, len);
+            }
+            (Reply::Echo, Src::Held(payload)) => {
                 w.frame(fin, false, opcode, payload);
-                self.counted_out(fin, payload.len());
+                self.counted_out(fin, len);
             }
-            Reply::Text(text) => {
+            (Reply::Text(text), _) => {
                 // Uncompressed: RFC 7692 leaves each message to the sender.
                 w.frame(true, false, OpCode::Text, text.as_bytes());
                 self.counted_out(true, text.len());
@@ -446,6 +456,26 @@ impl Proto {
 pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
+}
+
+/// Where a delivered piece is.
+enum Src<'a> {
+    /// `read[start..]`, in the worker's receive buffer, with everything
+    /// before it answered: its echo's header can be written there.
+    Read { read: &'a mut [u8], start: usize },
+    /// Assembled from several reads.
+    Held(&'a [u8]),
+    /// A whole message inflated: its echo goes back compressed.
+    Inflated(&'a [u8]),
+}
+
+impl Src<'_> {
+    fn payload(&self) -> &[u8] {
+        match self {
+            Src::Read { read, start } => &read[*start..],
+            Src::Held(p) | Src::Inflated(p) => p,
+        }
+    }
 }
 
 fn protocol(reason: &'static str) -> Stop {
