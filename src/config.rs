@@ -150,6 +150,13 @@ pub struct Config {
     #[arg(long, env = "WSECHO_HTTP_ECHO_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub http_echo_max_body: usize,
 
+    /// How WebSocket sessions on plain TCP over HTTP/1.1 are driven:
+    /// `epoll`, from the worker's own epoll loop, polled straight from
+    /// their sockets' events; or `tasks`, a tokio task each. TLS and HTTP/2
+    /// sessions always run as tasks.
+    #[arg(long, env = "WSECHO_DRIVER", value_enum, default_value_t = Driver::Epoll)]
+    pub driver: Driver,
+
     /// Log line format.
     #[arg(long, env = "WSECHO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -157,6 +164,12 @@ pub struct Config {
     /// Log filter in RUST_LOG syntax, e.g. `info` or `wsecho=debug`.
     #[arg(long, env = "WSECHO_LOG", default_value = "info")]
     pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Driver {
+    Epoll,
+    Tasks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,8 +8,10 @@
 //! - [`out`]: gathered and vectored writes, the spill behind a full socket.
 //! - [`session`]: the poll loop and the close handshake.
 //! - [`sweep`]: keep-alive, idle and stall ticks, and the drain signal.
+//! - [`direct`]: the worker's epoll loop that drives sessions on plain TCP.
 
 mod compressed;
+pub mod direct;
 pub mod out;
 pub mod proto;
 pub mod reader;

@@ -254,6 +254,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// One poll of the steady state, for a caller that drives the session
+    /// itself ([`super::direct`]): Ready with why it stopped, then
+    /// [`Session::close`] finishes it.
+    pub fn poll_session<H: Handler>(&mut self, cx: &mut Context<'_>, h: &mut H) -> Poll<Stop> {
+        self.poll_run(cx, h)
+    }
+
+    /// The close handshake after [`Session::poll_session`] stopped.
+    pub async fn close(&mut self, stop: Stop) -> End {
+        Box::pin(self.finish(stop)).await
+    }
+
+    pub fn io_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// The same session on another stream type (the same connection, moved
+    /// from the worker's loop to a task of its own); dropped if `f` fails.
+    pub fn try_map_io<T, E>(self, f: impl FnOnce(S) -> Result<T, E>) -> Result<Session<T>, E> {
+        Ok(Session {
+            io: f(self.io)?,
+            spill: self.spill,
+            proto: self.proto,
+            live: self.live,
+            inbox: self.inbox,
+            replay: self.replay,
+            behind: self.behind,
+            reading_behind: self.reading_behind,
+            needs_flush: self.needs_flush,
+            close_sent: self.close_sent,
+            env: self.env,
+        })
+    }
+
     /// Queues a text message to go before any echo or reply: a route's
     /// first line (the tutorial's, or `--greeting`).
     pub fn greet(&mut self, text: &str) {
