@@ -9,7 +9,9 @@
 //!   request's way to an answer; the HTTP/2 windows.
 //! - `http/router.rs`: which request goes where; decides, changes nothing.
 //! - `http/upgrade.rs`: starts the WebSockets the router accepted (slot, room
-//!   seat, 101 or 200), the one function that runs a session, its log line.
+//!   seat, 101 or 200), in the worker's session loop or as a task.
+//! - `http/session_life.rs`: a session's life after that: its connection
+//!   record, where it runs, its close handshake, its log line.
 //! - `http/handshake.rs`: RFC 6455 upgrade and RFC 8441 extended CONNECT
 //!   checks, `Sec-WebSocket-Accept`.
 //! - `http/refusal.rs`: every refused request: status, reason, answer.
@@ -24,8 +26,9 @@
 //!
 //! - [`config`]: the command line and its `WSECHO_*` environment twins.
 //! - [`ws`]: the WebSocket layer: wsecho's own frame reader, the protocol
-//!   rules every route shares, and the session's poll loop on per-worker
-//!   buffers with one shared keep-alive timer.
+//!   rules every route shares, the session's poll loop on per-worker
+//!   buffers with one shared keep-alive timer, and the worker's epoll loop
+//!   that drives sessions on plain TCP.
 //! - [`echo`], [`tutorial`], [`chat`]: the routes.
 //! - [`rooms`], [`inbox`], [`redis_link`]: chat rooms, each peer's bounded
 //!   queue, rooms shared across instances through Redis.

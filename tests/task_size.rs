@@ -1,7 +1,7 @@
 //! What tokio allocates for a spawned task: its future plus a header and
-//! trailer, aligned to 128 bytes. The README's "a 408-byte future in a
-//! 512-byte tokio task" and the bound in `session_task_future_stays_small`
-//! rest on this; a tokio upgrade that changes the layout fails here, not
+//! trailer, aligned to 128 bytes. The README's "a 384-byte future (bounded
+//! by a test) in a 512-byte tokio task" and the 408-byte bound in
+//! `session_task_future_stays_small` rest on this; a tokio upgrade that changes the layout fails here, not
 //! silently in the idle-memory figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,0 +1,188 @@
+//! The loop and its socket type on real loopback sockets: drained after a
+//! short read, an end of stream behind data, wake-ups, leaving, and no loop
+//! off a current-thread runtime.
+
+use std::cell::Cell;
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// A connected non-blocking pair: (the loop's side, the peer).
+fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (ours, _) = listener.accept().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    (ours, peer)
+}
+
+fn noop() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+#[tokio::test]
+async fn a_short_read_means_drained_until_the_next_readable_edge() {
+    let (ours, mut peer) = pair();
+    let mut lent = Lent::new(ours);
+    peer.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 64];
+    // Wait for the bytes: the first read may race the loopback.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut rb = ReadBuf::new(&mut buf);
+        if let Poll::Ready(r) = Pin::new(&mut lent).poll_read(&mut noop(), &mut rb) {
+            r.unwrap();
+            assert_eq!(rb.filled(), b"hello");
+            break;
+        }
+        lent.edge(Edge {
+            readable: true,
+            ..Edge::default()
+        });
+        assert!(Instant::now() < deadline, "no data");
+    }
+    peer.write_all(b"more").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // Drained: no system call, no data, until an edge says otherwise.
+    let mut rb = ReadBuf::new(&mut buf);
+    assert!(
+        Pin::new(&mut lent)
+            .poll_read(&mut noop(), &mut rb)
+            .is_pending()
+    );
+    lent.edge(Edge {
+        readable: true,
+        ..Edge::default()
+    });
+    let mut rb = ReadBuf::new(&mut buf);
+    assert!(
+        Pin::new(&mut lent)
+            .poll_read(&mut noop(), &mut rb)
+            .is_ready()
+    );
+    assert_eq!(rb.filled(), b"more");
+}
+
+#[tokio::test]
+async fn an_end_of_stream_behind_data_is_read_after_a_short_read() {
+    let (ours, mut peer) = pair();
+    let mut lent = Lent::new(ours);
+    peer.write_all(b"last words").unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // One edge says both: readable, and closed.
+    lent.edge(Edge {
+        readable: true,
+        writable: false,
+        closed: true,
+    });
+    let mut buf = [0u8; 64];
+    let mut rb = ReadBuf::new(&mut buf);
+    assert!(
+        Pin::new(&mut lent)
+            .poll_read(&mut noop(), &mut rb)
+            .is_ready()
+    );
+    assert_eq!(rb.filled(), b"last words");
+    let mut rb = ReadBuf::new(&mut buf);
+    match Pin::new(&mut lent).poll_read(&mut noop(), &mut rb) {
+        Poll::Ready(Ok(())) => assert!(rb.filled().is_empty(), "end of stream reads as 0"),
+        other => panic!("the end of stream was not read: {other:?}"),
+    }
+}
+
+/// Records what the loop did with it; echoes what it reads.
+struct Probe {
+    lent: Lent,
+    polls: Rc<Cell<u32>>,
+    left: Rc<Cell<bool>>,
+    waker: Rc<RefCell<Option<Waker>>>,
+}
+
+impl Driven for Probe {
+    fn fd(&self) -> RawFd {
+        self.lent.as_raw_fd()
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, edge: Edge) -> Poll<()> {
+        self.polls.set(self.polls.get() + 1);
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        self.lent.edge(edge);
+        let mut buf = [0u8; 64];
+        loop {
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut self.lent).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    let _ = Pin::new(&mut self.lent).poll_write(cx, &buf[..n]);
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn leave(self: Box<Self>) {
+        self.left.set(true);
+    }
+}
+
+#[tokio::test]
+async fn the_loop_polls_on_socket_events_and_wakes_and_lets_a_finished_session_leave() {
+    let (ours, peer) = pair();
+    let polls = Rc::new(Cell::new(0));
+    let left = Rc::new(Cell::new(false));
+    let waker = Rc::new(RefCell::new(None::<Waker>));
+    let probe = Probe {
+        lent: Lent::new(ours),
+        polls: polls.clone(),
+        left: left.clone(),
+        waker: waker.clone(),
+    };
+    assert!(adopt(Box::new(probe)).is_ok());
+    peer.set_nonblocking(true).unwrap();
+    let mut peer = tokio::net::TcpStream::from_std(peer).unwrap();
+
+    // A socket event: the loop reads, the probe echoes.
+    peer.write_all(b"ping").await.unwrap();
+    let mut got = [0u8; 4];
+    peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"ping");
+
+    // A wake-up by the session's waker, with no socket event: one more
+    // poll (the sweep's tick, a chat message).
+    let before = polls.get();
+    let w = waker.borrow().clone().unwrap();
+    w.wake_by_ref();
+    while polls.get() == before {
+        tokio::task::yield_now().await;
+    }
+
+    // The peer hangs up: the probe's poll ends, and it leaves the loop.
+    drop(peer);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !left.get() {
+        assert!(Instant::now() < deadline, "the session never left");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let entries = LOOP.with(|cell| cell.borrow().as_ref().map(|l| l.entries.len()));
+    assert_eq!(entries, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_current_thread_runtime_the_loop_gives_the_session_back() {
+    let (ours, _peer) = pair();
+    let probe = Probe {
+        lent: Lent::new(ours),
+        polls: Rc::default(),
+        left: Rc::default(),
+        waker: Rc::default(),
+    };
+    // A task may move between threads here, and the loop is per thread.
+    assert!(adopt(Box::new(probe)).is_err());
+}
