@@ -10,7 +10,8 @@ use mimalloc::MiMalloc;
 use tokio::net::TcpListener;
 use tokio::runtime;
 use tracing::{info, warn};
-use wsecho::config::LogFormat;
+use wsecho::config::{Driver, LogFormat};
+use wsecho::ws::direct;
 use wsecho::{Config, Server, bind_reuseport};
 
 #[global_allocator]
@@ -21,9 +22,7 @@ fn main() -> anyhow::Result<()> {
     init_logging(&config)?;
 
     let threads = config.worker_threads();
-    let rt = runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = worker_runtime(config.driver)?;
     let listen = config.listen_addr();
     let listeners = rt
         .block_on(async { bind_reuseport(listen, threads) })
@@ -49,18 +48,18 @@ fn main() -> anyhow::Result<()> {
             .spawn(move || {
                 // One single-threaded runtime per worker: no work stealing, no
                 // cross-thread wake-ups; SO_REUSEPORT spreads the connections.
-                let rt = runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
+                let driver = server.config().driver;
+                let rt = worker_runtime(driver)?;
                 // Serves until the process exits from main, after the drain.
-                rt.block_on(async {
+                rt.block_on(on_worker(driver, async move {
                     server.serve(TcpListener::from_std(listener)?).await;
                     Ok::<_, std::io::Error>(())
-                })
+                }))
             })?;
     }
 
-    rt.block_on(async {
+    let driver = server.config().driver;
+    let main = async move {
         let worker = server.clone();
         let first = TcpListener::from_std(first)?;
         tokio::spawn(async move { worker.serve(first).await });
@@ -81,7 +80,30 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Ok(())
-    })
+    };
+    rt.block_on(on_worker(driver, main))
+}
+
+/// A worker's runtime, for its thread.
+fn worker_runtime(driver: Driver) -> std::io::Result<runtime::Runtime> {
+    match driver {
+        Driver::Epoll => direct::owner_runtime(),
+        Driver::Tasks => runtime::Builder::new_current_thread().enable_all().build(),
+    }
+}
+
+/// Runs a worker's work on its runtime: under the worker's session loop,
+/// which then owns the thread, with `--driver epoll`.
+async fn on_worker<T: Send + 'static>(
+    driver: Driver,
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
+    match driver {
+        Driver::Epoll => direct::own_thread(work)
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        Driver::Tasks => work.await,
+    }
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {

@@ -7,26 +7,33 @@
 //! 1000 x 20 B (perf, 2026-12-03), most of what wsecho spent in user space
 //! beyond uWebSockets.
 //!
-//! The loop lives inside the worker's current-thread runtime, as one task:
-//! its epoll fd is registered with tokio's (nested epoll), so hyper, timers
-//! and every other task run as before, and a wake-up brings the events of
-//! every session with one more `epoll_wait`. That extra call is what the
-//! loop costs where wake-ups bring one or two events each (40k msg/s over
-//! 100 connections: +3 % CPU per message against tasks); where they bring
-//! many, it saves the per-event task machinery. Blocking in the loop's own
-//! `epoll_wait` for slices of a millisecond instead, tokio's turn left out,
-//! measured worse still at 40k msg/s (13.2 against 11.0 µs per message,
-//! 2026-12-03: the kernel's wake-up path grew). Only the steady state runs
-//! here: a session whose poll ends (close, error, drain) leaves the loop
-//! and finishes its close handshake on a task of its own
-//! ([`Driven::leave`]). Nothing here knows about HTTP: the upgrade hands
+//! In the server the loop owns its worker thread ([`own_thread`]): it
+//! blocks in its own `epoll_wait`, in which the runtime's epoll fd is
+//! registered, and gives the runtime a turn (hyper, timers, every other
+//! task) when that fd is readable, when a session has left the loop,
+//! within [`TASK_TURN`] of polling sessions (which may have woken a task of
+//! this thread), and at least every [`RUNTIME_TURN`] for its timers, by a
+//! timerfd, as uSockets keeps its timer. At a fixed 40k msg/s over 100 connections, where a wake-up brings
+//! one or two events, this spent what uWebSockets spends per message
+//! (12.05 against 12.04 µs at 1 KiB, tasks 12.95; medians of 5, 2026-12-03).
+//! Where there is no owner (the library in tests, or if the runtime's epoll
+//! fd cannot be found), the loop is one task of the runtime with its epoll
+//! fd nested the other way round: every wake-up then costs one more
+//! `epoll_wait`, about 3 % of the CPU per message at that fixed rate, and
+//! the per-event task machinery it saves pays only where wake-ups bring
+//! many events. Blocking in the loop for 1 ms slices between runtime turns
+//! measured worse than both (13.2 µs: the kernel's wake-up path grew).
+//!
+//! Only the steady state runs here: a session whose poll ends (close,
+//! error, drain) leaves the loop and finishes its close handshake on a
+//! task of its own ([`Driven::leave`]). Nothing here knows about HTTP: the upgrade hands
 //! over a [`Driven`].
 //!
 //! What still wakes a session other than its socket (the sweep's tick, the
 //! drain, a chat peer's message, its own fairness budget) goes through the
 //! session's [`Waker`], which queues its token for the loop's next turn.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -195,12 +202,17 @@ impl AsyncWrite for Lent {
 }
 
 /// Tokens whose sessions were woken by something other than their socket,
-/// and the loop task's waker. Shared with wakers on other threads (the
-/// sweep ticks on worker 0; a chat message can come from any worker).
+/// and how to wake the loop for them: the loop task's waker while it waits
+/// as a task, an eventfd while it blocks in its own `epoll_wait` (it owns
+/// the thread). Shared with wakers on other threads (the sweep ticks on
+/// worker 0; a chat message can come from any worker).
 #[derive(Default)]
 struct Woken {
     tokens: Mutex<Vec<usize>>,
     task: AtomicWaker,
+    /// The loop is in (or about to enter) a blocking `epoll_wait`.
+    blocking: AtomicBool,
+    eventfd: Option<mio::Waker>,
 }
 
 impl Woken {
@@ -210,6 +222,13 @@ impl Woken {
             .unwrap_or_else(PoisonError::into_inner)
             .push(token);
         self.task.wake();
+        if self.blocking.swap(false, Ordering::AcqRel)
+            && let Some(eventfd) = &self.eventfd
+        {
+            // A failed write leaves the token to the next event: at most
+            // RUNTIME_TURN later.
+            let _ = eventfd.wake();
+        }
     }
 
     fn take(&self, into: &mut Vec<usize>) {
@@ -223,6 +242,17 @@ impl Woken {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_empty()
+    }
+
+    /// Before a blocking wait: true if it may block (nothing is queued; a
+    /// token pushed from now on writes the eventfd).
+    fn may_block(&self) -> bool {
+        self.blocking.store(true, Ordering::SeqCst);
+        if self.any() {
+            self.blocking.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 }
 
@@ -254,7 +284,7 @@ struct Entry {
 /// A worker thread's loop: its epoll instance (watched by tokio) and the
 /// sessions in it.
 struct Loop {
-    poll: AsyncFd<mio::Poll>,
+    poll: Epoll,
     events: Events,
     entries: Slab<Entry>,
     woken: Arc<Woken>,
@@ -265,6 +295,29 @@ struct Loop {
 
 thread_local! {
     static LOOP: RefCell<Option<Loop>> = const { RefCell::new(None) };
+}
+
+/// The loop's epoll instance: watched by tokio (nested in the runtime's),
+/// or owning the thread, with the runtime's nested in it ([`own_thread`]).
+enum Epoll {
+    Nested(AsyncFd<mio::Poll>),
+    Owner(mio::Poll),
+}
+
+impl Epoll {
+    fn get_ref(&self) -> &mio::Poll {
+        match self {
+            Epoll::Nested(fd) => fd.get_ref(),
+            Epoll::Owner(poll) => poll,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut mio::Poll {
+        match self {
+            Epoll::Nested(fd) => fd.get_mut(),
+            Epoll::Owner(poll) => poll,
+        }
+    }
 }
 
 /// Hands `driven` to this worker's loop, starting the loop on first use.
@@ -307,7 +360,7 @@ fn start() -> io::Result<Loop> {
     let woken = Arc::new(Woken::default());
     tokio::spawn(run(Running, woken.clone()));
     Ok(Loop {
-        poll,
+        poll: Epoll::Nested(poll),
         events: Events::with_capacity(EVENTS),
         entries: Slab::new(),
         woken,
@@ -406,6 +459,7 @@ fn poll_entry(entries: &mut Slab<Entry>, poll: &mio::Poll, key: usize, edge: Edg
     let e = entries.remove(key);
     let _ = poll.registry().deregister(&mut SourceFd(&e.driven.fd()));
     e.driven.leave();
+    SPAWNED.set(true);
 }
 
 /// The loop task's hold on the loop: when the runtime drops the task (it
@@ -436,7 +490,10 @@ async fn run(_running: Running, woken: Arc<Woken>) {
                     let Some(l) = l.as_ref() else {
                         return Poll::Ready(false);
                     };
-                    match l.poll.poll_read_ready(cx) {
+                    let Epoll::Nested(fd) = &l.poll else {
+                        return Poll::Ready(false);
+                    };
+                    match fd.poll_read_ready(cx) {
                         // Cleared before epoll_wait: an event that comes
                         // after it raises the readiness again.
                         Poll::Ready(Ok(mut ready)) => {
@@ -463,3 +520,336 @@ async fn run(_running: Running, woken: Arc<Woken>) {
 
 #[cfg(test)]
 mod tests;
+
+/// The token of the runtime's epoll fd in an owner loop's epoll.
+const RUNTIME: Token = Token(usize::MAX);
+/// The token of the eventfd that wakes an owner loop for sessions woken on
+/// other threads.
+const WAKER: Token = Token(usize::MAX - 1);
+/// The token of the owner loop's timerfd.
+const TICK: Token = Token(usize::MAX - 2);
+/// How often an owner loop gives the runtime a turn whatever else happens:
+/// the runtime's timers (hyper's, the sweep's, close timeouts) are this
+/// late at worst. A timerfd in the loop's epoll, as uSockets keeps its
+/// timer, so that `epoll_wait` blocks without a timeout: one with a
+/// timeout arms a kernel timer per call (`read_tsc`, `select_estimate_
+/// accuracy`: ~110 ns per message at 40k msg/s, perf, 2026-12-03).
+const RUNTIME_TURN: Duration = Duration::from_millis(50);
+/// How soon an owner loop gives the runtime a turn after polling sessions
+/// that may have woken a task of this thread (a chat message to a TLS
+/// peer's task, a publish to the Redis link's): such a wake goes to the
+/// runtime's run queue and makes no fd readable. Pulled in once per
+/// turn, so it costs one `timerfd_settime` and one turn per millisecond
+/// at most under load.
+const TASK_TURN: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// A session left the loop since the runtime's last turn: a task was
+    /// spawned for its close handshake.
+    static SPAWNED: Cell<bool> = const { Cell::new(false) };
+    /// The owner loop, waiting for the runtime to run out of ready tasks.
+    static IDLE: Cell<Option<Waker>> = const { Cell::new(None) };
+    /// This thread's runtime came from [`owner_runtime`].
+    static HOOKED: Cell<bool> = const { Cell::new(false) };
+    /// The runtime's epoll fd, once an owner loop watches it.
+    static RUNTIME_FD: Cell<Option<RawFd>> = const { Cell::new(None) };
+}
+
+/// A current-thread runtime for [`own_thread`], used on the thread that
+/// builds it: it tells the loop when it is about to park, which is how the
+/// loop knows that every task it had ready has run (tokio does not say
+/// how long its run queue is).
+pub fn owner_runtime() -> io::Result<tokio::runtime::Runtime> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(|| {
+            // With I/O events waiting, the runtime's park returns at once
+            // with them: let it, and run what they wake. Otherwise the
+            // loop's turn: the runtime polls its driver once without
+            // blocking (for timers) and comes back to the loop.
+            if RUNTIME_FD.get().is_some_and(has_events) {
+                return;
+            }
+            if let Some(waker) = IDLE.take() {
+                waker.wake();
+            }
+        })
+        .build()?;
+    HOOKED.set(true);
+    Ok(rt)
+}
+
+/// Runs `main` on the current (current-thread) runtime with the worker's
+/// session loop owning the thread: the loop blocks in its own `epoll_wait`,
+/// in which the runtime's epoll fd is nested, and gives the runtime a turn
+/// when that fd is readable, when a session left the loop, within
+/// [`TASK_TURN`] after it polled sessions, and every [`RUNTIME_TURN`]. Returns `main`'s output once it is done (a panic in
+/// `main` comes back as the error).
+pub async fn own_thread<T: Send + 'static>(
+    main: impl Future<Output = T> + Send + 'static,
+) -> std::thread::Result<T> {
+    own_thread_every(RUNTIME_TURN, main).await
+}
+
+/// [`own_thread`] with the runtime's periodic turn every `turn`.
+async fn own_thread_every<T: Send + 'static>(
+    turn: Duration,
+    main: impl Future<Output = T> + Send + 'static,
+) -> std::thread::Result<T> {
+    let main = tokio::spawn(main);
+    let owner = if HOOKED.get() {
+        install_owner(turn)
+    } else {
+        Err(io::Error::other("the runtime is not from owner_runtime"))
+    };
+    let mut tick = match owner {
+        Ok(tick) => tick,
+        Err(e) => {
+            warn!(error = %e, "no thread-owning session loop; sessions run nested");
+            return main.await.map_err(|e| e.into_panic());
+        }
+    };
+    let mut due = true;
+    loop {
+        if due {
+            runtime_turn().await;
+            if main.is_finished() {
+                break;
+            }
+        }
+        due = LOOP.with(|cell| {
+            cell.borrow_mut()
+                .as_mut()
+                .is_none_or(|l| l.own_turn(&mut tick))
+        });
+    }
+    let _ = LOOP.try_with(|cell| cell.borrow_mut().take());
+    RUNTIME_FD.set(None);
+    main.await.map_err(|e| e.into_panic())
+}
+
+/// Lets the runtime run every task that is ready and look at its I/O and
+/// timers: pending until it is about to park with no I/O event waiting.
+/// Twice, because the driver poll that follows the first may fire timers;
+/// what fires in the second (or an event that comes between the check and
+/// the poll) waits for the turn pulled in after this one ([`TASK_TURN`]).
+async fn runtime_turn() {
+    idle().await;
+    idle().await;
+}
+
+async fn idle() {
+    let mut waiting = false;
+    std::future::poll_fn(|cx| {
+        // The hook took the waker: the runtime was about to park.
+        if waiting && IDLE.take().is_none() {
+            return Poll::Ready(());
+        }
+        waiting = true;
+        IDLE.set(Some(cx.waker().clone()));
+        Poll::Pending
+    })
+    .await
+}
+
+/// The epoll instance `fd` has events ready.
+fn has_events(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the length of the call.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0
+}
+
+/// The thread's loop as the owner, with the runtime's epoll fd, the
+/// wake-up eventfd and the timerfd in its epoll; returns the timer.
+fn install_owner(turn: Duration) -> io::Result<Ticker> {
+    let runtime = runtime_epoll_fd()?;
+    RUNTIME_FD.set(Some(runtime));
+    let tick = Ticker::new(turn)?;
+    let poll = mio::Poll::new()?;
+    let eventfd = mio::Waker::new(poll.registry(), WAKER)?;
+    let registry = poll.registry();
+    registry.register(&mut SourceFd(&runtime), RUNTIME, Interest::READABLE)?;
+    registry.register(
+        &mut SourceFd(&tick.fd.as_raw_fd()),
+        TICK,
+        Interest::READABLE,
+    )?;
+    let woken = Arc::new(Woken {
+        eventfd: Some(eventfd),
+        ..Woken::default()
+    });
+    LOOP.with(|cell| {
+        *cell.borrow_mut() = Some(Loop {
+            poll: Epoll::Owner(poll),
+            events: Events::with_capacity(EVENTS),
+            entries: Slab::new(),
+            woken,
+            batch: Vec::new(),
+        })
+    });
+    Ok(tick)
+}
+
+/// An owner loop's timerfd: expires every `every`, or once sooner when
+/// pulled in.
+struct Ticker {
+    fd: std::fs::File,
+    every: Duration,
+    /// Pulled in since it last expired.
+    soon: bool,
+}
+
+impl Ticker {
+    fn new(every: Duration) -> io::Result<Ticker> {
+        use std::os::fd::FromRawFd;
+        let flags = libc::TFD_NONBLOCK | libc::TFD_CLOEXEC;
+        // SAFETY: a plain system call with constant arguments.
+        #[allow(unsafe_code)]
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and nothing else owns it.
+        #[allow(unsafe_code)]
+        let fd = unsafe { std::fs::File::from_raw_fd(fd) };
+        let ticker = Ticker {
+            fd,
+            every,
+            soon: false,
+        };
+        ticker.set(every)?;
+        Ok(ticker)
+    }
+
+    /// Next expiry in `first`, then every `every`.
+    fn set(&self, first: Duration) -> io::Result<()> {
+        let spec = |d: Duration| libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        };
+        let spec = libc::itimerspec {
+            it_interval: spec(self.every),
+            it_value: spec(first),
+        };
+        // SAFETY: `fd` is an open timerfd; `spec` lives across the call and
+        // a null old value is allowed.
+        #[allow(unsafe_code)]
+        let set =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if set < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Expires within [`TASK_TURN`], unless already pulled in.
+    fn soon(&mut self) {
+        if !self.soon {
+            self.soon = self.set(TASK_TURN).is_ok();
+        }
+    }
+
+    /// It expired: reads the count, so that the next expiry is an edge.
+    fn expired(&mut self) {
+        let _ = (&self.fd).read(&mut [0u8; 8]);
+        self.soon = false;
+    }
+}
+
+/// The epoll fd of the current runtime's I/O driver, which tokio does not
+/// expose (tokio-rs/tokio#7348): the one epoll instance of this process
+/// that watches a socket just registered with this runtime, by the kernel's
+/// own account in `/proc/self/fdinfo`.
+fn runtime_epoll_fd() -> io::Result<RawFd> {
+    let (probe, _other) = tokio::net::UnixStream::pair()?;
+    let mark = format!("tfd: {:>8} ", probe.as_raw_fd());
+    for entry in std::fs::read_dir("/proc/self/fdinfo")? {
+        let Ok(fd) = entry?.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+        if link.as_os_str() != "anon_inode:[eventpoll]" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        if info.lines().any(|l| l.starts_with(&mark)) {
+            return Ok(fd);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "the runtime's epoll fd",
+    ))
+}
+
+impl Loop {
+    /// One turn of a thread-owning loop, blocking until something happens:
+    /// true when the runtime should have its turn now.
+    fn own_turn(&mut self, tick: &mut Ticker) -> bool {
+        let wait = if self.woken.may_block() {
+            None
+        } else {
+            Some(Duration::ZERO)
+        };
+        let polled = self.poll.get_mut().poll(&mut self.events, wait);
+        self.woken.blocking.store(false, Ordering::SeqCst);
+        if let Err(e) = polled {
+            if e.kind() != io::ErrorKind::Interrupted {
+                warn!(error = %e, "epoll_wait failed");
+                return true;
+            }
+            return false;
+        }
+        let mut due = false;
+        let mut active = false;
+        for event in self.events.iter() {
+            match event.token() {
+                RUNTIME => {
+                    due = true;
+                    active = true;
+                }
+                TICK => {
+                    tick.expired();
+                    due = true;
+                }
+                WAKER => {}
+                Token(key) => {
+                    let closed = event.is_read_closed() || event.is_error();
+                    let edge = Edge {
+                        readable: event.is_readable() || closed,
+                        writable: event.is_writable() || event.is_write_closed(),
+                        closed,
+                    };
+                    poll_entry(&mut self.entries, self.poll.get_ref(), key, edge);
+                    active = true;
+                }
+            }
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        self.woken.take(&mut batch);
+        active |= !batch.is_empty();
+        for token in batch.drain(..) {
+            poll_entry(
+                &mut self.entries,
+                self.poll.get_ref(),
+                token,
+                Edge::default(),
+            );
+        }
+        self.batch = batch;
+        let spawned = SPAWNED.replace(false);
+        // Sessions may have woken tasks of this thread, and a runtime turn
+        // may leave some that its last driver poll woke: neither makes an
+        // fd readable.
+        if active || spawned {
+            tick.soon();
+        }
+        due || spawned
+    }
+}

@@ -7,6 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Instant;
 
+use std::io::Write as _;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
@@ -185,4 +187,162 @@ async fn off_a_current_thread_runtime_the_loop_gives_the_session_back() {
     };
     // A task may move between threads here, and the loop is per thread.
     assert!(adopt(Box::new(probe)).is_err());
+}
+
+/// True while this thread's loop owns it.
+fn owned() -> bool {
+    LOOP.with(|cell| {
+        matches!(
+            cell.borrow().as_ref().map(|l| &l.poll),
+            Some(Epoll::Owner(_))
+        )
+    })
+}
+
+#[test]
+fn without_the_owner_runtime_the_loop_stays_nested() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(!rt.block_on(own_thread(async { owned() })).unwrap());
+}
+
+#[test]
+fn a_thread_owning_loop_drives_sessions_and_the_runtime_and_returns_main() {
+    let (ours, peer) = pair();
+    // `main` is a task of the same runtime: it hands the probe to the loop
+    // (from a task, as the upgrade does), then talks to it through tokio's
+    // own I/O, which only runs in the runtime's turns.
+    let main = async move {
+        let peer = tokio::net::TcpStream::from_std({
+            peer.set_nonblocking(true).unwrap();
+            peer
+        })
+        .unwrap();
+        let probe = Probe {
+            lent: Lent::new(ours),
+            polls: Rc::default(),
+            left: Rc::default(),
+            waker: Rc::default(),
+        };
+        let adopted = adopt(Box::new(probe)).is_ok() && owned();
+        let mut peer = peer;
+        peer.write_all(b"over the loop").await.unwrap();
+        let mut got = [0u8; 13];
+        peer.read_exact(&mut got).await.unwrap();
+        // A tokio timer fires too: the runtime gets its turns.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        drop(peer);
+        (adopted, got)
+    };
+    let rt = owner_runtime().unwrap();
+    let (adopted, got) = rt.block_on(own_thread(main)).unwrap();
+    assert!(adopted, "the owner loop took the session");
+    assert_eq!(&got, b"over the loop");
+    // Nothing of the loop outlives `own_thread`.
+    assert!(LOOP.with(|cell| cell.borrow().is_none()));
+}
+
+#[tokio::test]
+async fn the_runtime_epoll_fd_is_the_one_that_watches_its_sockets() {
+    let fd = runtime_epoll_fd().unwrap();
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+    assert_eq!(link.as_os_str(), "anon_inode:[eventpoll]");
+    // A socket registered now is in it too.
+    let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    let mark = format!("tfd: {:>8} ", a.as_raw_fd());
+    assert!(info.lines().any(|l| l.starts_with(&mark)));
+}
+
+/// Wakes a tokio task of its thread when its socket brings bytes: such a
+/// wake makes no fd readable, so only the owner loop's pulled-in turn runs
+/// that task before the periodic one.
+struct Ringer {
+    lent: Lent,
+    bell: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Driven for Ringer {
+    fn fd(&self) -> RawFd {
+        self.lent.as_raw_fd()
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, edge: Edge) -> Poll<()> {
+        self.lent.edge(edge);
+        let mut buf = [0u8; 64];
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut self.lent).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                if let Some(bell) = self.bell.take() {
+                    let _ = bell.send(());
+                }
+                Poll::Pending
+            }
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn leave(self: Box<Self>) {}
+}
+
+#[test]
+fn a_task_woken_by_a_session_in_the_owner_loop_runs_before_the_periodic_turn() {
+    let (ours, mut peer) = pair();
+    let main = async move {
+        let (bell, rung) = tokio::sync::oneshot::channel();
+        let ringer = Ringer {
+            lent: Lent::new(ours),
+            bell: Some(bell),
+        };
+        assert!(adopt(Box::new(ringer)).is_ok() && owned());
+        let start = Instant::now();
+        // A std socket: tokio's epoll hears nothing of it.
+        peer.write_all(b"ring").unwrap();
+        rung.await.unwrap();
+        start.elapsed()
+    };
+    let rt = owner_runtime().unwrap();
+    let waited = rt
+        .block_on(own_thread_every(Duration::from_secs(20), main))
+        .unwrap();
+    // Pulled in to TASK_TURN (1 ms); without it, the 20 s turn.
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+#[test]
+fn tasks_chained_through_the_runtime_never_wait_for_the_periodic_turn() {
+    // A request and its answer between two tasks of the runtime, over
+    // tokio's own sockets and a channel: each step wakes the next while
+    // the runtime has its turn, as hyper's connection task wakes the
+    // upgrade's. A step left behind would wait the 20 s turn.
+    let main = async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u8>(1);
+        tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            while server.read_exact(&mut b).await.is_ok() {
+                if tx.send(b[0]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let start = Instant::now();
+        for i in 0..50u8 {
+            client.write_all(&[i]).await.unwrap();
+            assert_eq!(rx.recv().await, Some(i));
+        }
+        start.elapsed()
+    };
+    let rt = owner_runtime().unwrap();
+    let took = rt
+        .block_on(own_thread_every(Duration::from_secs(20), main))
+        .unwrap();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
