@@ -153,9 +153,12 @@ impl Direct {
             return; // ended earlier in this batch
         };
         let mut flow = ControlFlow::Continue(false);
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        let closing = event.is_read_closed() || event.is_error();
+        if event.is_readable() || closing {
             // Edge-triggered: read until a read leaves room (the socket is
             // drained) or nothing comes, or the next edge never arrives.
+            // An end of stream behind the data comes with no edge of its
+            // own: read on to it.
             loop {
                 let (event, drained) = match e.conn.read_from(&mut e.sock) {
                     Read::Data { drained } => (Event::Data, drained),
@@ -164,7 +167,7 @@ impl Direct {
                     Read::Failed(err) => (Event::Failed(err), true),
                 };
                 flow = e.echo.step(&mut e.conn, event, now);
-                if flow.is_break() || drained {
+                if flow.is_break() || (drained && !closing) {
                     break;
                 }
             }

@@ -51,7 +51,7 @@ fn header(o: &mut String, r: &Report) {
     let _ = writeln!(o, "\n{} · {} {}", r.tool, r.scenario, r.url);
     let _ = writeln!(
         o,
-        "{} connections{}, {} B {kind}, {mode}, {} threads{}",
+        "{} connections{}, {} B {kind}, {mode}, {} thread{}{}",
         c.connections,
         match c.streams_per_connection {
             Some(n) => format!(" over {} ({n} per TCP connection)", c.protocol.name()),
@@ -59,6 +59,7 @@ fn header(o: &mut String, r: &Report) {
         },
         c.size,
         c.threads,
+        if c.threads == 1 { "" } else { "s" },
         if r.runs > 1 {
             format!(", {} runs merged", r.runs)
         } else {
