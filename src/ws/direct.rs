@@ -13,9 +13,10 @@
 //! task) when that fd is readable, when a session has left the loop,
 //! within [`TASK_TURN`] of polling sessions (which may have woken a task of
 //! this thread), and at least every [`RUNTIME_TURN`] for its timers, by a
-//! timerfd, as uSockets keeps its timer. At a fixed 40k msg/s over 100 connections, where a wake-up brings
-//! one or two events, this spent what uWebSockets spends per message
-//! (12.05 against 12.04 µs at 1 KiB, tasks 12.95; medians of 5, 2026-12-03).
+//! timerfd, as uSockets keeps its timer. At a fixed 40k msg/s over 100
+//! connections, where a wake-up brings one or two events, this spends what
+//! uWebSockets spends per message (11.58 against 11.93 µs at 1 KiB,
+//! results/2026-12-03).
 //! Where there is no owner (the library in tests, or if the runtime's epoll
 //! fd cannot be found), the loop is one task of the runtime with its epoll
 //! fd nested the other way round: every wake-up then costs one more
@@ -78,6 +79,18 @@ pub struct Edge {
     /// The peer's end of stream (or an error) is queued behind whatever
     /// data there is: no later edge will announce it.
     pub closed: bool,
+}
+
+impl Edge {
+    fn of(event: &mio::event::Event) -> Edge {
+        let closed = event.is_read_closed() || event.is_error();
+        Edge {
+            // An error or a hang-up is seen by a read.
+            readable: event.is_readable() || closed,
+            writable: event.is_writable() || event.is_write_closed(),
+            closed,
+        }
+    }
 }
 
 /// A session's socket while the loop drives it: plain non-blocking reads
@@ -370,6 +383,24 @@ fn start() -> io::Result<Loop> {
 }
 
 impl Loop {
+    /// Polls the sessions woken by something other than their socket; true
+    /// if there were any.
+    fn poll_woken(&mut self) -> bool {
+        let mut batch = std::mem::take(&mut self.batch);
+        self.woken.take(&mut batch);
+        let any = !batch.is_empty();
+        for token in batch.drain(..) {
+            poll_entry(
+                &mut self.entries,
+                self.poll.get_ref(),
+                token,
+                Edge::default(),
+            );
+        }
+        self.batch = batch;
+        any
+    }
+
     fn insert(&mut self, driven: Box<dyn Driven>) -> Result<(), Box<dyn Driven>> {
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -419,31 +450,14 @@ impl Loop {
         let mut n = 0;
         for event in self.events.iter() {
             n += 1;
-            let closed = event.is_read_closed() || event.is_error();
-            let edge = Edge {
-                // An error or a hang-up is seen by a read.
-                readable: event.is_readable() || closed,
-                writable: event.is_writable() || event.is_write_closed(),
-                closed,
-            };
             poll_entry(
                 &mut self.entries,
                 self.poll.get_ref(),
                 event.token().0,
-                edge,
+                Edge::of(event),
             );
         }
-        let mut batch = std::mem::take(&mut self.batch);
-        self.woken.take(&mut batch);
-        for token in batch.drain(..) {
-            poll_entry(
-                &mut self.entries,
-                self.poll.get_ref(),
-                token,
-                Edge::default(),
-            );
-        }
-        self.batch = batch;
+        self.poll_woken();
         n == EVENTS || self.woken.any()
     }
 }
@@ -830,29 +844,12 @@ impl Loop {
                 }
                 WAKER => {}
                 Token(key) => {
-                    let closed = event.is_read_closed() || event.is_error();
-                    let edge = Edge {
-                        readable: event.is_readable() || closed,
-                        writable: event.is_writable() || event.is_write_closed(),
-                        closed,
-                    };
-                    poll_entry(&mut self.entries, self.poll.get_ref(), key, edge);
+                    poll_entry(&mut self.entries, self.poll.get_ref(), key, Edge::of(event));
                     active = true;
                 }
             }
         }
-        let mut batch = std::mem::take(&mut self.batch);
-        self.woken.take(&mut batch);
-        active |= !batch.is_empty();
-        for token in batch.drain(..) {
-            poll_entry(
-                &mut self.entries,
-                self.poll.get_ref(),
-                token,
-                Edge::default(),
-            );
-        }
-        self.batch = batch;
+        active |= self.poll_woken();
         let spawned = SPAWNED.replace(false);
         // Sessions may have woken tasks of this thread, and a runtime turn
         // may leave some that its last driver poll woke: neither makes an
