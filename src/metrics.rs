@@ -171,7 +171,7 @@ impl Default for Metrics {
         );
         r.register(
             "received_bytes",
-            "Payload bytes received",
+            "Payload bytes received (inflated, when compressed)",
             m.bytes_in.clone(),
         );
         r.register("sent_bytes", "Payload bytes sent", m.bytes_out.clone());

@@ -586,4 +586,9 @@ async fn metrics_count_negotiated_connections_and_bytes_before_and_after_compres
     );
     let sent = server.metric(&m("sent_compressed")).await;
     assert!(sent > 0.0 && sent < data.len() as f64 / 2.0, "{sent}");
+    // The plain byte counters count payload as the route sees it, both ways.
+    for way in ["received", "sent"] {
+        let metric = format!("wsecho_{way}_bytes_total");
+        assert_eq!(server.metric(&metric).await, data.len() as f64, "{metric}");
+    }
 }

@@ -313,7 +313,6 @@ impl Proto {
         h: &mut H,
         metrics: &Metrics,
     ) -> Flow {
-        self.counts.bytes_in += piece.len() as u64;
         let Some(z) = self.deflate.as_deref_mut() else {
             return Err(Stop::Fail(code::INTERNAL_ERROR, "no deflate state"));
         };
@@ -332,6 +331,9 @@ impl Proto {
                 return Err(Stop::Fail(code::INVALID_PAYLOAD, "invalid compressed data"));
             }
         };
+        // Payload bytes as the route sees them, as on the way out: the
+        // wire's share is in the deflate counters.
+        self.counts.bytes_in += inflated.len() as u64;
         self.message_ended(metrics);
         self.deliver(message, message, true, Src::Inflated(&inflated), w, h)
     }
