@@ -272,35 +272,40 @@ async fn run(ctx: Rc<WorkerCtx>) {
     let mut events = Events::with_capacity(EVENTS);
     let mut next_sweep = clock.now_ns() + SWEEP_NS;
     let slice = SLICE.as_nanos() as u64;
+    let mut now = clock.now_ns();
     while direct.held.get() > 0 {
-        let slice_end = clock.now_ns() + slice;
-        loop {
-            let now = clock.now_ns();
-            if now >= slice_end || direct.held.get() == 0 {
-                break;
-            }
+        let slice_end = now + slice;
+        while now < slice_end && direct.held.get() > 0 {
             let wait = Duration::from_nanos(slice_end - now);
-            match direct.poll.borrow_mut().poll(&mut events, Some(wait)) {
+            let polled = direct.poll.borrow_mut().poll(&mut events, Some(wait));
+            match polled {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return direct.fail_all(&e),
             }
             // A clock read per event, not per batch: a batch of a thousand
             // takes a millisecond or more, and every round trip is timed.
+            // The slice and the sweep use the last event's read rather than
+            // two of their own per batch: at 10 connections a batch holds
+            // about four echoes, so those two were a third of the reads.
+            if events.is_empty() {
+                now = clock.now_ns();
+            }
             let mut batch = events.iter().peekable();
             while let Some(event) = batch.next() {
                 if let Some(next) = batch.peek() {
                     direct.prefetch(next.token().0);
                 }
-                direct.on_event(event.token().0, event, clock.now_ns());
+                now = clock.now_ns();
+                direct.on_event(event.token().0, event, now);
             }
-            let now = clock.now_ns();
             if now >= next_sweep {
                 direct.sweep(now);
                 next_sweep = now + SWEEP_NS;
             }
         }
         tokio::task::yield_now().await;
+        now = clock.now_ns();
     }
     direct.running.set(false);
 }
