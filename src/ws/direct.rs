@@ -390,6 +390,13 @@ impl Loop {
         self.woken.take(&mut batch);
         let any = !batch.is_empty();
         for token in batch.drain(..) {
+            // Cleared before the poll, so a wake during it queues the token
+            // again; only here: a poll for a socket event leaves the flag,
+            // and the token it stands for, to this pass (a spare poll at
+            // worst), rather than touch the waker's cache line per event.
+            if let Some(e) = self.entries.get(token) {
+                e.token.queued.store(false, Ordering::Release);
+            }
             poll_entry(
                 &mut self.entries,
                 self.poll.get_ref(),
@@ -466,7 +473,6 @@ fn poll_entry(entries: &mut Slab<Entry>, poll: &mio::Poll, key: usize, edge: Edg
     let Some(e) = entries.get_mut(key) else {
         return; // left earlier in this turn
     };
-    e.token.queued.store(false, Ordering::Release);
     let mut cx = Context::from_waker(&e.waker);
     if e.driven.poll(&mut cx, edge).is_pending() {
         return;

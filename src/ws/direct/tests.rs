@@ -157,13 +157,26 @@ async fn the_loop_polls_on_socket_events_and_wakes_and_lets_a_finished_session_l
     assert_eq!(&got, b"ping");
 
     // A wake-up by the session's waker, with no socket event: one more
-    // poll (the sweep's tick, a chat message).
-    let before = polls.get();
+    // poll (the sweep's tick, a chat message). Each of several, also one
+    // that comes together with a socket event: a wake is never lost to the
+    // dedup flag of an earlier one.
     let w = waker.borrow().clone().unwrap();
+    let polled_again = async |w: &Waker| {
+        let before = polls.get();
+        w.wake_by_ref();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while polls.get() == before {
+            assert!(Instant::now() < deadline, "a wake-up was lost");
+            tokio::task::yield_now().await;
+        }
+    };
+    polled_again(&w).await;
+    polled_again(&w).await;
     w.wake_by_ref();
-    while polls.get() == before {
-        tokio::task::yield_now().await;
-    }
+    peer.write_all(b"pong").await.unwrap();
+    peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"pong");
+    polled_again(&w).await;
 
     // The peer hangs up: the probe's poll ends, and it leaves the loop.
     drop(peer);
