@@ -544,13 +544,21 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="output directory (default results/<UTC date>)")
     ap.add_argument("--report-only", type=Path, metavar="DIR",
                     help="remake DIR's results.json, summary.md and charts from DIR/raw/found.json; no measuring")
+    ap.add_argument("--readme", action="store_true",
+                    help="with --report-only: also rewrite README.md's results section from DIR (a full run only)")
     args = ap.parse_args()
     if args.report_only:
-        saved = json.loads((args.report_only / "raw/found.json").read_text())
+        done = args.report_only.resolve()
+        saved = json.loads((done / "raw/found.json").read_text())
         summary = report.summarize(saved["found"], saved["meta"], saved["names"])
-        (args.report_only / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
-        report.write(args.report_only, summary)
-        say(f"remade {args.report_only}")
+        (done / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+        report.write(done, summary)
+        if args.readme:
+            if saved["meta"].get("partial") or saved["meta"].get("quick"):
+                say("not a full run: README.md left as it is")
+                return 2
+            report.update_readme(ROOT / "README.md", done, summary)
+        say(f"remade {done}")
         return 0
     reps = args.reps or (1 if args.quick else 3)
     # load_test: the first 4-second interval is warm-up, then 1 (quick) or 2 are counted.
@@ -563,7 +571,8 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     partial = args.quick or args.servers or args.cases or args.parts != ap.get_default("parts")
-    out = args.out or ROOT / "results" / (date + ("-quick" if args.quick else "-partial" if partial else ""))
+    # Absolute: the README links the run relative to the repository.
+    out = (args.out or ROOT / "results" / (date + ("-quick" if args.quick else "-partial" if partial else ""))).resolve()
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     specs = servers(max(20_000, max(counts, default=0) + 1_000))

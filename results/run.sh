@@ -12,6 +12,9 @@
 #   UWS_DIR=/path/to/uWebSockets results/run.sh --no-build --parts deflate --reps 3
 #                              # permessage-deflate: wsecho, Node ws (perMessageDeflate) and a
 #                              # compressing uWebSockets EchoServer; builds only those peers
+#   python3 results/matrix.py --report-only results/DATE [--readme]
+#                              # remakes a run's summary and charts (and, for a full run, the
+#                              # README's results section) from its raw/found.json, no measuring
 #
 # Builds everything from the package registries and UWS_DIR: wsecho and
 # wsecho-load (release); fastwebsockets' own examples/echo_server.rs and
