@@ -15,8 +15,8 @@
 //! this thread), and at least every [`RUNTIME_TURN`] for its timers, by a
 //! timerfd, as uSockets keeps its timer. At a fixed 40k msg/s over 100
 //! connections, where a wake-up brings one or two events, this spends what
-//! uWebSockets spends per message (11.58 against 11.93 µs at 1 KiB,
-//! results/2026-12-03).
+//! uWebSockets spends per message, within the machine's noise (0.94-1.05×
+//! over two full runs, results/2026-12-03 and results/2026-12-03-2).
 //! Where there is no owner (the library in tests, or if the runtime's epoll
 //! fd cannot be found), the loop is one task of the runtime with its epoll
 //! fd nested the other way round: every wake-up then costs one more
