@@ -62,9 +62,17 @@ impl Run {
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh scratch directory for one run's files.
+///
+/// The name repeats when a pid does (a fresh container hands out the same
+/// pids run after run), so whatever an earlier process left under it goes
+/// first: a CSV appended to a leftover file has that run's rows too.
 pub fn scratch() -> PathBuf {
     let n = RUNS.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("wsecho-load-test-{}-{n}", std::process::id()));
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", dir.display()),
+        _ => {}
+    }
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
