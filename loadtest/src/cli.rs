@@ -203,8 +203,9 @@ pub struct RunArgs {
     /// byte), `sample` (every echo's header: sequence number, connection,
     /// send time, length and opcode; every byte of one echo in 64) or
     /// `header` (the header alone). Less verification leaves more of the
-    /// generator's CPU for load at large payloads; the report says which
-    /// was used.
+    /// generator's CPU for load at large payloads (binary filler that will
+    /// not be checked is not generated either); the report says which was
+    /// used.
     #[arg(long, value_enum, default_value = "full")]
     pub verify: Verify,
 

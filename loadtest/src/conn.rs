@@ -257,7 +257,7 @@ impl Conn {
             }
         }
         let dst = self.out.frame(layout.opcode(), layout.size, mask);
-        layout.write_masked(dst, conn, seq, sent_ns, mask);
+        layout.write_for_send(dst, conn, seq, sent_ns, mask);
     }
 
     fn queue_control(&mut self, opcode: u8, payload: &[u8]) {

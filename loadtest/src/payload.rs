@@ -151,6 +151,35 @@ impl Layout {
         } else {
             fill::<false>(dst, seed, m64);
         }
+        self.write_header_masked(dst, conn, seq, sent_ns, mask);
+    }
+
+    /// What the send path writes: [`Layout::write_masked`], except that a
+    /// binary message whose filler `--verify` will not check gets only its
+    /// header, and the bytes after it stay as `dst` holds them (an earlier
+    /// frame's, from the reused send buffer). Those bytes are masked like
+    /// any payload (the server unmasks them to some binary filler and
+    /// echoes that), nothing compares them, and generating 16 KiB that
+    /// nothing reads was the largest part of the generator's own work per
+    /// message (`fill_avx512`, about 240 ns per echo at 500 x 16 KiB by
+    /// `scripts/segment-costs.sh`). Text must stay UTF-8 and JSON-like,
+    /// so text is always generated; so is every byte under `--verify full`.
+    pub fn write_for_send(&self, dst: &mut [u8], conn: u32, seq: u64, sent_ns: u64, mask: [u8; 4]) {
+        if self.text || self.verify.filler(seq) {
+            return self.write_masked(dst, conn, seq, sent_ns, mask);
+        }
+        debug_assert_eq!(dst.len(), self.size);
+        self.write_header_masked(dst, conn, seq, sent_ns, mask);
+    }
+
+    fn write_header_masked(
+        &self,
+        dst: &mut [u8],
+        conn: u32,
+        seq: u64,
+        sent_ns: u64,
+        mask: [u8; 4],
+    ) {
         let header = header_bytes(conn, seq, sent_ns);
         let header = &header[..self.fields.bytes()];
         if self.text {
@@ -418,6 +447,42 @@ mod tests {
                     !checked,
                     "{verify:?}, seq {seq}"
                 );
+            }
+        }
+    }
+
+    /// The send path leaves alone only filler that nothing will compare:
+    /// a binary message outside the sample; a sampled one, any text one and
+    /// every one under `full` are written whole, as `write_masked` does.
+    #[test]
+    fn the_send_path_skips_only_filler_that_is_never_checked() {
+        const STALE: u8 = 0xa5;
+        for (verify, text, seq, skipped) in [
+            (Verify::Sample, false, 129, true),
+            (Verify::Header, false, 128, true),
+            (Verify::Sample, false, 128, false),
+            (Verify::Full, false, 129, false),
+            (Verify::Sample, true, 129, false),
+        ] {
+            let layout = Layout {
+                verify,
+                ..Layout::new(256, text)
+            };
+            let mut buf = vec![STALE; layout.size];
+            layout.write_for_send(&mut buf, 3, seq, 7, MASK);
+            let case = format!("{verify:?}, text {text}, seq {seq}");
+            let filler = &buf[layout.header_len()..];
+            assert_eq!(filler.iter().all(|&b| b == STALE), skipped, "{case}");
+            apply_mask(&mut buf, MASK, 0);
+            let header = layout.decode(&buf, layout.opcode()).unwrap();
+            assert_eq!(
+                (header.seq, header.conn, header.sent_ns),
+                (seq, Some(3), Some(7)),
+                "{case}"
+            );
+            assert!(layout.content_ok(&buf, 3, seq), "{case}");
+            if !skipped {
+                assert_eq!(buf, sent(&layout, 3, seq, 7), "{case}");
             }
         }
     }
