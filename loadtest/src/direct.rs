@@ -67,6 +67,8 @@ pub struct Direct {
     free: RefCell<Vec<usize>>,
     held: Cell<usize>,
     running: Cell<bool>,
+    /// Tokens whose connections queued frames in this batch.
+    unflushed: RefCell<Vec<usize>>,
 }
 
 impl Direct {
@@ -77,6 +79,7 @@ impl Direct {
             free: RefCell::new(Vec::new()),
             held: Cell::new(0),
             running: Cell::new(false),
+            unflushed: RefCell::new(Vec::new()),
         })
     }
 
@@ -145,8 +148,9 @@ impl Direct {
         (conn, echo, end)
     }
 
-    /// Reads what arrived, lets the echo loop take it, writes what it
-    /// queued; ends the connection when the echo loop is through.
+    /// Reads what arrived and lets the echo loop take it; what it queued
+    /// is written by [`Direct::flush`] once the whole batch has been read.
+    /// Ends the connection when the echo loop is through.
     fn on_event(&self, token: usize, event: &mio::event::Event, now: u64) {
         let mut entries = self.entries.borrow_mut();
         let Some(Some(e)) = entries.get_mut(token) else {
@@ -172,13 +176,39 @@ impl Direct {
                 }
             }
         }
-        if flow.is_continue()
-            && let Err(err) = e.conn.write_to(&mut e.sock)
-        {
-            flow = ControlFlow::Break(e.echo.failed(err));
-        }
+        let queued = flow.is_continue() && e.conn.pending_write() > 0;
         drop(entries);
+        if queued {
+            self.unflushed.borrow_mut().push(token);
+        }
         self.end(token, flow);
+    }
+
+    /// Writes what the batch's connections queued, back to back.
+    ///
+    /// Why after the batch, not as each echo is read: our sends are what
+    /// wake the server, and a server that finds no more work between two
+    /// of them goes back to sleep, to be woken (an IPI, a context switch,
+    /// paid on this core) by the next. Written together, they reach it
+    /// while it is still busy with the first. The send time an echo is
+    /// timed from is taken when it is queued, so the wait is in the
+    /// round-trip times, not hidden from them.
+    fn flush(&self) {
+        let mut tokens = self.unflushed.take();
+        for &token in &tokens {
+            let mut entries = self.entries.borrow_mut();
+            let Some(Some(e)) = entries.get_mut(token) else {
+                continue; // ended since
+            };
+            let Err(err) = e.conn.write_to(&mut e.sock) else {
+                continue;
+            };
+            let flow = ControlFlow::Break(e.echo.failed(err));
+            drop(entries);
+            self.end(token, flow);
+        }
+        tokens.clear();
+        *self.unflushed.borrow_mut() = tokens;
     }
 
     /// Starts loading connection `token`'s state into the cache while the
@@ -299,6 +329,7 @@ async fn run(ctx: Rc<WorkerCtx>) {
                 now = clock.now_ns();
                 direct.on_event(event.token().0, event, now);
             }
+            direct.flush();
             if now >= next_sweep {
                 direct.sweep(now);
                 next_sweep = now + SWEEP_NS;
@@ -312,7 +343,137 @@ async fn run(ctx: Rc<WorkerCtx>) {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use clap::Parser;
+
     use super::*;
+    use crate::codec::apply_mask;
+    use crate::engine::{Phases, WorkerCtx};
+
+    /// A client frame of 20 bytes, as the server reads it: header, mask
+    /// key, masked payload.
+    const FRAME: usize = 2 + 4 + 20;
+
+    /// Reads one 20-byte client frame; `None` if nothing is there yet.
+    fn next_frame(server: &mut std::net::TcpStream) -> Option<[u8; FRAME]> {
+        let mut frame = [0u8; FRAME];
+        server.set_nonblocking(true).unwrap();
+        match server.read(&mut frame[..1]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            got => assert_eq!(got.unwrap(), 1),
+        }
+        server.set_nonblocking(false).unwrap();
+        server.read_exact(&mut frame[1..]).unwrap();
+        Some(frame)
+    }
+
+    /// Sends a client frame's payload back, unmasked, as a server frame.
+    fn echo(server: &mut std::net::TcpStream, frame: [u8; FRAME]) {
+        let mut payload = frame[6..].to_vec();
+        apply_mask(&mut payload, frame[2..6].try_into().unwrap(), 0);
+        server.write_all(&[0x82, 20]).unwrap();
+        server.write_all(&payload).unwrap();
+    }
+
+    /// Waits for the loop's next events and hands each to `on_event`.
+    fn one_batch(direct: &Direct, events: &mut Events, now: u64) {
+        let timeout = Some(Duration::from_secs(5));
+        direct.poll.borrow_mut().poll(events, timeout).unwrap();
+        for event in events.iter() {
+            direct.on_event(event.token().0, event, now);
+        }
+    }
+
+    /// What the batch's connections queue goes out only once the whole
+    /// batch has been read, and then for each of them.
+    #[tokio::test]
+    async fn a_batch_is_read_whole_before_anything_is_written() {
+        let args = ["wsecho-load", "ws://127.0.0.1:9/", "-c", "2", "-s", "20"];
+        let plan = crate::plan::build(crate::cli::Cli::parse_from(args).run).unwrap();
+        let ctx = WorkerCtx::for_tests(plan);
+        let direct = ctx.direct.as_ref().expect("closed-loop echo is direct");
+        let phases = Phases {
+            start_ns: 0,
+            window_start_ns: 0,
+            window_end_ns: u64::MAX / 2,
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut servers = Vec::new();
+        let mut returned = Vec::new();
+        for id in 0..2 {
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            client.set_nonblocking(true).unwrap();
+            servers.push(listener.accept().unwrap().0);
+            let mut sock = TcpStream::from_std(client);
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            let registry = direct.poll.borrow();
+            registry
+                .registry()
+                .register(&mut sock, Token(id), interest)
+                .unwrap();
+            let (io, _) = tokio::io::duplex(64);
+            let rng = crate::clock::Rng::seeded(id as u64);
+            let mut conn = Conn::new(
+                crate::net::Stream::Duplex(io),
+                Vec::new(),
+                4096,
+                rng,
+                1 << 20,
+            );
+            let mut echo = EchoLoop::new(&ctx, id as u64, phases, None);
+            echo.start(&mut conn, ctx.now_ns());
+            let (done, back) = oneshot::channel();
+            direct.entries.borrow_mut().push(Some(Entry {
+                sock,
+                conn,
+                echo,
+                done,
+            }));
+            returned.push(back);
+        }
+        direct.held.set(2);
+        let mut events = Events::with_capacity(8);
+        // The first events (writable) find each first message queued.
+        for _ in 0..10 {
+            if direct.unflushed.borrow().len() == 2 {
+                break;
+            }
+            one_batch(direct, &mut events, ctx.now_ns());
+        }
+        assert_eq!(
+            direct.unflushed.borrow().len(),
+            2,
+            "both wait for the flush"
+        );
+        assert!(servers.iter_mut().all(|s| next_frame(s).is_none()));
+        direct.flush();
+        let firsts: Vec<_> = servers.iter_mut().map(|s| next_frame(s).unwrap()).collect();
+        // Both echoes arrive; the next messages wait for the flush.
+        for (server, frame) in servers.iter_mut().zip(firsts) {
+            echo(server, frame);
+        }
+        while ctx.stats.borrow().received < 2 {
+            one_batch(direct, &mut events, ctx.now_ns());
+            assert!(
+                servers.iter_mut().all(|s| next_frame(s).is_none()),
+                "written before the flush"
+            );
+        }
+        assert_eq!(
+            ctx.stats.borrow().received,
+            2,
+            "both echoes were read and verified"
+        );
+        direct.flush();
+        for server in &mut servers {
+            assert!(
+                next_frame(server).is_some(),
+                "the next message went out in the flush"
+            );
+        }
+        assert!(direct.unflushed.borrow().is_empty());
+    }
 
     /// [`Direct::prefetch`] loads a whole entry, line by line: an entry that
     /// grows grows that work, and the cache footprint of every connection.

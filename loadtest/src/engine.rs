@@ -82,6 +82,26 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// Worker 0 of `plan`, outside a run, for unit tests of what a worker
+    /// drives: nothing listens to what it reports.
+    #[cfg(test)]
+    pub fn for_tests(plan: Plan) -> Rc<WorkerCtx> {
+        let (tx, _) = mpsc::unbounded_channel();
+        let (_, go) = watch::channel(None);
+        Rc::new(WorkerCtx {
+            direct: plan.direct().then(|| crate::direct::Direct::new().unwrap()),
+            plan: Arc::new(plan),
+            index: 0,
+            stats: RefCell::new(Stats::default()),
+            pacer: None,
+            h2: None,
+            tx,
+            go,
+            pending: Cell::new(0),
+            next_tick: Cell::new(i64::MIN),
+        })
+    }
+
     /// Global indices of this worker's connections.
     pub fn connection_ids(&self) -> impl Iterator<Item = u64> + use<> {
         let (threads, index) = (self.plan.threads, self.index);
