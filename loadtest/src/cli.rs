@@ -294,7 +294,8 @@ pub struct RunArgs {
     pub rooms: u64,
 
     /// PID of a server on this machine: its CPU over the window and its
-    /// memory growth (idle: per connection) are reported.
+    /// memory growth (idle: per connection) are reported. Warned about when
+    /// it does not listen on the URL's port (a wrapper's pid).
     #[arg(long)]
     pub server_pid: Option<u32>,
 

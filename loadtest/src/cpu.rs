@@ -119,6 +119,47 @@ pub fn pct_of_core(ticks: u64, secs: f64) -> f64 {
     round1(ticks as f64 / TICKS_PER_SEC / secs * 100.0)
 }
 
+/// Whether process `pid` holds a TCP socket listening on `port` (IPv4 or
+/// IPv6, any address), from its `/proc` entries; `None` when they cannot
+/// be read (no such process, or another user's). Why: `--server-pid` given
+/// a wrapper's pid (`cargo run`, `timeout`, a shell) reports that
+/// process's CPU and memory, a few MiB that never move, as the server's.
+pub fn listens_on(pid: u32, port: u16) -> Option<bool> {
+    let mut listening = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        listening.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|line| listener_inode(line, port)),
+        );
+    }
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let holds = fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            let inode = target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'));
+            inode.is_some_and(|i| listening.iter().any(|l| l == i))
+        })
+    });
+    Some(holds)
+}
+
+/// The socket inode of a `/proc/net/tcp` line, when it listens on `port`:
+/// `sl local_address rem_address st ... inode`, the local address as
+/// `HEX_IP:HEX_PORT` and state `0A` for LISTEN.
+fn listener_inode(line: &str, port: u16) -> Option<String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let local_port = fields.get(1)?.rsplit_once(':')?.1;
+    let listens = *fields.get(3)? == "0A";
+    (listens && u16::from_str_radix(local_port, 16).ok()? == port)
+        .then(|| fields.get(9).map(|i| i.to_string()))?
+}
+
 /// A process's resident memory, in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -145,6 +186,31 @@ fn round1(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Our own listener is found; a port we only connect from is not; a
+    /// process that is not there is unknown.
+    #[test]
+    fn a_listening_socket_is_found_among_a_process_descriptors() {
+        let me = std::process::id();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(listens_on(me, port), Some(true));
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        assert_eq!(listens_on(me, client_port), Some(false));
+        assert_eq!(listens_on(u32::MAX, port), None);
+    }
+
+    #[test]
+    fn a_proc_net_tcp_line_names_its_listener() {
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+        let listen = "   0: 0100007F:26AC 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0";
+        let established = "   1: 0100007F:26AC 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1";
+        assert_eq!(listener_inode(listen, 9900), Some("4242".into()));
+        assert_eq!(listener_inode(listen, 9901), None);
+        assert_eq!(listener_inode(established, 9900), None);
+        assert_eq!(listener_inode(header, 9900), None);
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {

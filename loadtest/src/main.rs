@@ -33,6 +33,9 @@ fn main() -> ExitCode {
                     .error(clap::error::ErrorKind::ValueValidation, msg)
                     .exit();
             }
+            if let Some(warning) = plan::server_pid_warning(&cli.run) {
+                eprintln!("wsecho-load: warning: {warning}");
+            }
             let (out, thresholds) = (cli.run.out.clone(), cli.run.thresholds.clone());
             plan::build(cli.run)
                 .and_then(run::run)

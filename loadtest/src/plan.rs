@@ -255,6 +255,10 @@ pub fn validate(args: &RunArgs) -> Result<(), String> {
         _ if args.connect_rate == Some(0) => Err("--connect-rate must be above 0".into()),
         _ if args.threads == Some(0) => Err("--threads must be at least 1".into()),
         _ if args.in_flight == 0 => Err("--in-flight must be at least 1".into()),
+        _ if args.server_pid.is_some_and(|pid| crate::cpu::rss_kib(pid).is_none()) => Err(format!(
+            "--server-pid {}: no such process (or its memory cannot be read)",
+            args.server_pid.unwrap_or_default()
+        )),
         _ if args.timeout.is_zero() => Err("--timeout must be above 0".into()),
         _ if args.size > MAX_MESSAGE => Err(format!("--size is capped at {MAX_MESSAGE} bytes")),
         _ if args.rate.is_some() && matches!(scenario, Scenario::Idle | Scenario::Connect) => {
@@ -275,6 +279,20 @@ pub fn validate(args: &RunArgs) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
+}
+
+/// What to say when `--server-pid` names a process that does not listen on
+/// the target's port: most likely a wrapper (`cargo run`, `timeout`) whose
+/// CPU and memory would be reported as the server's. A warning, not an
+/// error: a server behind a proxy on this machine listens elsewhere.
+pub fn server_pid_warning(args: &RunArgs) -> Option<String> {
+    let (pid, target) = (args.server_pid?, args.url.as_ref()?);
+    (crate::cpu::listens_on(pid, target.port) == Some(false)).then(|| {
+        format!(
+            "--server-pid {pid} does not listen on port {}: its CPU and memory are reported as the server's (a wrapper such as `cargo run` or `timeout`? give the server's own pid)",
+            target.port
+        )
+    })
 }
 
 /// The message layout `--size`, `--text`, `--payload` and `--verify` ask

@@ -14,11 +14,41 @@ async fn usage_errors_exit_2() {
         vec!["ws://127.0.0.1:1/", "-d", "soon"],
         vec!["ws://127.0.0.1:1/", "--source-ip", "127.0.0.9-127.0.0.2"],
         vec!["ws://127.0.0.1:1/", "-c", "0"],
+        vec!["ws://127.0.0.1:1/", "--server-pid", "4294967295"],
         vec![],
     ] {
         let run = load_raw(&args).await;
         assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
     }
+}
+
+/// A `--server-pid` that does not listen on the URL's port (here a child
+/// process, as `cargo run` or `timeout` would be) is warned about; the
+/// server's own pid is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_pid_that_does_not_listen_on_the_port_is_warned_about() {
+    let addr = wsecho().await;
+    let u = url(addr);
+    let mut wrapper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let short = ["-c", "1", "-d", "200ms", "--warmup", "0s", "--server-pid"];
+    let wrong = wrapper.id().to_string();
+    let run = load(&[&[u.as_str()][..], &short, &[wrong.as_str()]].concat()).await;
+    wrapper.kill().unwrap();
+    wrapper.wait().unwrap();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let warning = format!(
+        "--server-pid {wrong} does not listen on port {}",
+        addr.port()
+    );
+    assert!(run.stderr.contains(&warning), "{}", run.stderr);
+    // The server runs in this test's process.
+    let ours = std::process::id().to_string();
+    let run = load(&[&[u.as_str()][..], &short, &[ours.as_str()]].concat()).await;
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
