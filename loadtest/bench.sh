@@ -166,16 +166,19 @@ fi
 echo
 tasks_head="" tasks_rule=""
 if [[ "${TASKS:-0}" == 1 ]]; then tasks_head=" tasks msg/s per core | epoll / tasks |" tasks_rule="---:|---:|"; fi
-echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio |$tasks_head wsecho-load runs (msg/s) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|$tasks_rule---|"
+echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio |$tasks_head ratio per repetition | wsecho-load runs (msg/s) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|$tasks_rule---|---|"
 python3 - "$results" "${MATRIX[*]}" <<'PY'
 import statistics, sys
 runs = [l.split() for l in open(sys.argv[1])]
 def med(gen, case, col):
     v = [float(r[col]) for r in runs if r[0] == gen and r[1] == case]
     return statistics.median(v) if v else None
+def per_core_runs(gen, case):
+    return [float(r[2]) / (float(r[3]) / 100) if float(r[3]) > 0 else None
+            for r in runs if r[0] == gen and r[1] == case]
 def per_core(gen, case):
-    v = [float(r[2]) / (float(r[3]) / 100) for r in runs if r[0] == gen and r[1] == case and float(r[3]) > 0]
+    v = [x for x in per_core_runs(gen, case) if x is not None]
     return statistics.median(v) if v else None
 fmt = lambda x, d=0: "-" if x is None else f"{x:,.{d}f}"
 for case in sys.argv[2].split():
@@ -184,12 +187,17 @@ for case in sys.argv[2].split():
     wl, lt = per_core("wsecho-load", case), per_core("load_test", case)
     ratio = f"{wl/lt:.2f}x" if wl and lt else "-"
     all_runs = ", ".join(f"{float(r[2]):.0f}" for r in runs if r[0] == "wsecho-load" and r[1] == case)
+    # Each repetition runs wsecho-load and then load_test back to back:
+    # their ratio, rep by rep, shows how far the machine moved under the
+    # median ratio, which the medians alone hide.
+    paired = ", ".join(f"{a / b:.2f}" if a and b else "-"
+                       for a, b in zip(per_core_runs("wsecho-load", case), per_core_runs("load_test", case)))
     tasks = ""
     if any(r[0] == "wsecho-load-tasks" for r in runs):
         tk = per_core("wsecho-load-tasks", case)
         tasks = f" {fmt(tk)} | {f'{wl/tk:.2f}x' if wl and tk else '-'} |"
     print(f"| {n} x {payload} | {fmt(med('wsecho-load', case, 2))} | {fmt(med('wsecho-load', case, 3), 1)} | {fmt(wl)} "
-          f"| {fmt(med('load_test', case, 2))} | {fmt(med('load_test', case, 3), 1)} | {fmt(lt)} | {ratio} |{tasks} {all_runs} |")
+          f"| {fmt(med('load_test', case, 2))} | {fmt(med('load_test', case, 3), 1)} | {fmt(lt)} | {ratio} |{tasks} {paired or '-'} | {all_runs} |")
 errors = sum(int(float(r[4])) for r in runs if r[0].startswith("wsecho-load"))
 print(f"\nwsecho-load errors over all runs: {errors}")
 PY
