@@ -465,16 +465,22 @@ def deflate(specs: list[dict], raw: Path, reps: int, warmup: str, duration: str,
 CHAT = [(100, 1), (1000, 100)]  # peers, rooms; 10 messages/s per peer
 
 
-def chat(spec: dict, raw: Path, warmup: str, duration: str) -> dict:
-    """Room fan-out through wsecho alone (the peers have no rooms)."""
-    found = {}
-    for peers, rooms in CHAT:
-        case = f"{peers}x{rooms}"
-        with Server(spec) as server:
-            found[case] = load(spec, server, raw / f"chat-{case}.json",
-                               ["--scenario", "chat", "-c", str(peers), "--rooms", str(rooms),
-                                "--warmup", warmup, "-d", duration])
-        say(f"chat {case:>9} {found[case]['rates']['messages_received_per_s']:>12,.0f} deliveries/s")
+def chat(spec: dict, raw: Path, reps: int, warmup: str, duration: str) -> dict:
+    """Room fan-out through wsecho alone (the peers have no rooms): {case:
+    [results]}, the cases interleaved per repetition. Latency near a busy
+    core swings by several times within minutes (p50 0.36-0.69 ms at 100 x 1
+    in three back-to-back runs), so one run per case says little."""
+    found: dict = {}
+    for rep in range(1, reps + 1):
+        for peers, rooms in CHAT:
+            case = f"{peers}x{rooms}"
+            with Server(spec) as server:
+                r = load(spec, server, raw / f"chat-{case}-r{rep}.json",
+                         ["--scenario", "chat", "-c", str(peers), "--rooms", str(rooms),
+                          "--warmup", warmup, "-d", duration])
+            found.setdefault(case, []).append(r)
+            say(f"rep {rep} chat {case:>9} {r['rates']['messages_received_per_s']:>12,.0f} deliveries/s"
+                f"  p50 {r['latency_us']['p50']:,.0f} µs  errors {sum(r['errors'].values())}")
     return found
 
 
@@ -585,7 +591,7 @@ def main() -> int:
         found = measure(specs, raw, reps, cases, parts, warmup, duration, 1, lt_count)
         found["idle"] = idle(specs, raw, hold, counts) if "idle" in parts else {}
         wsecho = [s for s in specs if s["name"] == "wsecho"]
-        found["chat"] = chat(wsecho[0], raw, warmup, duration) if "chat" in parts and wsecho else {}
+        found["chat"] = chat(wsecho[0], raw, reps, warmup, duration) if "chat" in parts and wsecho else {}
         found["http2"] = http2(wsecho[0], raw, reps, warmup, duration) if "h2" in parts and wsecho else {}
         found["deflate"] = deflate(dspecs, raw, reps, warmup, duration, hold) if "deflate" in parts else {}
     finally:
