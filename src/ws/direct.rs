@@ -583,21 +583,35 @@ thread_local! {
 pub fn owner_runtime() -> io::Result<tokio::runtime::Runtime> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_park(|| {
-            // With I/O events waiting, the runtime's park returns at once
-            // with them: let it, and run what they wake. Otherwise the
-            // loop's turn: the runtime polls its driver once without
-            // blocking (for timers) and comes back to the loop.
-            if RUNTIME_FD.get().is_some_and(has_events) {
-                return;
-            }
-            if let Some(waker) = IDLE.take() {
-                waker.wake();
-            }
-        })
+        .on_thread_park(before_park)
         .build()?;
     HOOKED.set(true);
     Ok(rt)
+}
+
+/// The owner runtime's hook before it parks: the end of the loop's
+/// runtime turn, or more of it while I/O events wait.
+fn before_park() {
+    let Some(waker) = IDLE.take() else {
+        return;
+    };
+    // With I/O events waiting, let the runtime's park take them
+    // and run what they wake, the turn going on. But the park must
+    // not block: an event seen here can be gone by the time the
+    // driver polls (the signal pipe is in every runtime's epoll,
+    // and another worker may have read it), and a runtime parked
+    // for good never gives the loop back; its sessions then missed
+    // the drain's 1001 (tests/shutdown.rs, about one run in 30).
+    // Woken and left in place, the loop's waker makes the park
+    // return at once without ending the turn. Otherwise the
+    // loop's turn: the runtime polls its driver once without
+    // blocking (for timers) and comes back to the loop.
+    if RUNTIME_FD.get().is_some_and(has_events) {
+        waker.wake_by_ref();
+        IDLE.set(Some(waker));
+    } else {
+        waker.wake();
+    }
 }
 
 /// Runs `main` on the current (current-thread) runtime with the worker's
