@@ -9,7 +9,8 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 use tokio::net::TcpListener;
 use tokio::runtime;
-use tracing::{info, warn};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing::{error, info, warn};
 use wsecho::config::{Driver, LogFormat};
 use wsecho::ws::direct;
 use wsecho::{Config, Server, bind_reuseport};
@@ -29,7 +30,12 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let drain_timeout = config.drain_timeout;
     let server = Server::new(config)?;
-    info!(addr = %listeners[0].local_addr()?, threads, "wsecho listening");
+    // Before anyone can connect: until a handler is installed, SIGTERM's
+    // default action kills the process, and a signal in the first
+    // milliseconds (a test, an orchestrator's quick restart) would cut
+    // every connection without a 1001.
+    let stop = rt.block_on(async { ShutdownSignal::new() })?;
+    let addr = listeners[0].local_addr()?;
 
     // Worker 0 is the main thread itself, beside the control tasks (signals,
     // drain, the Redis link): with `--threads 1` the process then has one
@@ -49,22 +55,28 @@ fn main() -> anyhow::Result<()> {
                 // One single-threaded runtime per worker: no work stealing, no
                 // cross-thread wake-ups; SO_REUSEPORT spreads the connections.
                 let driver = server.config().driver;
-                let rt = worker_runtime(driver)?;
-                // Serves until the process exits from main, after the drain.
-                rt.block_on(on_worker(driver, async move {
-                    server.serve(TcpListener::from_std(listener)?).await;
-                    Ok::<_, std::io::Error>(())
-                }))
+                let served = worker_runtime(driver).and_then(|rt| {
+                    // Serves until the process exits from main, after the drain.
+                    rt.block_on(on_worker(driver, async move {
+                        server.serve(TcpListener::from_std(listener)?).await;
+                        Ok::<_, std::io::Error>(())
+                    }))
+                });
+                if let Err(e) = served {
+                    error!(worker = i + 1, error = %e, "worker stopped");
+                }
             })?;
     }
 
+    // Announced once every worker thread is there to serve.
+    info!(%addr, threads, "wsecho listening");
     let driver = server.config().driver;
     let main = async move {
         let worker = server.clone();
         let first = TcpListener::from_std(first)?;
         tokio::spawn(async move { worker.serve(first).await });
         server.start_background().context("bad --redis-url")?;
-        shutdown_signal().await;
+        stop.recv().await;
         info!(
             sessions = server.sessions_open(),
             ?drain_timeout,
@@ -121,11 +133,25 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, their handlers installed when this is made.
+struct ShutdownSignal {
+    int: Signal,
+    term: Signal,
+}
+
+impl ShutdownSignal {
+    /// Call inside a runtime.
+    fn new() -> std::io::Result<Self> {
+        Ok(ShutdownSignal {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
