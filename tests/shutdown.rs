@@ -45,7 +45,15 @@ async fn terminate_cooperatively(
 
 #[tokio::test]
 async fn sigterm_sends_1001_to_every_peer_and_exits_0_after_the_drain() {
-    let mut server = Spawned::start(&["--drain-timeout", "2s", "--close-timeout", "30s"]).await;
+    let mut server = Spawned::start(&[
+        "--drain-timeout",
+        "2s",
+        "--close-timeout",
+        "30s",
+        "--log",
+        "debug",
+    ])
+    .await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(server.connect("/").await);
@@ -74,7 +82,7 @@ async fn sigterm_sends_1001_to_every_peer_and_exits_0_after_the_drain() {
 
 #[tokio::test]
 async fn sigterm_with_cooperative_peers_exits_0_without_waiting_out_the_drain() {
-    let mut server = Spawned::start(&["--drain-timeout", "60s"]).await;
+    let mut server = Spawned::start(&["--drain-timeout", "60s", "--log", "debug"]).await;
     let mut ws = server.connect("/echo").await;
     let status = terminate_cooperatively(&mut server, &mut ws).await;
     assert!(status.success(), "exit status {status}");
@@ -107,7 +115,7 @@ async fn one_worker_is_one_thread_that_serves_and_drains() {
 
 #[tokio::test]
 async fn n_workers_are_n_threads() {
-    let server = Spawned::start(&["--threads", "3"]).await;
+    let server = Spawned::start(&["--threads", "3", "--log", "debug"]).await;
     let _ws = server.connect("/echo").await;
     assert_eq!(threads_of(server.child.id()), 3);
 }

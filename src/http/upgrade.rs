@@ -136,6 +136,7 @@ async fn run_upgraded<S, B>(
         Ok(upgraded) => upgraded,
         Err(e) => return debug!(%peer, error = %e, "upgrade failed"),
     };
+    debug!(%peer, "upgraded");
     // The connection was served by hyper-util's version-sniffing builder,
     // which wraps the stream once more; its `downcast` unwraps both.
     let (io, replay) = match downcast::<TokioIo<S>>(upgraded) {

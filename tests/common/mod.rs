@@ -406,6 +406,8 @@ pub struct Spawned {
     pub child: std::process::Child,
     /// Everything the server logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The thread that reads the log; it ends when the server exits.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::ops::Deref for Spawned {
@@ -435,7 +437,7 @@ impl Spawned {
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
         // Keep draining stderr so the server never blocks on logging.
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
@@ -456,6 +458,7 @@ impl Spawned {
             },
             child,
             log,
+            reader: Some(reader),
         }
     }
 
@@ -499,6 +502,17 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server said: the harness prints a
+        // failed test's output, and the log is otherwise lost with it.
+        #[allow(clippy::print_stderr)]
+        if std::thread::panicking() {
+            // The rest of the log, up to the server's exit.
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.join();
+            }
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("--- wsecho's log ---\n{}", log.join("\n"));
+        }
     }
 }
 
