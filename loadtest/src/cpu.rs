@@ -142,8 +142,9 @@ pub fn listens_on(pid: u32, port: u16) -> Option<bool> {
             let target = target.to_string_lossy();
             let inode = target
                 .strip_prefix("socket:[")
-                .and_then(|t| t.strip_suffix(']'));
-            inode.is_some_and(|i| listening.iter().any(|l| l == i))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|i| i.parse::<u64>().ok());
+            inode.is_some_and(|i| listening.contains(&i))
         })
     });
     Some(holds)
@@ -152,12 +153,12 @@ pub fn listens_on(pid: u32, port: u16) -> Option<bool> {
 /// The socket inode of a `/proc/net/tcp` line, when it listens on `port`:
 /// `sl local_address rem_address st ... inode`, the local address as
 /// `HEX_IP:HEX_PORT` and state `0A` for LISTEN.
-fn listener_inode(line: &str, port: u16) -> Option<String> {
+fn listener_inode(line: &str, port: u16) -> Option<u64> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let local_port = fields.get(1)?.rsplit_once(':')?.1;
     let listens = *fields.get(3)? == "0A";
     (listens && u16::from_str_radix(local_port, 16).ok()? == port)
-        .then(|| fields.get(9).map(|i| i.to_string()))?
+        .then(|| fields.get(9)?.parse().ok())?
 }
 
 /// A process's resident memory, in KiB (`VmRSS` in `/proc/PID/status`).
@@ -206,7 +207,7 @@ mod tests {
         let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
         let listen = "   0: 0100007F:26AC 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0";
         let established = "   1: 0100007F:26AC 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1";
-        assert_eq!(listener_inode(listen, 9900), Some("4242".into()));
+        assert_eq!(listener_inode(listen, 9900), Some(4242));
         assert_eq!(listener_inode(listen, 9901), None);
         assert_eq!(listener_inode(established, 9900), None);
         assert_eq!(listener_inode(header, 9900), None);

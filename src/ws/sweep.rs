@@ -160,21 +160,12 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    use crate::ws::testing::Wakes;
 
     #[tokio::test(start_paused = true)]
     async fn each_interval_advances_the_tick_and_wakes_every_registered_session() {
         let sweep = Arc::new(Sweep::default());
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = Wakes::waker();
         let mut a = Ticket::new(sweep.clone());
         let mut b = Ticket::new(sweep.clone());
         a.register(&waker);
@@ -186,13 +177,13 @@ mod tests {
         sweep.start(Some(Duration::from_secs(10)));
         tokio::time::sleep(Duration::from_secs(25)).await;
         assert_eq!(sweep.tick(), 2);
-        assert_eq!(count.0.load(Ordering::Relaxed), 4);
+        assert_eq!(count.count(), 4);
 
         drop(a);
         assert_eq!(sweep.wakers.lock().unwrap().len(), 1);
         sweep.begin_drain();
         assert!(sweep.draining());
-        assert_eq!(count.0.load(Ordering::Relaxed), 5);
+        assert_eq!(count.count(), 5);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,4 +1,9 @@
-//! Client frames for the unit tests: masked, as RFC 6455 §5.3 requires.
+//! For the unit tests: client frames, masked as RFC 6455 §5.3 requires,
+//! and a waker that counts its wake-ups.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Wake, Waker};
 
 pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -34,4 +39,29 @@ pub fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = client_head(b0, payload.len());
     out.extend(masked(payload, 0));
     out
+}
+
+/// Counts the wake-ups of the wakers made from it.
+#[derive(Default)]
+pub struct Wakes(AtomicUsize);
+
+impl Wakes {
+    /// A counter and a waker that counts into it.
+    pub fn waker() -> (Arc<Wakes>, Waker) {
+        let wakes = Arc::new(Wakes::default());
+        (wakes.clone(), Waker::from(wakes))
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -362,46 +362,28 @@ fn tasks_chained_through_the_runtime_never_wait_for_the_periodic_turn() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
-/// Counts its wake-ups.
-struct Wakes(std::sync::atomic::AtomicUsize);
-
-impl Wake for Wakes {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// The park hook never lets the runtime block while the loop waits for its
 /// turn to end: with events waiting it wakes the loop and keeps the turn
 /// going (an event can vanish before the driver polls: the park must
 /// return anyway); with none it ends the turn.
 #[test]
 fn the_park_hook_wakes_the_loop_whether_or_not_events_wait() {
-    let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+    let (wakes, waker) = crate::ws::testing::Wakes::waker();
     let busy = mio::Poll::new().unwrap();
     let ready = mio::Waker::new(busy.registry(), Token(0)).unwrap();
     ready.wake().unwrap();
     RUNTIME_FD.set(Some(busy.as_raw_fd()));
-    IDLE.set(Some(Waker::from(wakes.clone())));
+    IDLE.set(Some(waker));
     before_park();
-    assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "the park must return");
-    assert!(
-        IDLE.with(|idle| {
-            let w = idle.take();
-            let some = w.is_some();
-            idle.set(w);
-            some
-        }),
-        "the turn goes on"
-    );
+    assert_eq!(wakes.count(), 1, "the park must return");
+    let kept = IDLE.take();
+    assert!(kept.is_some(), "the turn goes on");
+    IDLE.set(kept);
 
     let quiet = mio::Poll::new().unwrap();
     RUNTIME_FD.set(Some(quiet.as_raw_fd()));
     before_park();
-    assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+    assert_eq!(wakes.count(), 2);
     assert!(IDLE.take().is_none(), "the turn ends");
     RUNTIME_FD.set(None);
 }
