@@ -238,6 +238,13 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_count)]
     pub rate: Option<u64>,
 
+    /// Open loop and chat: a message may leave up to this much before its
+    /// time, with the one whose timer woke the thread (a wake-up costs more
+    /// CPU than an echo on a VM); its latency is then counted from when it
+    /// left. 0: each message on its own timer, never early.
+    #[arg(long, default_value = "100us", value_parser = parse_duration)]
+    pub pace_slack: Duration,
+
     /// New connections per second (ramp-up; connect scenario: churn rate).
     #[arg(long, value_parser = parse_per_second)]
     pub connect_rate: Option<u64>,

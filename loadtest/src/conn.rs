@@ -299,7 +299,7 @@ impl Conn {
             Poll::Pending => self.release_rbuf(),
         }
         if let Some(p) = &mut self.pace {
-            if p.pacer.now_ns() >= p.due_ns {
+            if p.pacer.is_due(p.due_ns) {
                 self.pace = None;
                 return Poll::Ready(Event::Timer);
             }

@@ -196,7 +196,7 @@ pub async fn worker(
     // Without a timerfd (never seen on Linux) sends fall back to the
     // millisecond tokio timer, which only makes corrected latency coarser.
     let pacer = scheduled
-        .then(|| Pacer::new(plan.clock).ok())
+        .then(|| Pacer::new(plan.clock, plan.args.pace_slack.as_nanos() as u64).ok())
         .flatten()
         .map(Rc::new);
     let h2 = (plan.args.http2)

@@ -226,6 +226,10 @@ pub struct RunConfig {
     /// --verify (files from before it: full).
     #[serde(default)]
     pub verify: crate::cli::Verify,
+    /// --pace-slack, where sends are scheduled (open loop, chat); files from
+    /// before it: none (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace_slack_us: Option<u64>,
 }
 
 /// `--deflate` (permessage-deflate): what was offered, what the server

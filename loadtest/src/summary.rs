@@ -158,6 +158,9 @@ fn config(plan: &Plan) -> RunConfig {
         streams_per_connection: args.http2.then(|| args.streams_per_connection.unwrap_or(1)),
         payload: args.payload,
         verify: args.verify,
+        pace_slack_us: workload
+            .scheduled()
+            .then_some(args.pace_slack.as_micros() as u64),
     }
 }
 

@@ -23,10 +23,17 @@ async fn rate_is_held_within_5_percent() {
     }
     assert_eq!(run.json()["config"]["rate"], 4000);
     assert!(run.json()["config"]["in_flight"].is_null());
-    // Both latencies, over the same echoes. A send always leaves after its
-    // intended time (the timer wakes us a little late, the write takes a
-    // little), so corrected latency is strictly higher on average: equal
-    // means to the 0.1 µs would mean both were timed from the same moment.
+    assert_eq!(
+        run.json()["config"]["pace_slack_us"],
+        100,
+        "the default slack"
+    );
+    // Both latencies, over the same echoes. The message a timer wakes the
+    // thread for leaves after its intended time (the wake-up is a little
+    // late, the write takes a little), and one sent early with it is timed
+    // from when it left, so corrected latency is strictly higher on
+    // average: equal to the 0.1 µs would mean both were timed from the
+    // same moment.
     let lat = &run.json()["latency_us"];
     let unc = &run.json()["latency_uncorrected_us"];
     assert_eq!(lat["count"], unc["count"]);

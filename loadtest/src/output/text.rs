@@ -43,6 +43,10 @@ fn header(o: &mut String, r: &Report) {
         ),
         (s, _, _) => s.to_string(),
     };
+    let mode = match c.pace_slack_us {
+        Some(us) if us > 0 => format!("{mode}, up to {us} µs early"),
+        _ => mode,
+    };
     let kind = match (c.payload, c.text) {
         (crate::cli::PayloadKind::TextJson, _) => "text-json",
         (_, true) => "text",

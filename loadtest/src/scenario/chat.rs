@@ -163,8 +163,12 @@ impl<'a> Peer<'a> {
     fn send(&mut self, conn: &mut Conn, now: u64) {
         let ctx = self.ctx;
         let mut stats = ctx.stats.borrow_mut();
+        let slack = ctx.pacer.as_ref().map_or(0, |p| p.slack_ns());
         let mut n = 0;
-        while self.next_ns <= now && self.next_ns < self.phases.window_end_ns && n < MAX_BURST {
+        while self.next_ns <= now + slack
+            && self.next_ns < self.phases.window_end_ns
+            && n < MAX_BURST
+        {
             conn.queue_message(&self.layout, self.id, self.seq, now);
             let counts = self.phases.counts(now);
             stats.on_sent(counts, self.layout.size);

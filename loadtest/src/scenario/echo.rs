@@ -237,14 +237,17 @@ impl EchoLoop {
         }
         let mut stats = self.ctx.stats.borrow_mut();
         let counts = self.phases.counts(now);
+        let slack = self.ctx.pacer.as_ref().map_or(0, |p| p.slack_ns());
         let mut n = 0u32;
         loop {
             let intended = match &self.schedule {
                 None if self.window.outstanding() >= self.in_flight => break,
                 None => now,
-                Some(s) if s.next_ns > now || n >= MAX_BURST => break,
+                Some(s) if s.next_ns > now + slack || n >= MAX_BURST => break,
                 Some(_) if conn.pending_write() >= MAX_BACKLOG => break,
-                Some(s) => s.next_ns,
+                // Early within the slack: timed from now, so that the
+                // time it was not yet due never shortens its latency.
+                Some(s) => s.next_ns.min(now),
             };
             let (seq, lost) = self.window.push(intended, now);
             conn.queue_message(&self.layout, self.id, seq, now);
