@@ -17,7 +17,9 @@
 # Knobs: PORT=19909 REPS=3 DURATION=8s WARMUP=2s SERVER_CPU=0 CLIENT_CPU=1
 #        MATRIX="100x20 10x1024 ..." (connections x payload bytes)
 #        BUILD=0 (use the release binaries already in target/)
-#        VERIFY=full|sample|header (wsecho-load's --verify; full by default)
+#        VERIFY=full|sample|header (wsecho-load's --verify; full by default);
+#        several, e.g. VERIFY="full sample", run each mode in turn with the
+#        others, one table per mode over the same load_test runs
 #        TASKS=1 (also run wsecho-load --driver tasks, a tokio task per
 #        connection, and show its per-core figure beside the epoll loop's)
 #        MIN_RATE=10000 (echoes/s below which a wsecho-load run fails: the
@@ -35,7 +37,7 @@ WARMUP=${WARMUP:-2s}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 MIN_RATE=${MIN_RATE:-10000}
-VERIFY=${VERIFY:-full}
+read -r -a MODES <<<"${VERIFY:-full}"
 read -r -a MATRIX <<<"${MATRIX:-100x20 10x1024 10x16384 200x16384 500x16384 1000x20}"
 secs() { local d=${1%s}; echo "${d%.*}"; }
 
@@ -82,12 +84,12 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 results="$work/results.txt"
 failures=0
 run_wsecho_load() {
-    local conns=$1 size=$2 driver=${4:-epoll} out="$work/wl-$1-$2-$3-${4:-epoll}.json"
-    local name=wsecho-load
-    [[ "$driver" == tasks ]] && name=wsecho-load-tasks
+    local conns=$1 size=$2 mode=$4 driver=${5:-epoll} out="$work/wl-$1-$2-$3-$4-${5:-epoll}.json"
+    local name=wsecho-load-$mode
+    [[ "$driver" == tasks ]] && name=wsecho-load-$mode-tasks
     if ! taskset -c "$CLIENT_CPU" "$LOAD" "ws://127.0.0.1:$PORT/" -c "$conns" -s "$size" \
         -d "$DURATION" --warmup "$WARMUP" --threads 1 --server-pid "$server_pid" \
-        --verify "$VERIFY" --driver "$driver" --min-rate "$MIN_RATE" -q --json "$out" \
+        --verify "$mode" --driver "$driver" --min-rate "$MIN_RATE" -q --json "$out" \
         >"$work/wl.txt" 2>&1; then
         failures=$((failures + 1))
         cat "$work/wl.txt" >&2
@@ -129,9 +131,9 @@ for rep in $(seq "$REPS"); do
     for cell in "${MATRIX[@]}"; do
         conns=${cell%x*} size=${cell#*x}
         echo "run $rep: $conns connections x $size B" >&2
-        run_wsecho_load "$conns" "$size" "$rep"
+        for mode in "${MODES[@]}"; do run_wsecho_load "$conns" "$size" "$rep" "$mode"; done
         if [[ -n "$LOAD_TEST" ]]; then run_load_test "$conns" "$size"; fi
-        if [[ "${TASKS:-0}" == 1 ]]; then run_wsecho_load "$conns" "$size" "$rep" tasks; fi
+        if [[ "${TASKS:-0}" == 1 ]]; then run_wsecho_load "$conns" "$size" "$rep" "${MODES[0]}" tasks; fi
     done
 done
 
@@ -154,53 +156,64 @@ if [[ -n "$LOAD_TEST" ]]; then
         cat "$UWS_DIR"/uSockets/src/*.c "$UWS_DIR"/uSockets/src/eventing/epoll_kqueue.c | sha256sum | cut -c1-12)
     echo "- load_test: fastwebsockets-0.10.0 benches/load_test.c on uSockets from \$UWS_DIR (commit, or sha256 of its C sources: $us_id), \`gcc -O3 -flto -DLIBUS_NO_SSL\`"
 fi
-echo "- wsecho: \`taskset -c $SERVER_CPU $SERVER --threads 1\`; wsecho-load: \`taskset -c $CLIENT_CPU $LOAD URL -c N -s SIZE -d $DURATION --warmup $WARMUP --threads 1 --verify $VERIFY\` ($(case $VERIFY in
-    full) echo "verification: full, the default: every byte of every echo checked" ;;
-    sample) echo "verification: sample: every echo's header, every byte of 1 echo in 64" ;;
-    *) echo "verification: header: every echo's header, no byte after it" ;;
-esac), every round trip in the HDR histogram); load_test: \`taskset -c $CLIENT_CPU load_test N 127.0.0.1 PORT 0 0 [SIZE]\`, its reports over 4-12 s"
-echo "- closed loop, 1 message in flight per connection, binary; $REPS interleaved repetitions; medians shown; per core = messages/s / (generator CPU % / 100)"
+verification() {
+    case $1 in
+    full) echo "the default: every byte of every echo checked" ;;
+    sample) echo "every echo's header, every byte of 1 echo in 64" ;;
+    *) echo "every echo's header, no byte after it" ;;
+    esac
+}
+echo "- wsecho: \`taskset -c $SERVER_CPU $SERVER --threads 1\`; wsecho-load: \`taskset -c $CLIENT_CPU $LOAD URL -c N -s SIZE -d $DURATION --warmup $WARMUP --threads 1 --verify MODE\`, every round trip in the HDR histogram; load_test: \`taskset -c $CLIENT_CPU load_test N 127.0.0.1 PORT 0 0 [SIZE]\`, its reports over 4-12 s"
+for mode in "${MODES[@]}"; do echo "- \`--verify $mode\`: $(verification "$mode")"; done
+order=$(printf 'wsecho-load --verify %s, ' "${MODES[@]}")
+echo "- closed loop, 1 message in flight per connection, binary; $REPS interleaved repetitions (${order}then load_test, case by case); medians shown; per core = messages/s / (generator CPU % / 100)"
 if [[ "${TASKS:-0}" == 1 ]]; then
-    echo "- wsecho-load as shipped drives these runs from one epoll loop per worker (\`--driver epoll\`); \"tasks\" is the same binary with \`--driver tasks\`, a tokio task per connection, run in turn with the others"
+    echo "- wsecho-load as shipped drives these runs from one epoll loop per worker (\`--driver epoll\`); \"tasks\" is the same binary with \`--driver tasks\` (verification \`${MODES[0]}\`), a tokio task per connection, run in turn with the others"
 fi
-echo
-tasks_head="" tasks_rule=""
-if [[ "${TASKS:-0}" == 1 ]]; then tasks_head=" tasks msg/s per core | epoll / tasks |" tasks_rule="---:|---:|"; fi
-echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio |$tasks_head ratio per repetition | wsecho-load runs (msg/s) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|$tasks_rule---|---|"
-python3 - "$results" "${MATRIX[*]}" <<'PY'
+for mode in "${MODES[@]}"; do
+    echo
+    echo "#### \`--verify $mode\`"
+    echo
+    tasks_head="" tasks_rule=""
+    if [[ "${TASKS:-0}" == 1 && "$mode" == "${MODES[0]}" ]]; then tasks_head=" tasks msg/s per core | epoll / tasks |" tasks_rule="---:|---:|"; fi
+    echo "| connections x payload | wsecho-load msg/s | CPU % | msg/s per core | load_test msg/s | CPU % | msg/s per core | per-core ratio |$tasks_head ratio per repetition | wsecho-load runs (msg/s) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|$tasks_rule---|---|"
+    python3 - "$results" "${MATRIX[*]}" "wsecho-load-$mode" <<'PY'
 import statistics, sys
 runs = [l.split() for l in open(sys.argv[1])]
-def med(gen, case, col):
-    v = [float(r[col]) for r in runs if r[0] == gen and r[1] == case]
+gen = sys.argv[3]
+def med(g, case, col):
+    v = [float(r[col]) for r in runs if r[0] == g and r[1] == case]
     return statistics.median(v) if v else None
-def per_core_runs(gen, case):
+def per_core_runs(g, case):
     return [float(r[2]) / (float(r[3]) / 100) if float(r[3]) > 0 else None
-            for r in runs if r[0] == gen and r[1] == case]
-def per_core(gen, case):
-    v = [x for x in per_core_runs(gen, case) if x is not None]
+            for r in runs if r[0] == g and r[1] == case]
+def per_core(g, case):
+    v = [x for x in per_core_runs(g, case) if x is not None]
     return statistics.median(v) if v else None
 fmt = lambda x, d=0: "-" if x is None else f"{x:,.{d}f}"
 for case in sys.argv[2].split():
     n, size = case.split("x")
     payload = f"{int(size)//1024} KiB" if int(size) >= 1024 else f"{size} B"
-    wl, lt = per_core("wsecho-load", case), per_core("load_test", case)
+    wl, lt = per_core(gen, case), per_core("load_test", case)
     ratio = f"{wl/lt:.2f}x" if wl and lt else "-"
-    all_runs = ", ".join(f"{float(r[2]):.0f}" for r in runs if r[0] == "wsecho-load" and r[1] == case)
+    all_runs = ", ".join(f"{float(r[2]):.0f}" for r in runs if r[0] == gen and r[1] == case)
     # Each repetition runs wsecho-load and then load_test back to back:
     # their ratio, rep by rep, shows how far the machine moved under the
     # median ratio, which the medians alone hide.
     paired = ", ".join(f"{a / b:.2f}" if a and b else "-"
-                       for a, b in zip(per_core_runs("wsecho-load", case), per_core_runs("load_test", case)))
+                       for a, b in zip(per_core_runs(gen, case), per_core_runs("load_test", case)))
     tasks = ""
-    if any(r[0] == "wsecho-load-tasks" for r in runs):
-        tk = per_core("wsecho-load-tasks", case)
+    if any(r[0] == gen + "-tasks" for r in runs):
+        tk = per_core(gen + "-tasks", case)
         tasks = f" {fmt(tk)} | {f'{wl/tk:.2f}x' if wl and tk else '-'} |"
-    print(f"| {n} x {payload} | {fmt(med('wsecho-load', case, 2))} | {fmt(med('wsecho-load', case, 3), 1)} | {fmt(wl)} "
+    print(f"| {n} x {payload} | {fmt(med(gen, case, 2))} | {fmt(med(gen, case, 3), 1)} | {fmt(wl)} "
           f"| {fmt(med('load_test', case, 2))} | {fmt(med('load_test', case, 3), 1)} | {fmt(lt)} | {ratio} |{tasks} {paired or '-'} | {all_runs} |")
-errors = sum(int(float(r[4])) for r in runs if r[0].startswith("wsecho-load"))
-print(f"\nwsecho-load errors over all runs: {errors}")
 PY
+done
+errors=$(awk '$1 ~ /^wsecho-load/ { n += $5 } END { print n + 0 }' "$results")
+echo
+echo "wsecho-load errors over all runs: $errors"
 if ((failures > 0)); then
     echo
     echo "$failures run(s) exited non-zero (errors or thresholds); see above."
