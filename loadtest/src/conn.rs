@@ -14,8 +14,9 @@
 //! back as soon as they are empty: the read buffer once every complete
 //! message in it has been taken, the outbox once the socket took it all.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -31,7 +32,7 @@ use crate::codec::{
 use crate::codec::{Parsed, ProtocolError};
 use crate::net::Stream;
 use crate::pacer::Pacer;
-use crate::payload::Layout;
+use crate::payload::{self, Layout};
 
 /// Keep at least this much free space to read into, so a read is never
 /// wasted on a few bytes at the end of the buffer.
@@ -73,23 +74,50 @@ pub enum Msg<'a> {
     Close(Option<u16>),
 }
 
-/// Frames waiting to be written, back to back.
+/// Frames waiting to be written, back to back: bytes of the outbox's own,
+/// with pieces of the shared [`payload::wire`] pattern between them.
 struct Outbox {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
+    /// In order; the first may be partly written (its slice shortened).
+    splices: VecDeque<Splice>,
+    /// Bytes in `splices`.
+    spliced: usize,
     unflushed: bool,
 }
+
+/// A piece of the wire pattern that goes out after byte `at` of the
+/// outbox's own buffer.
+#[derive(Debug, Clone, Copy)]
+struct Splice {
+    at: usize,
+    bytes: &'static [u8],
+}
+
+/// Slices given to one `writev`.
+const MAX_SLICES: usize = 16;
+
+/// A message at least this large goes out with its filler spliced from
+/// the wire pattern; a smaller one has it copied into the outbox, which
+/// costs less than a second slice in the kernel.
+const SPLICE_MIN: usize = 2048;
 
 impl Outbox {
     /// Appends the header of a masked frame of `len` bytes and returns the
     /// space for its payload, to be written there in place.
     fn frame(&mut self, opcode: u8, len: usize, mask: [u8; 4]) -> &mut [u8] {
-        if self.pos == self.end {
+        self.frame_head(opcode, len, len, mask)
+    }
+
+    /// Appends the header of a masked frame of `len` bytes and room for
+    /// the first `own` of them; the rest follows as [`Outbox::splice`]s.
+    fn frame_head(&mut self, opcode: u8, len: usize, own: usize, mask: [u8; 4]) -> &mut [u8] {
+        if self.is_empty() {
             self.pos = 0;
             self.end = 0;
         }
-        let need = self.end + MAX_HEADER + len;
+        let need = self.end + MAX_HEADER + own;
         if self.buf.is_empty() {
             self.buf = Pool::Write.take(need);
         }
@@ -103,8 +131,104 @@ impl Outbox {
         }
         let h = codec::write_header(&mut self.buf[self.end..], opcode, len, mask);
         let start = self.end + h;
-        self.end = start + len;
-        &mut self.buf[start..start + len]
+        self.end = start + own;
+        &mut self.buf[start..start + own]
+    }
+
+    /// Appends payload bytes `range` of a wire-pattern message, which go
+    /// out as the pattern itself (the frame's mask is the message's key).
+    fn splice(&mut self, range: std::ops::Range<usize>) {
+        let mut i = range.start;
+        while i < range.end {
+            let p = i % payload::WIRE_LEN;
+            let len = (payload::WIRE_LEN - p).min(range.end - i);
+            let bytes = &payload::wire()[p..p + len];
+            self.splices.push_back(Splice {
+                at: self.end,
+                bytes,
+            });
+            self.spliced += len;
+            i += len;
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.end - self.pos + self.spliced
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos == self.end && self.splices.is_empty()
+    }
+
+    /// What is still to be written, in order, as at most `out.len()`
+    /// slices; returns how many.
+    fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
+        let (mut n, mut pos) = (0, self.pos);
+        for s in &self.splices {
+            if n + 2 > out.len() {
+                return n;
+            }
+            if s.at > pos {
+                out[n] = IoSlice::new(&self.buf[pos..s.at]);
+                n += 1;
+                pos = s.at;
+            }
+            out[n] = IoSlice::new(s.bytes);
+            n += 1;
+        }
+        if n < out.len() && self.end > pos {
+            out[n] = IoSlice::new(&self.buf[pos..self.end]);
+            n += 1;
+        }
+        n
+    }
+
+    /// `n` more bytes were written.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(s) = self.splices.front_mut() else {
+                self.pos += n;
+                return;
+            };
+            if s.at > self.pos {
+                let k = (s.at - self.pos).min(n);
+                self.pos += k;
+                n -= k;
+                continue;
+            }
+            let k = s.bytes.len().min(n);
+            s.bytes = &s.bytes[k..];
+            self.spliced -= k;
+            n -= k;
+            if s.bytes.is_empty() {
+                self.splices.pop_front();
+            }
+        }
+    }
+
+    /// Writes through `write`, which takes slices and says how many bytes
+    /// it took, until the outbox is empty or `write` stops (`None` for
+    /// would-block or pending).
+    fn write_with(
+        &mut self,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> Option<io::Result<usize>>,
+    ) -> io::Result<()> {
+        while !self.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = self.slices(&mut slices);
+            match write(&slices[..n]) {
+                None => return Ok(()),
+                Some(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Some(Ok(k)) => {
+                    self.advance(k);
+                    self.unflushed = true;
+                }
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        self.written();
+        Ok(())
     }
 
     /// Everything queued has been written: the buffer goes back.
@@ -186,6 +310,8 @@ impl Conn {
                 buf: Vec::new(),
                 pos: 0,
                 end: 0,
+                splices: VecDeque::new(),
+                spliced: 0,
                 unflushed: false,
             },
             frag: Vec::new(),
@@ -210,7 +336,7 @@ impl Conn {
 
     /// Bytes queued and not yet written.
     pub fn pending_write(&self) -> usize {
-        self.out.end - self.out.pos
+        self.out.pending()
     }
 
     /// The timer fires once at `deadline` (replacing any earlier arming).
@@ -241,7 +367,8 @@ impl Conn {
     /// Queues message `(conn, seq)` of `layout`, generated already masked.
     #[inline]
     pub fn queue_message(&mut self, layout: &Layout, conn: u32, seq: u64, sent_ns: u64) {
-        let mask = self.rng.mask();
+        let key = layout.wire_key(conn, seq);
+        let mask = key.unwrap_or_else(|| self.rng.mask());
         if let Some(z) = &mut self.deflate {
             // Compressed: generated plain, deflated, then copied and masked
             // (the one-pass masked write cannot apply before deflate).
@@ -255,6 +382,16 @@ impl Conn {
                 crate::deflate::mark_compressed(&mut self.out.buf, end, len);
                 return;
             }
+        }
+        // Only where the socket takes slices: TLS and HTTP/2 would write
+        // each of them as a record or DATA frame of its own.
+        let vectored = matches!(self.io, Stream::Plain(_) | Stream::Lent);
+        if key.is_some() && vectored && layout.size >= SPLICE_MIN {
+            let own = layout.header_len();
+            let dst = self.out.frame_head(layout.opcode(), layout.size, own, mask);
+            layout.write_header_masked(dst, conn, seq, sent_ns, mask);
+            self.out.splice(own..layout.size);
+            return;
         }
         let dst = self.out.frame(layout.opcode(), layout.size, mask);
         layout.write_for_send(dst, conn, seq, sent_ns, mask);
@@ -328,20 +465,19 @@ impl Conn {
     /// Writes as much of the outbox as the socket takes; flushes (TLS) once
     /// it is empty.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let io = &mut self.io;
         let out = &mut self.out;
-        while out.pos < out.end {
-            match Pin::new(&mut self.io).poll_write(cx, &out.buf[out.pos..out.end]) {
-                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    out.pos += n;
-                    out.unflushed = true;
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(()),
+        out.write_with(|slices| {
+            let polled = match slices {
+                [one] => Pin::new(&mut *io).poll_write(cx, one),
+                _ => Pin::new(&mut *io).poll_write_vectored(cx, slices),
+            };
+            match polled {
+                Poll::Ready(wrote) => Some(wrote),
+                Poll::Pending => None,
             }
-        }
-        out.written();
-        if out.unflushed {
+        })?;
+        if out.is_empty() && out.unflushed {
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => out.unflushed = false,
                 Poll::Ready(Err(e)) => return Err(e),
@@ -407,18 +543,19 @@ impl Conn {
     /// Writes as much of the outbox as a non-blocking socket takes (what
     /// [`Conn::event`] does first, for a caller that waits itself).
     pub fn write_to(&mut self, sock: &mut impl io::Write) -> io::Result<()> {
-        let out = &mut self.out;
-        while out.pos < out.end {
-            match sock.write(&out.buf[out.pos..out.end]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => out.pos += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+        let written = self.out.write_with(|slices| {
+            let wrote = match slices {
+                [one] => sock.write(one),
+                _ => sock.write_vectored(slices),
+            };
+            match wrote {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                other => Some(other),
             }
-        }
-        out.written();
-        Ok(())
+        });
+        // A plain socket has nothing to flush.
+        self.out.unflushed = false;
+        written
     }
 
     /// Makes space to read into (borrowing the read buffer back if it was
@@ -764,6 +901,77 @@ mod tests {
         );
         drop(server);
         assert!(matches!(conn.read_from(&mut ours), Read::Eof));
+    }
+
+    /// Takes at most 7 bytes a call, of the first slice only (as a
+    /// stream without vectored writes does), and keeps them.
+    struct Trickle(Vec<u8>);
+
+    impl std::io::Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Splits a client frame off the front of `wire`: its opcode, its
+    /// mask key and its payload, unmasked.
+    fn client_frame(wire: &mut &[u8]) -> (u8, [u8; 4], Vec<u8>) {
+        let (opcode, len7) = (wire[0] & 0x0f, (wire[1] & 0x7f) as usize);
+        assert!(wire[0] & 0x80 != 0 && wire[1] & 0x80 != 0, "FIN, masked");
+        let (len, at) = match len7 {
+            126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n, 2),
+        };
+        let mask: [u8; 4] = wire[at..at + 4].try_into().unwrap();
+        let mut payload = wire[at + 4..at + 4 + len].to_vec();
+        codec::apply_mask(&mut payload, mask, 0);
+        *wire = &wire[at + 4 + len..];
+        (opcode, mask, payload)
+    }
+
+    /// A wire-pattern message large enough goes out as its header and the
+    /// shared pattern, spliced (more than one piece past the pattern's
+    /// length), byte for byte what the payload module generates for it,
+    /// also when the socket takes a few bytes at a time of one slice.
+    #[tokio::test]
+    async fn a_spliced_message_goes_out_whole_through_short_writes() {
+        let (mut conn, _server) = pair(Vec::new());
+        conn.io = Stream::Lent;
+        let layout = Layout::new(payload::WIRE_LEN + 1000, false).with_wire(99);
+        let small = Layout::new(SPLICE_MIN - 1, false).with_wire(99);
+        conn.queue_message(&layout, 4, 10, 5);
+        conn.queue_message(&small, 4, 11, 6);
+        conn.queue_message(&layout, 4, 12, 7);
+        assert_eq!(
+            conn.out.splices.len(),
+            4,
+            "two pieces each, large ones only"
+        );
+        let queued = conn.pending_write();
+        let mut sink = Trickle(Vec::new());
+        conn.write_to(&mut sink).unwrap();
+        assert_eq!((sink.0.len(), conn.pending_write()), (queued, 0));
+        assert!(conn.out.splices.is_empty() && conn.out.buf.is_empty());
+        let mut wire = &sink.0[..];
+        for (l, seq, t) in [(&layout, 10, 5), (&small, 11, 6), (&layout, 12, 7)] {
+            let (opcode, mask, got) = client_frame(&mut wire);
+            assert_eq!(opcode, OP_BINARY);
+            assert_eq!(Some(mask), l.wire_key(4, seq), "masked with its key");
+            let mut want = vec![0u8; l.size];
+            l.write_masked(&mut want, 4, seq, t, [0; 4]);
+            assert!(got == want, "seq {seq}");
+            assert!(l.content_ok(&got, 4, seq));
+        }
+        assert!(wire.is_empty());
     }
 
     #[tokio::test]

@@ -14,6 +14,23 @@
 //! comparing it are straight loops the compiler vectorises, and generation
 //! XORs the mask key in on the way, so a message is written once, masked,
 //! into the send buffer.
+//!
+//! The echo scenario's binary messages have a filler of another kind
+//! ([`Layout::wire`]): the bytes that, masked with the message's own key,
+//! are the run's [`wire`] pattern. The key is fresh for every message, a
+//! keyed hash of `(conn, seq)` with a secret drawn when the run starts, so
+//! the server sees a different payload each time (RFC 6455 §5.3) and every
+//! byte of its echo is still checked; but the frame's bytes after the
+//! header are the same in every message, so the send path hands the
+//! kernel the shared pattern ([`crate::conn`] writes it with `writev`)
+//! instead of generating the message into a buffer of its own. Generating
+//! 16 KiB was most of the generator's own work per echo at 16 KiB
+//! (`fill_avx512`, 191 ns a TCP segment at 10 x 16 KiB by
+//! `scripts/segment-costs.sh`). Chat keeps the filler above: its
+//! deliveries are checked by other processes under `--segment`, which do
+//! not know this one's secret.
+
+use std::sync::LazyLock;
 
 use crate::cli::Verify;
 use crate::codec::{OP_BINARY, OP_TEXT};
@@ -22,6 +39,27 @@ const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Bytes of the full binary header: seq (8), conn (4), send time (8).
 pub const FULL_HEADER: usize = 20;
+/// Length of the [`wire`] pattern: a whole number of words, so a word of a
+/// payload never straddles its wrap, and long enough to hold a
+/// 16 KiB-class message without repeating.
+pub const WIRE_LEN: usize = 1 << 16;
+
+/// The [`wire`] pattern is the binary filler of this seed: so its bytes can
+/// be checked against arithmetic, as any filler is, not against a second
+/// stream of loads.
+const WIRE_SEED: u64 = 0x5851_f42d_4c95_7f2d;
+
+/// The masked bytes of every [`Layout::wire`] message after its header:
+/// payload byte `i` is `wire()[i % WIRE_LEN]` XOR the message's mask key.
+/// Pseudo-random, so a byte echoed at the wrong offset differs.
+pub fn wire() -> &'static [u8] {
+    static WIRE: LazyLock<Box<[u8]>> = LazyLock::new(|| {
+        let mut w = vec![0u8; WIRE_LEN];
+        fill_any::<false>(&mut w, WIRE_SEED, 0);
+        w.into_boxed_slice()
+    });
+    &WIRE
+}
 
 /// Which header fields fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +98,10 @@ pub struct Layout {
     pub json: bool,
     /// `--verify`: which echoes have their filler checked.
     pub verify: Verify,
+    /// Binary messages whose masked filler is the [`wire`] pattern, their
+    /// mask keys hashed from `(conn, seq)` with this secret: the echo
+    /// scenario's (see the module's notes).
+    pub wire: Option<u64>,
 }
 
 /// A decoded header. `seq` holds `seq_bits` low bits of the real number.
@@ -102,7 +144,26 @@ impl Layout {
             fields,
             json: false,
             verify: Verify::Full,
+            wire: None,
         }
+    }
+
+    /// The layout with [`Layout::wire`] filler keyed by `secret` (binary
+    /// filler only: text stays ASCII).
+    pub fn with_wire(self, secret: u64) -> Layout {
+        Layout {
+            wire: (!self.text && !self.json).then_some(secret),
+            ..self
+        }
+    }
+
+    /// The mask key message `(conn, seq)` is sent with when its filler is
+    /// the wire pattern's; `None` for other layouts, whose keys are drawn
+    /// at random per frame.
+    #[inline]
+    pub fn wire_key(&self, conn: u32, seq: u64) -> Option<[u8; 4]> {
+        let secret = self.wire?;
+        Some((splitmix(seed(conn, seq) ^ secret) as u32).to_le_bytes())
     }
 
     /// A text layout whose filler is compressible JSON-ish text.
@@ -130,7 +191,8 @@ impl Layout {
         }
     }
 
-    fn header_len(&self) -> usize {
+    /// Payload bytes that hold the header (two hex digits a byte in text).
+    pub fn header_len(&self) -> usize {
         self.fields.bytes() * if self.text { 2 } else { 1 }
     }
 
@@ -138,11 +200,11 @@ impl Layout {
     /// already XORed with the mask key: one pass, no copy.
     pub fn write_masked(&self, dst: &mut [u8], conn: u32, seq: u64, sent_ns: u64, mask: [u8; 4]) {
         debug_assert_eq!(dst.len(), self.size);
-        let m64 = u64::from_le_bytes([
-            mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-        ]);
+        let m64 = word(mask);
         let seed = seed(conn, seq);
-        if self.json {
+        if let Some(key) = self.wire_key(conn, seq) {
+            fill_wire(dst, word(key) ^ word(mask));
+        } else if self.json {
             let start = self.header_len().min(dst.len());
             crate::textjson::fill(&mut dst[start..], seed);
             crate::codec::apply_mask(&mut dst[start..], mask, start);
@@ -172,7 +234,7 @@ impl Layout {
         self.write_header_masked(dst, conn, seq, sent_ns, mask);
     }
 
-    fn write_header_masked(
+    pub fn write_header_masked(
         &self,
         dst: &mut [u8],
         conn: u32,
@@ -234,12 +296,14 @@ impl Layout {
     /// True when every byte after the header is the filler of `(conn, seq)`.
     pub fn filler_ok(&self, src: &[u8], conn: u32, seq: u64) -> bool {
         let start = self.header_len();
-        if self.json {
+        if let Some(key) = self.wire_key(conn, seq) {
+            wire_ok(src, start, word(key))
+        } else if self.json {
             crate::textjson::matches(src.get(start..).unwrap_or_default(), seed(conn, seq))
         } else if self.text {
-            filler_ok::<true>(src, start, seed(conn, seq))
+            filler_ok::<true>(src, start, seed(conn, seq), 0)
         } else {
-            filler_ok::<false>(src, start, seed(conn, seq))
+            filler_ok::<false>(src, start, seed(conn, seq), 0)
         }
     }
 }
@@ -248,6 +312,13 @@ impl Layout {
 /// every byte and a message delivered to the wrong connection shows.
 pub fn seed(conn: u32, seq: u64) -> u64 {
     splitmix(splitmix(conn as u64) ^ seq)
+}
+
+/// A mask key twice over: the key of every 8 bytes from a multiple of 4.
+fn word(key: [u8; 4]) -> u64 {
+    u64::from_le_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ])
 }
 
 fn splitmix(x: u64) -> u64 {
@@ -309,21 +380,23 @@ fn fill_any<const TEXT: bool>(dst: &mut [u8], seed: u64, m64: u64) {
     }
 }
 
-/// Compares bytes `start..` with the filler: byte by byte in the (at most
+/// Compares bytes `start..`, XORed with `m64` (a key twice over, or 0),
+/// with the filler: byte by byte in the (at most
 /// two) 8-byte chunks cut by the header's or the payload's end, a word at a
 /// time between them, OR-ing differences so the loop has no early exit and
 /// vectorises.
-fn filler_ok<const TEXT: bool>(src: &[u8], start: usize, seed: u64) -> bool {
+fn filler_ok<const TEXT: bool>(src: &[u8], start: usize, seed: u64, m64: u64) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if let Some(ok) = wide::filler_ok::<TEXT>(src, start, seed) {
+    if let Some(ok) = wide::filler_ok::<TEXT>(src, start, seed, m64) {
         return ok;
     }
-    filler_ok_any::<TEXT>(src, start, seed)
+    filler_ok_any::<TEXT>(src, start, seed, m64)
 }
 
 #[inline(always)]
-fn filler_ok_any<const TEXT: bool>(src: &[u8], start: usize, seed: u64) -> bool {
+fn filler_ok_any<const TEXT: bool>(src: &[u8], start: usize, seed: u64, m64: u64) -> bool {
     let n = src.len();
+    let m = m64.to_le_bytes();
     if start >= n {
         return true;
     }
@@ -332,7 +405,7 @@ fn filler_ok_any<const TEXT: bool>(src: &[u8], start: usize, seed: u64) -> bool 
     let partial = |j: usize| {
         let expected = word(j).to_le_bytes();
         let (lo, hi) = ((8 * j).max(start), (8 * j + 8).min(n));
-        (lo..hi).fold(0u8, |d, p| d | (src[p] ^ expected[p - 8 * j]))
+        (lo..hi).fold(0u8, |d, p| d | (src[p] ^ m[p & 7] ^ expected[p - 8 * j]))
     };
     let first_full = start.div_ceil(8);
     let full_end = n / 8;
@@ -345,13 +418,30 @@ fn filler_ok_any<const TEXT: bool>(src: &[u8], start: usize, seed: u64) -> bool 
         for c in src[8 * first_full..8 * full_end].chunks_exact(8) {
             w = w.wrapping_add(GOLDEN);
             let got = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            diff |= got ^ filler_word::<TEXT>(w);
+            diff |= got ^ m64 ^ filler_word::<TEXT>(w);
         }
     }
     if !n.is_multiple_of(8) && full_end >= first_full {
         diff |= partial(full_end) as u64;
     }
     diff == 0
+}
+
+/// Writes the wire pattern XOR `m64` (a key twice over, [`word`]) over all
+/// of `dst`, from payload offset 0: the pattern's filler, from its seed
+/// again at each wrap (a multiple of 8, so the key stays aligned).
+fn fill_wire(dst: &mut [u8], m64: u64) {
+    for block in dst.chunks_mut(WIRE_LEN) {
+        fill::<false>(block, WIRE_SEED, m64);
+    }
+}
+
+/// True when bytes `start..` of an (unmasked) echo, masked with the key of
+/// `k64` ([`word`]), are the wire pattern.
+fn wire_ok(src: &[u8], start: usize, k64: u64) -> bool {
+    src.chunks(WIRE_LEN).enumerate().all(|(b, block)| {
+        filler_ok::<false>(block, start.saturating_sub(b * WIRE_LEN), WIRE_SEED, k64)
+    })
 }
 
 /// The filler loops compiled for wider vectors, chosen at run time. At
@@ -380,13 +470,18 @@ mod wide {
 
     /// Checks as [`super::filler_ok_any`] does; `None` when the CPU has
     /// neither.
-    pub(super) fn filler_ok<const TEXT: bool>(src: &[u8], start: usize, seed: u64) -> Option<bool> {
+    pub(super) fn filler_ok<const TEXT: bool>(
+        src: &[u8],
+        start: usize,
+        seed: u64,
+        m64: u64,
+    ) -> Option<bool> {
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F, checked just above.
-            Some(unsafe { filler_ok_avx512::<TEXT>(src, start, seed) })
+            Some(unsafe { filler_ok_avx512::<TEXT>(src, start, seed, m64) })
         } else if is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            Some(unsafe { filler_ok_avx2::<TEXT>(src, start, seed) })
+            Some(unsafe { filler_ok_avx2::<TEXT>(src, start, seed, m64) })
         } else {
             None
         }
@@ -403,13 +498,13 @@ mod wide {
     }
 
     #[target_feature(enable = "avx512f")]
-    fn filler_ok_avx512<const TEXT: bool>(src: &[u8], start: usize, seed: u64) -> bool {
-        super::filler_ok_any::<TEXT>(src, start, seed)
+    fn filler_ok_avx512<const TEXT: bool>(src: &[u8], start: usize, seed: u64, m64: u64) -> bool {
+        super::filler_ok_any::<TEXT>(src, start, seed, m64)
     }
 
     #[target_feature(enable = "avx2")]
-    fn filler_ok_avx2<const TEXT: bool>(src: &[u8], start: usize, seed: u64) -> bool {
-        super::filler_ok_any::<TEXT>(src, start, seed)
+    fn filler_ok_avx2<const TEXT: bool>(src: &[u8], start: usize, seed: u64, m64: u64) -> bool {
+        super::filler_ok_any::<TEXT>(src, start, seed, m64)
     }
 }
 
@@ -555,6 +650,81 @@ mod tests {
         assert!(!l.filler_ok(&sent(&l, 2, 5, 0), 1, 5));
     }
 
+    /// Wire-pattern messages: masked with their own key, every byte after
+    /// the header is the pattern's, at any length (also past the pattern's
+    /// wrap); they round-trip, and a flipped byte anywhere, another
+    /// message's filler or another run's secret is caught.
+    #[test]
+    fn wire_messages_are_the_pattern_masked_and_checked_whole() {
+        for size in [0, 20, 21, 27, 28, 64, 1000, WIRE_LEN - 3, 2 * WIRE_LEN + 13] {
+            let l = Layout::new(size, false).with_wire(7);
+            let key = l.wire_key(3, 41).unwrap();
+            assert_ne!(Some(key), l.wire_key(3, 42), "a key per message");
+            let mut masked = vec![0u8; size];
+            l.write_masked(&mut masked, 3, 41, 12345, key);
+            let start = l.header_len().min(size);
+            for (i, &b) in masked.iter().enumerate().skip(start) {
+                assert_eq!(b, wire()[i % WIRE_LEN], "size {size} byte {i}");
+            }
+            apply_mask(&mut masked, key, 0);
+            let good = masked;
+            let want = l.decode(&good, OP_BINARY).unwrap();
+            assert!(l.filler_ok(&good, 3, 41), "size {size}");
+            let other_run = Layout::new(size, false).with_wire(8);
+            assert_eq!(
+                other_run.filler_ok(&good, 3, 41),
+                size <= start,
+                "size {size}"
+            );
+            assert_eq!(l.filler_ok(&good, 3, 40), size <= start, "size {size}");
+            let flips = (0..size.min(100)).chain(size.saturating_sub(100)..size);
+            for i in flips.chain([WIRE_LEN, WIRE_LEN + 7].into_iter().filter(|&i| i < size)) {
+                let mut bad = good.clone();
+                bad[i] ^= 0x01;
+                let caught = match l.decode(&bad, OP_BINARY) {
+                    Err(_) => true,
+                    Ok(h) => h != want || !l.filler_ok(&bad, 3, 41),
+                };
+                assert!(caught, "size {size} byte {i}");
+            }
+        }
+        assert_eq!(
+            Layout::new(64, true).with_wire(7).wire,
+            None,
+            "text keeps its filler"
+        );
+    }
+
+    /// The wire check at every start and across the pattern's wrap, with
+    /// the wide loops (whichever this CPU runs) and the portable one.
+    #[test]
+    fn wire_checks_catch_a_flip_anywhere() {
+        let k64 = word([1, 2, 3, 4]);
+        for len in [0, 7, 8, 9, 63, 64, 65, 4099, WIRE_LEN + 9] {
+            let mut good = vec![0u8; len];
+            fill_wire(&mut good, k64);
+            let mut plain = good.clone();
+            apply_mask(&mut plain, [1, 2, 3, 4], 0);
+            let pattern = wire().iter().cycle().take(len);
+            assert!(plain.iter().eq(pattern), "len {len}");
+            for start in [0, 1, 7, 8, 20] {
+                assert!(wire_ok(&good, start, k64), "len {len} start {start}");
+                for i in [start, len / 2, len.saturating_sub(1)] {
+                    if i < start || i >= len {
+                        continue;
+                    }
+                    let mut bad = good.clone();
+                    bad[i] ^= 0x40;
+                    assert!(!wire_ok(&bad, start, k64), "len {len} byte {i}");
+                    let block = &bad[i / WIRE_LEN * WIRE_LEN..]
+                        [..(len - i / WIRE_LEN * WIRE_LEN).min(WIRE_LEN)];
+                    let start = start.saturating_sub(i / WIRE_LEN * WIRE_LEN);
+                    assert!(!filler_ok_any::<false>(block, start, WIRE_SEED, k64));
+                }
+            }
+        }
+    }
+
     /// The wide loops (whichever this CPU runs) agree with the portable
     /// ones byte for byte, and catch a flipped bit anywhere, including the
     /// last word a vector loop would leave to its scalar tail.
@@ -579,11 +749,14 @@ mod tests {
                     for i in at {
                         let mut bad = plain.clone();
                         bad[i] ^= 0x40;
-                        assert!(!filler_ok::<false>(&bad, start, 42), "len {len} byte {i}");
-                        assert!(!filler_ok_any::<false>(&bad, start, 42));
+                        assert!(
+                            !filler_ok::<false>(&bad, start, 42, 0),
+                            "len {len} byte {i}"
+                        );
+                        assert!(!filler_ok_any::<false>(&bad, start, 42, 0));
                     }
                     assert!(
-                        filler_ok::<false>(&plain, start, 42),
+                        filler_ok::<false>(&plain, start, 42, 0),
                         "len {len} start {start}"
                     );
                 }

@@ -2,6 +2,7 @@
 //! the rest of the code matches on ([`Workload`], [`Pace`]), plus what the
 //! workers share (target, dialer, upgrade request, payload layout, clock).
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
@@ -302,9 +303,13 @@ fn layout(args: &RunArgs) -> Layout {
         PayloadKind::Filler => Layout::new(args.size, args.text),
         PayloadKind::TextJson => Layout::text_json(args.size),
     };
-    Layout {
+    let layout = Layout {
         verify: args.verify,
         ..layout
+    };
+    match args.scenario {
+        Scenario::Echo => layout.with_wire(RandomState::new().hash_one(0u64)),
+        _ => layout,
     }
 }
 
