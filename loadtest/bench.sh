@@ -48,13 +48,7 @@ fi
 SERVER=target/release/wsecho
 LOAD=target/release/wsecho-load
 
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-    if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+with_scratch
 
 # load_test from source: the fastwebsockets crate's benches/load_test.c on
 # uSockets (epoll, no TLS), as its Makefile does, with gcc.
@@ -76,6 +70,7 @@ fi
 taskset -c "$SERVER_CPU" "$SERVER" --listen "127.0.0.1:$PORT" --threads 1 --log warn \
     >"$work/server.log" 2>&1 &
 server_pid=$!
+pids+=("$server_pid")
 wait_for_port "$PORT" || true
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -139,7 +134,6 @@ done
 
 kill -TERM "$server_pid"
 wait "$server_pid" 2>/dev/null || true
-server_pid=""
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! git diff --quiet HEAD 2>/dev/null; then commit="$commit (with uncommitted changes)"; fi

@@ -1,5 +1,15 @@
 # Sourced by the benchmark, profiling and soak scripts.
 
+# Gives the script a scratch directory, $work, and a list of processes to
+# stop, `pids`: when it exits, however it ends, each is killed and the
+# directory removed.
+with_scratch() {
+    # shellcheck disable=SC2034 # used by the scripts that source this
+    work=$(mktemp -d)
+    pids=()
+    trap 'for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+}
+
 # Waits up to 10 s for a listener on 127.0.0.1:PORT.
 wait_for_port() {
     for _ in $(seq 100); do

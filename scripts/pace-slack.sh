@@ -17,16 +17,11 @@ PORT=${PORT:-19977} REPS=${REPS:-2} RATE=${RATE:-40000} CONNS=${CONNS:-100} SIZE
 DURATION=${DURATION:-8s} WARMUP=${WARMUP:-2s} SERVER_CPU=${SERVER_CPU:-0} CLIENT_CPU=${CLIENT_CPU:-1}
 slacks=("$@")
 ((${#slacks[@]})) || slacks=(0 50us 100us 250us)
-work=$(mktemp -d)
-server=""
-cleanup() {
-    if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+with_scratch
 
 taskset -c "$SERVER_CPU" target/release/wsecho --listen "127.0.0.1:$PORT" --threads 1 --log warn &
 server=$!
+pids+=("$server")
 wait_for_port "$PORT"
 echo "$(date -u +%FT%TZ), $(git rev-parse --short HEAD): $CONNS x $SIZE B at $RATE msg/s, $DURATION after $WARMUP, $REPS rounds"
 for rep in $(seq "$REPS"); do

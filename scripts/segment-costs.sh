@@ -31,13 +31,7 @@ TOP=${TOP:-25} SECS=${SECS:-5} VERIFY=${VERIFY:-full}
 for tool in perf nstat; do
     command -v "$tool" >/dev/null || { echo "segment-costs.sh: $tool is not installed" >&2; exit 2; }
 done
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+with_scratch
 
 # measure NAME SERVER GENERATOR: writes $work/NAME.{report,txt}.
 measure() {

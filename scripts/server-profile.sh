@@ -27,16 +27,11 @@ TOP=${TOP:-12}
 set_load_test_args "$conns" "$port" "$size"
 command -v perf >/dev/null || { echo "server-profile.sh: perf is not installed" >&2; exit 2; }
 [[ -x "$LOAD_TEST" ]] || { echo "server-profile.sh: no load_test at $LOAD_TEST (results/run.sh with UWS_DIR builds it)" >&2; exit 2; }
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-    [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+with_scratch
 
 taskset -c "$SERVER_CPU" "$@" >"$work/server.log" 2>&1 &
 server_pid=$!
+pids+=("$server_pid")
 wait_for_port "$port" || true
 timeout 12 taskset -c "$CLIENT_CPU" stdbuf -oL "$LOAD_TEST" "${load_test_args[@]}" >"$work/lt.txt" 2>&1 &
 sleep 4

@@ -59,6 +59,16 @@ struct Entry {
     done: oneshot::Sender<Returned>,
 }
 
+impl Entry {
+    /// Writes what the connection has queued; a failed write ends it.
+    fn write_out(&mut self) -> ControlFlow<End, bool> {
+        match self.conn.write_to(&mut Sender(&self.sock)) {
+            Ok(()) => ControlFlow::Continue(false),
+            Err(e) => ControlFlow::Break(self.echo.failed(e)),
+        }
+    }
+}
+
 /// What the loop hands back to the connection's task.
 struct Returned {
     sock: TcpStream,
@@ -221,10 +231,7 @@ impl Direct {
             let Some(Some(e)) = entries.get_mut(token) else {
                 continue; // ended since
             };
-            let Err(err) = e.conn.write_to(&mut Sender(&e.sock)) else {
-                continue;
-            };
-            let flow = ControlFlow::Break(e.echo.failed(err));
+            let flow = e.write_out();
             drop(entries);
             self.end(token, flow);
         }
@@ -266,10 +273,8 @@ impl Direct {
                 continue;
             };
             let mut flow = e.echo.step(&mut e.conn, Event::Timer, now);
-            if flow.is_continue()
-                && let Err(err) = e.conn.write_to(&mut Sender(&e.sock))
-            {
-                flow = ControlFlow::Break(e.echo.failed(err));
+            if flow.is_continue() {
+                flow = e.write_out();
             }
             drop(entries);
             self.end(token, flow);
