@@ -15,8 +15,8 @@
 //! XORs the mask key in on the way, so a message is written once, masked,
 //! into the send buffer.
 //!
-//! The echo scenario's binary messages have a filler of another kind
-//! ([`Layout::wire`]): the bytes that, masked with the message's own key,
+//! The echo scenario's binary messages of [`WIRE_MIN`] bytes or more have a
+//! filler of another kind ([`Layout::wire`]): the bytes that, masked with the message's own key,
 //! are the run's [`wire`] pattern. The key is fresh for every message, a
 //! keyed hash of `(conn, seq)` with a secret drawn when the run starts, so
 //! the server sees a different payload each time (RFC 6455 §5.3) and every
