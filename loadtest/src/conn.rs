@@ -80,13 +80,26 @@ struct Outbox {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
-    /// In order; the first may be partly written (its slice shortened).
     /// Boxed, and made on the first splice: the outbox is part of every
     /// connection's entry in the worker's epoll loop, whose size is cache
     /// lines touched per event, and small messages never splice.
-    #[expect(clippy::box_collection, reason = "8 bytes in the entry, not 32")]
-    splices: Option<Box<VecDeque<Splice>>>,
+    splices: Option<Box<Splices>>,
 }
+
+/// The pieces of the wire pattern queued, in order; the first may be
+/// partly written (its slice shortened).
+#[derive(Default)]
+struct Splices {
+    queue: VecDeque<Splice>,
+    /// Their bytes, for [`Outbox::pending`], which the open loop asks for
+    /// every message it queues.
+    bytes: usize,
+}
+
+/// Pieces a connection's splice queue may keep room for once drained: a
+/// backlog of thousands (the open loop's 4 MiB of 2 KiB messages) should
+/// not leave its queue behind.
+const KEPT_SPLICES: usize = 64;
 
 /// A piece of the wire pattern that goes out after byte `at` of the
 /// outbox's own buffer.
@@ -134,23 +147,17 @@ impl Outbox {
     /// Appends payload bytes `range` of a wire-pattern message, which go
     /// out as the pattern itself (the frame's mask is the message's key).
     fn splice(&mut self, range: std::ops::Range<usize>) {
-        let mut i = range.start;
-        while i < range.end {
-            let p = i % payload::WIRE_LEN;
-            let len = (payload::WIRE_LEN - p).min(range.end - i);
-            let bytes = &payload::wire()[p..p + len];
-            let splices = self.splices.get_or_insert_default();
-            splices.push_back(Splice {
-                at: self.end,
-                bytes,
-            });
-            i += len;
-        }
+        let bytes = &payload::wire()[range];
+        let splices = self.splices.get_or_insert_default();
+        splices.bytes += bytes.len();
+        splices.queue.push_back(Splice {
+            at: self.end,
+            bytes,
+        });
     }
 
     fn pending(&self) -> usize {
-        let spliced = self.pieces().map(|s| s.bytes.len()).sum::<usize>();
-        self.end - self.pos + spliced
+        self.end - self.pos + self.splices.as_ref().map_or(0, |s| s.bytes)
     }
 
     fn is_empty(&self) -> bool {
@@ -158,7 +165,7 @@ impl Outbox {
     }
 
     fn pieces(&self) -> impl Iterator<Item = &Splice> {
-        self.splices.iter().flat_map(|s| s.iter())
+        self.splices.iter().flat_map(|s| s.queue.iter())
     }
 
     /// What is still to be written, in order, as at most `out.len()`
@@ -187,10 +194,11 @@ impl Outbox {
     /// `n` more bytes were written.
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
-            let Some(s) = self.splices.as_mut().and_then(|s| s.front_mut()) else {
+            let Some(splices) = self.splices.as_mut().filter(|s| !s.queue.is_empty()) else {
                 self.pos += n;
                 return;
             };
+            let s = &mut splices.queue[0];
             if s.at > self.pos {
                 let k = (s.at - self.pos).min(n);
                 self.pos += k;
@@ -199,11 +207,10 @@ impl Outbox {
             }
             let k = s.bytes.len().min(n);
             s.bytes = &s.bytes[k..];
+            splices.bytes -= k;
             n -= k;
-            if s.bytes.is_empty()
-                && let Some(splices) = &mut self.splices
-            {
-                splices.pop_front();
+            if s.bytes.is_empty() {
+                splices.queue.pop_front();
             }
         }
     }
@@ -246,6 +253,13 @@ impl Outbox {
         self.end = 0;
         if !self.buf.is_empty() {
             Pool::Write.give(std::mem::take(&mut self.buf));
+        }
+        if self
+            .splices
+            .as_ref()
+            .is_some_and(|s| s.queue.capacity() > KEPT_SPLICES)
+        {
+            self.splices = None;
         }
     }
 }
@@ -913,15 +927,37 @@ mod tests {
         assert!(matches!(conn.read_from(&mut ours), Read::Eof));
     }
 
-    /// Takes at most 7 bytes a call, of the first slice only (as a
-    /// stream without vectored writes does), and keeps them.
-    struct Trickle(Vec<u8>);
+    /// Takes a different number of bytes each call, across as many slices
+    /// as that covers (from 1 byte to more than a frame), and every fifth
+    /// call nothing: "would block".
+    struct Ragged {
+        got: Vec<u8>,
+        calls: usize,
+    }
 
-    impl std::io::Write for Trickle {
+    impl Ragged {
+        fn take(&mut self) -> Option<usize> {
+            const TAKES: [usize; 7] = [1, 7, 5000, 20, 70_000, 3, 131_072];
+            self.calls += 1;
+            (!self.calls.is_multiple_of(5)).then(|| TAKES[self.calls % TAKES.len()])
+        }
+    }
+
+    impl std::io::Write for Ragged {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = buf.len().min(7);
-            self.0.extend_from_slice(&buf[..n]);
-            Ok(n)
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let Some(mut room) = self.take() else {
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
+            let before = self.got.len();
+            for b in bufs {
+                let n = b.len().min(room);
+                self.got.extend_from_slice(&b[..n]);
+                room -= n;
+            }
+            Ok(self.got.len() - before)
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
@@ -948,31 +984,11 @@ mod tests {
         (opcode, mask, payload)
     }
 
-    /// A wire-pattern message large enough goes out as its header and the
-    /// shared pattern, spliced (more than one piece past the pattern's
-    /// length), byte for byte what the payload module generates for it,
-    /// also when the socket takes a few bytes at a time of one slice.
-    #[tokio::test]
-    async fn a_spliced_message_goes_out_whole_through_short_writes() {
-        let (mut conn, _server) = pair(Vec::new());
-        conn.io = Stream::Lent;
-        let layout = Layout::new(payload::WIRE_LEN + 1000, false).with_wire(99);
-        let small = Layout::new(payload::WIRE_MIN - 1, false).with_wire(99);
-        conn.queue_message(&layout, 4, 10, 5);
-        conn.queue_message(&small, 4, 11, 6);
-        conn.queue_message(&layout, 4, 12, 7);
-        assert_eq!(
-            conn.out.pieces().count(),
-            4,
-            "two pieces each, large ones only"
-        );
-        let queued = conn.pending_write();
-        let mut sink = Trickle(Vec::new());
-        conn.write_to(&mut sink).unwrap();
-        assert_eq!((sink.0.len(), conn.pending_write()), (queued, 0));
-        assert!(conn.out.pieces().next().is_none() && conn.out.buf.is_empty());
-        let mut wire = &sink.0[..];
-        for (l, seq, t) in [(&layout, 10, 5), (&small, 11, 6), (&layout, 12, 7)] {
+    /// The frames of `queued` as `sink` got them: each wire-pattern one
+    /// masked with its key, and every one byte for byte what the payload
+    /// module generates for it; then the close frame.
+    fn check_frames(mut wire: &[u8], queued: &[(&Layout, u64, u64)]) {
+        for &(l, seq, t) in queued {
             let (opcode, mask, got) = client_frame(&mut wire);
             assert_eq!(opcode, OP_BINARY);
             if let Some(key) = l.wire_key(4, seq) {
@@ -987,7 +1003,81 @@ mod tests {
             );
             assert!(l.content_ok(&got, 4, seq));
         }
+        let (opcode, _, close) = client_frame(&mut wire);
+        assert_eq!((opcode, &close[..]), (OP_CLOSE, &1000u16.to_be_bytes()[..]));
         assert!(wire.is_empty());
+    }
+
+    /// Ten wire-pattern messages with small ones between them and a close
+    /// frame after (more slices than one write takes) go out whole and in
+    /// order through writes that stop anywhere: inside a header, inside a
+    /// spliced piece, between slices, or not at all.
+    #[tokio::test]
+    async fn spliced_messages_go_out_whole_through_ragged_writes() {
+        let (mut conn, _server) = pair(Vec::new());
+        conn.io = Stream::Lent;
+        let large = Layout::new(40_000, false).with_wire(99);
+        let small = Layout::new(payload::WIRE_MIN - 1, false).with_wire(99);
+        assert!(large.wire.is_some() && small.wire.is_none());
+        let mut queued = Vec::new();
+        for seq in 0..20 {
+            let l = if seq % 2 == 0 { &large } else { &small };
+            conn.queue_message(l, 4, seq, seq + 100);
+            queued.push((l, seq, seq + 100));
+        }
+        conn.queue_close(1000);
+        assert_eq!(conn.out.pieces().count(), 10, "one piece per large message");
+        let total = conn.pending_write();
+        let mut sink = Ragged {
+            got: Vec::new(),
+            calls: 0,
+        };
+        while conn.pending_write() > 0 {
+            conn.write_to(&mut sink).unwrap();
+            assert_eq!(conn.pending_write() + sink.got.len(), total);
+        }
+        assert!(conn.out.pieces().next().is_none() && conn.out.buf.is_empty());
+        check_frames(&sink.got, &queued);
+    }
+
+    /// The task path writes spliced messages with `poll_write_vectored` on
+    /// a real socket, whatever part of them each write takes.
+    #[tokio::test]
+    async fn the_task_path_writes_spliced_messages_to_a_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.set_nonblocking(true).unwrap();
+        let tcp = tokio::net::TcpStream::from_std(client).unwrap();
+        let rng = Rng::seeded(1);
+        let mut conn = Conn::new(Stream::Plain(tcp), Vec::new(), 4096, rng, 1 << 20);
+        let large = Layout::new(200_000, false).with_wire(5);
+        let mut queued = Vec::new();
+        for seq in 0..12 {
+            conn.queue_message(&large, 4, seq, 7);
+            queued.push((&large, seq, 7));
+        }
+        conn.queue_close(1000);
+        let total = conn.pending_write();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; total];
+            std::io::Read::read_exact(&mut server, &mut got).unwrap();
+            got
+        });
+        let written = poll_fn(|cx| {
+            if let Err(e) = conn.poll_write_out(cx) {
+                return Poll::Ready(Err(e));
+            }
+            match conn.pending_write() {
+                0 => Poll::Ready(Ok(())),
+                _ => Poll::Pending,
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), written)
+            .await
+            .expect("written within 10 s")
+            .unwrap();
+        check_frames(&reader.join().unwrap(), &queued);
     }
 
     #[tokio::test]

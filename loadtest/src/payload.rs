@@ -15,7 +15,7 @@
 //! XORs the mask key in on the way, so a message is written once, masked,
 //! into the send buffer.
 //!
-//! The echo scenario's binary messages of [`WIRE_MIN`] bytes or more have a
+//! The echo scenario's binary messages of [`WIRE_MIN`] to [`WIRE_LEN`] bytes have a
 //! filler of another kind ([`Layout::wire`]): the bytes that, masked with the message's own key,
 //! are the run's [`wire`] pattern. The key is fresh for every message, a
 //! keyed hash of `(conn, seq)` with a secret drawn when the run starts, so
@@ -39,10 +39,11 @@ const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Bytes of the full binary header: seq (8), conn (4), send time (8).
 pub const FULL_HEADER: usize = 20;
-/// Length of the [`wire`] pattern: a whole number of words, so a word of a
-/// payload never straddles its wrap, and long enough to hold a
-/// 16 KiB-class message without repeating.
-pub const WIRE_LEN: usize = 1 << 16;
+/// Length of the [`wire`] pattern, and the largest message with
+/// [`Layout::wire`] filler: the pattern never repeats within a message, so
+/// a server that echoes one stretch of it twice (a reused buffer) is
+/// caught, as with any filler.
+pub const WIRE_LEN: usize = 1 << 20;
 
 /// Smallest message with [`Layout::wire`] filler. Below it the generated
 /// filler is cheaper: a few hundred bytes are written faster than the
@@ -56,8 +57,8 @@ pub const WIRE_MIN: usize = 2048;
 const WIRE_SEED: u64 = 0x5851_f42d_4c95_7f2d;
 
 /// The masked bytes of every [`Layout::wire`] message after its header:
-/// payload byte `i` is `wire()[i % WIRE_LEN]` XOR the message's mask key.
-/// Pseudo-random, so a byte echoed at the wrong offset differs.
+/// payload byte `i` is `wire()[i]` XOR the message's mask key. Made on
+/// first use (a run without such messages never touches its megabyte).
 pub fn wire() -> &'static [u8] {
     static WIRE: LazyLock<Box<[u8]>> = LazyLock::new(|| {
         let mut w = vec![0u8; WIRE_LEN];
@@ -155,9 +156,10 @@ impl Layout {
     }
 
     /// The layout with [`Layout::wire`] filler keyed by `secret`: binary
-    /// filler of [`WIRE_MIN`] bytes or more only (text stays ASCII).
+    /// filler of [`WIRE_MIN`] to [`WIRE_LEN`] bytes only (text stays ASCII).
     pub fn with_wire(self, secret: u64) -> Layout {
-        let wire = !self.text && !self.json && self.size >= WIRE_MIN;
+        let sized = (WIRE_MIN..=WIRE_LEN).contains(&self.size);
+        let wire = !self.text && !self.json && sized;
         Layout {
             wire: wire.then_some(secret),
             ..self
@@ -435,20 +437,15 @@ fn filler_ok_any<const TEXT: bool>(src: &[u8], start: usize, seed: u64, m64: u64
 }
 
 /// Writes the wire pattern XOR `m64` (a key twice over, [`word`]) over all
-/// of `dst`, from payload offset 0: the pattern's filler, from its seed
-/// again at each wrap (a multiple of 8, so the key stays aligned).
+/// of `dst`, from payload offset 0.
 fn fill_wire(dst: &mut [u8], m64: u64) {
-    for block in dst.chunks_mut(WIRE_LEN) {
-        fill::<false>(block, WIRE_SEED, m64);
-    }
+    fill::<false>(dst, WIRE_SEED, m64);
 }
 
 /// True when bytes `start..` of an (unmasked) echo, masked with the key of
 /// `k64` ([`word`]), are the wire pattern.
 fn wire_ok(src: &[u8], start: usize, k64: u64) -> bool {
-    src.chunks(WIRE_LEN).enumerate().all(|(b, block)| {
-        filler_ok::<false>(block, start.saturating_sub(b * WIRE_LEN), WIRE_SEED, k64)
-    })
+    filler_ok::<false>(src, start, WIRE_SEED, k64)
 }
 
 /// The filler loops compiled for wider vectors, chosen at run time. At
@@ -658,12 +655,12 @@ mod tests {
     }
 
     /// Wire-pattern messages: masked with their own key, every byte after
-    /// the header is the pattern's, at any length (also past the pattern's
-    /// wrap); they round-trip, and a flipped byte anywhere, another
-    /// message's filler or another run's secret is caught.
+    /// the header is the pattern's, up to the pattern's length; they
+    /// round-trip, and a flipped byte anywhere, another message's filler,
+    /// another run's secret, or a stretch echoed twice is caught.
     #[test]
     fn wire_messages_are_the_pattern_masked_and_checked_whole() {
-        for size in [WIRE_MIN, WIRE_MIN + 3, WIRE_LEN - 3, 2 * WIRE_LEN + 13] {
+        for size in [WIRE_MIN, WIRE_MIN + 3, (64 << 10) + 5, WIRE_LEN] {
             let l = Layout::new(size, false).with_wire(7);
             let key = l.wire_key(3, 41).unwrap();
             assert_ne!(Some(key), l.wire_key(3, 42), "a key per message");
@@ -671,7 +668,7 @@ mod tests {
             l.write_masked(&mut masked, 3, 41, 12345, key);
             let start = l.header_len().min(size);
             for (i, &b) in masked.iter().enumerate().skip(start) {
-                assert_eq!(b, wire()[i % WIRE_LEN], "size {size} byte {i}");
+                assert_eq!(b, wire()[i], "size {size} byte {i}");
             }
             apply_mask(&mut masked, key, 0);
             let good = masked;
@@ -685,7 +682,7 @@ mod tests {
             );
             assert_eq!(l.filler_ok(&good, 3, 40), size <= start, "size {size}");
             let flips = (0..size.min(100)).chain(size.saturating_sub(100)..size);
-            for i in flips.chain([WIRE_LEN, WIRE_LEN + 7].into_iter().filter(|&i| i < size)) {
+            for i in flips.chain([64 << 10, (64 << 10) + 7].into_iter().filter(|&i| i < size)) {
                 let mut bad = good.clone();
                 bad[i] ^= 0x01;
                 let caught = match l.decode(&bad, OP_BINARY) {
@@ -694,7 +691,15 @@ mod tests {
                 };
                 assert!(caught, "size {size} byte {i}");
             }
+            // A server that sends a 64 KiB stretch twice (its buffer, reused).
+            if size >= 2 * (64 << 10) + 64 {
+                let mut twice = good.clone();
+                twice.copy_within(64..(64 << 10) + 64, (64 << 10) + 64);
+                assert!(!l.filler_ok(&twice, 3, 41), "size {size}");
+            }
         }
+        let large = Layout::new(WIRE_LEN + 1, false).with_wire(7);
+        assert_eq!(large.wire, None, "nor a message longer than the pattern");
         assert_eq!(
             Layout::new(WIRE_MIN, true).with_wire(7).wire,
             None,
@@ -704,18 +709,17 @@ mod tests {
         assert_eq!(small.wire, None, "so does a small message");
     }
 
-    /// The wire check at every start and across the pattern's wrap, with
-    /// the wide loops (whichever this CPU runs) and the portable one.
+    /// The wire check at every start, with the wide loops (whichever this
+    /// CPU runs) and the portable one.
     #[test]
     fn wire_checks_catch_a_flip_anywhere() {
         let k64 = word([1, 2, 3, 4]);
-        for len in [0, 7, 8, 9, 63, 64, 65, 4099, WIRE_LEN + 9] {
+        for len in [0, 7, 8, 9, 63, 64, 65, 4099, WIRE_LEN] {
             let mut good = vec![0u8; len];
             fill_wire(&mut good, k64);
             let mut plain = good.clone();
             apply_mask(&mut plain, [1, 2, 3, 4], 0);
-            let pattern = wire().iter().cycle().take(len);
-            assert!(plain.iter().eq(pattern), "len {len}");
+            assert!(plain == wire()[..len], "len {len}");
             for start in [0, 1, 7, 8, 20] {
                 assert!(wire_ok(&good, start, k64), "len {len} start {start}");
                 for i in [start, len / 2, len.saturating_sub(1)] {
@@ -725,10 +729,7 @@ mod tests {
                     let mut bad = good.clone();
                     bad[i] ^= 0x40;
                     assert!(!wire_ok(&bad, start, k64), "len {len} byte {i}");
-                    let block = &bad[i / WIRE_LEN * WIRE_LEN..]
-                        [..(len - i / WIRE_LEN * WIRE_LEN).min(WIRE_LEN)];
-                    let start = start.saturating_sub(i / WIRE_LEN * WIRE_LEN);
-                    assert!(!filler_ok_any::<false>(block, start, WIRE_SEED, k64));
+                    assert!(!filler_ok_any::<false>(&bad, start, WIRE_SEED, k64));
                 }
             }
         }
