@@ -15,20 +15,20 @@
 //! XORs the mask key in on the way, so a message is written once, masked,
 //! into the send buffer.
 //!
-//! The echo scenario's binary messages of [`WIRE_MIN`] to [`WIRE_LEN`] bytes have a
-//! filler of another kind ([`Layout::wire`]): the bytes that, masked with the message's own key,
-//! are the run's [`wire`] pattern. The key is fresh for every message, a
-//! keyed hash of `(conn, seq)` with a secret drawn when the run starts, so
-//! the server sees a different payload each time (RFC 6455 §5.3) and every
-//! byte of its echo is still checked; but the frame's bytes after the
-//! header are the same in every message, so the send path hands the
-//! kernel the shared pattern ([`crate::conn`] writes it with `writev`)
-//! instead of generating the message into a buffer of its own. Generating
-//! 16 KiB was most of the generator's own work per echo at 16 KiB
-//! (`fill_avx512`, 191 ns a TCP segment at 10 x 16 KiB by
-//! `scripts/segment-costs.sh`). Chat keeps the filler above: its
-//! deliveries are checked by other processes under `--segment`, which do
-//! not know this one's secret.
+//! The echo scenario's binary messages of [`WIRE_MIN`] to [`WIRE_LEN`]
+//! bytes have a filler of another kind ([`Layout::wire`]): the bytes that,
+//! masked with the message's own key, are the run's [`wire`] pattern. The
+//! key is fresh for every message, a keyed hash of `(conn, seq)` with a
+//! secret drawn when the run starts, so the server sees a different payload
+//! each time (RFC 6455 §5.3) and every byte of its echo is still checked;
+//! but the frame's bytes after the header are the same in every message, so
+//! the send path hands the kernel the shared pattern ([`crate::conn`]
+//! splices it in, and the epoll loop sends with `sendmsg`) instead of
+//! generating the message into a buffer of its own. Generating 16 KiB was
+//! most of the generator's own work per echo at 16 KiB (`fill_avx512`, 191
+//! ns a TCP segment at 10 x 16 KiB by `scripts/segment-costs.sh`). Chat
+//! keeps the filler above: its deliveries are checked by other processes
+//! under `--segment`, which do not know this one's secret.
 
 use std::sync::LazyLock;
 
