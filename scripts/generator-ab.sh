@@ -23,9 +23,7 @@ shift 3
 (($# > 0)) || { echo "$usage" >&2; exit 2; }
 SECS=${SECS:-8} VERIFY=${VERIFY:-sample} SERVER=${SERVER:-target/release/wsecho} PORT=${PORT:-19960}
 command -v nstat >/dev/null || { echo "generator-ab.sh: nstat is not installed" >&2; exit 2; }
-pids=()
-cleanup() { for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+with_scratch
 
 taskset -c 0 "$SERVER" --listen "127.0.0.1:$PORT" --threads 1 --log warn >/dev/null 2>&1 &
 pids+=($!)

@@ -171,8 +171,13 @@ impl Layout {
     /// at random per frame.
     #[inline]
     pub fn wire_key(&self, conn: u32, seq: u64) -> Option<[u8; 4]> {
+        self.key_of(seed(conn, seq))
+    }
+
+    /// [`Layout::wire_key`] from the message's [`seed`].
+    fn key_of(&self, seed: u64) -> Option<[u8; 4]> {
         let secret = self.wire?;
-        Some((splitmix(seed(conn, seq) ^ secret) as u32).to_le_bytes())
+        Some((splitmix(seed ^ secret) as u32).to_le_bytes())
     }
 
     /// A text layout whose filler is compressible JSON-ish text.
@@ -209,10 +214,10 @@ impl Layout {
     /// already XORed with the mask key: one pass, no copy.
     pub fn write_masked(&self, dst: &mut [u8], conn: u32, seq: u64, sent_ns: u64, mask: [u8; 4]) {
         debug_assert_eq!(dst.len(), self.size);
-        let m64 = word(mask);
+        let m64 = key_word(mask);
         let seed = seed(conn, seq);
-        if let Some(key) = self.wire_key(conn, seq) {
-            fill_wire(dst, word(key) ^ word(mask));
+        if let Some(key) = self.key_of(seed) {
+            fill_wire(dst, key_word(key) ^ key_word(mask));
         } else if self.json {
             let start = self.header_len().min(dst.len());
             crate::textjson::fill(&mut dst[start..], seed);
@@ -304,15 +309,15 @@ impl Layout {
 
     /// True when every byte after the header is the filler of `(conn, seq)`.
     pub fn filler_ok(&self, src: &[u8], conn: u32, seq: u64) -> bool {
-        let start = self.header_len();
-        if let Some(key) = self.wire_key(conn, seq) {
-            wire_ok(src, start, word(key))
+        let (start, seed) = (self.header_len(), seed(conn, seq));
+        if let Some(key) = self.key_of(seed) {
+            wire_ok(src, start, key_word(key))
         } else if self.json {
-            crate::textjson::matches(src.get(start..).unwrap_or_default(), seed(conn, seq))
+            crate::textjson::matches(src.get(start..).unwrap_or_default(), seed)
         } else if self.text {
-            filler_ok::<true>(src, start, seed(conn, seq), 0)
+            filler_ok::<true>(src, start, seed, 0)
         } else {
-            filler_ok::<false>(src, start, seed(conn, seq), 0)
+            filler_ok::<false>(src, start, seed, 0)
         }
     }
 }
@@ -324,7 +329,7 @@ pub fn seed(conn: u32, seq: u64) -> u64 {
 }
 
 /// A mask key twice over: the key of every 8 bytes from a multiple of 4.
-fn word(key: [u8; 4]) -> u64 {
+fn key_word(key: [u8; 4]) -> u64 {
     u64::from_le_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ])
@@ -390,10 +395,9 @@ fn fill_any<const TEXT: bool>(dst: &mut [u8], seed: u64, m64: u64) {
 }
 
 /// Compares bytes `start..`, XORed with `m64` (a key twice over, or 0),
-/// with the filler: byte by byte in the (at most
-/// two) 8-byte chunks cut by the header's or the payload's end, a word at a
-/// time between them, OR-ing differences so the loop has no early exit and
-/// vectorises.
+/// with the filler: byte by byte in the (at most two) 8-byte chunks cut by
+/// the header's or the payload's end, a word at a time between them,
+/// OR-ing differences so the loop has no early exit and vectorises.
 fn filler_ok<const TEXT: bool>(src: &[u8], start: usize, seed: u64, m64: u64) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let Some(ok) = wide::filler_ok::<TEXT>(src, start, seed, m64) {
@@ -436,14 +440,14 @@ fn filler_ok_any<const TEXT: bool>(src: &[u8], start: usize, seed: u64, m64: u64
     diff == 0
 }
 
-/// Writes the wire pattern XOR `m64` (a key twice over, [`word`]) over all
+/// Writes the wire pattern XOR `m64` (a key twice over, [`key_word`]) over all
 /// of `dst`, from payload offset 0.
 fn fill_wire(dst: &mut [u8], m64: u64) {
     fill::<false>(dst, WIRE_SEED, m64);
 }
 
 /// True when bytes `start..` of an (unmasked) echo, masked with the key of
-/// `k64` ([`word`]), are the wire pattern.
+/// `k64` ([`key_word`]), are the wire pattern.
 fn wire_ok(src: &[u8], start: usize, k64: u64) -> bool {
     filler_ok::<false>(src, start, WIRE_SEED, k64)
 }
@@ -713,7 +717,7 @@ mod tests {
     /// CPU runs) and the portable one.
     #[test]
     fn wire_checks_catch_a_flip_anywhere() {
-        let k64 = word([1, 2, 3, 4]);
+        let k64 = key_word([1, 2, 3, 4]);
         for len in [0, 7, 8, 9, 63, 64, 65, 4099, WIRE_LEN] {
             let mut good = vec![0u8; len];
             fill_wire(&mut good, k64);
