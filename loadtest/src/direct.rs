@@ -61,9 +61,9 @@ struct Entry {
 
 impl Entry {
     /// Writes what the connection has queued; a failed write ends it.
-    fn write_out(&mut self) -> ControlFlow<End, bool> {
+    fn write_out(&mut self) -> ControlFlow<End> {
         match self.conn.write_to(&mut Sender(&self.sock)) {
-            Ok(()) => ControlFlow::Continue(false),
+            Ok(()) => ControlFlow::Continue(()),
             Err(e) => ControlFlow::Break(self.echo.failed(e)),
         }
     }
@@ -272,10 +272,10 @@ impl Direct {
             let Some(e) = entries[token].as_mut() else {
                 continue;
             };
-            let mut flow = e.echo.step(&mut e.conn, Event::Timer, now);
-            if flow.is_continue() {
-                flow = e.write_out();
-            }
+            let flow = match e.echo.step(&mut e.conn, Event::Timer, now) {
+                ControlFlow::Break(end) => ControlFlow::Break(end),
+                ControlFlow::Continue(_) => e.write_out(),
+            };
             drop(entries);
             self.end(token, flow);
         }
@@ -286,20 +286,18 @@ impl Direct {
     fn fail_all(&self, e: &io::Error) {
         let len = self.entries.borrow().len();
         for token in 0..len {
-            let flow = match self.entries.borrow_mut()[token].as_mut() {
-                Some(entry) => {
-                    ControlFlow::Break(entry.echo.failed(io::Error::new(e.kind(), e.to_string())))
-                }
+            let end = match self.entries.borrow_mut()[token].as_mut() {
+                Some(entry) => entry.echo.failed(io::Error::new(e.kind(), e.to_string())),
                 None => continue,
             };
-            self.end(token, flow);
+            self.end(token, ControlFlow::<End>::Break(end));
         }
         self.running.set(false);
     }
 
     /// Hands connection `token` back to its task once `flow` says it is
     /// through.
-    fn end(&self, token: usize, flow: ControlFlow<End, bool>) {
+    fn end<C>(&self, token: usize, flow: ControlFlow<End, C>) {
         let ControlFlow::Break(end) = flow else {
             return;
         };
