@@ -587,6 +587,9 @@ def main() -> int:
     dspecs = deflate_servers(specs, args.servers.split(",") if args.servers else None)
     signal.signal(signal.SIGTERM, lambda *_: (kill_all(), sys.exit(143)))
     started = time.monotonic()
+    # Before the run: a tree edited while it goes on would mark binaries
+    # built from a clean commit "(dirty)".
+    host = machine()
     try:
         found = measure(specs, raw, reps, cases, parts, warmup, duration, 1, lt_count)
         found["idle"] = idle(specs, raw, hold, counts) if "idle" in parts else {}
@@ -599,7 +602,7 @@ def main() -> int:
     notes = [n for n in os.environ.get("RESULTS_NOTES", "").split("\n") if n.strip()] + NOTES
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": host,
         "servers": {s["name"]: s["version"] for s in specs},
         "commands": {s["name"]: " ".join(["taskset", "-c", SERVER_CPU, *[Path(c).name if "/" in c else c for c in s["cmd"]]])
                      for s in specs},
