@@ -79,14 +79,18 @@ impl RedisLink {
         if self.publish.try_send((room.clone(), msg.freeze())).is_err() {
             self.metrics.limit_hit("redis_queue");
         }
+        // The link's tasks may run on this thread, under its session loop.
+        crate::ws::direct::woke_a_task();
     }
 
     pub fn subscribe(&self, room: Arc<str>) {
         let _ = self.subscriptions.send(Subscription::Join(room));
+        crate::ws::direct::woke_a_task();
     }
 
     pub fn unsubscribe(&self, room: Arc<str>) {
         let _ = self.subscriptions.send(Subscription::Leave(room));
+        crate::ws::direct::woke_a_task();
     }
 }
 

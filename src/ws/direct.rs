@@ -11,8 +11,8 @@
 //! blocks in its own `epoll_wait`, in which the runtime's epoll fd is
 //! registered, and gives the runtime a turn (hyper, timers, every other
 //! task) when that fd is readable, when a session has left the loop,
-//! within [`TASK_TURN`] of polling sessions (which may have woken a task of
-//! this thread), and at least every [`RUNTIME_TURN`] for its timers, by a
+//! within [`TASK_TURN`] of a session waking a task of this thread
+//! ([`woke_a_task`]), and at least every [`RUNTIME_TURN`] for its timers, by a
 //! timerfd, as uSockets keeps its timer. At a fixed 40k msg/s over 100
 //! connections, where a wake-up brings one or two events, this spends what
 //! uWebSockets spends per message, within the machine's noise (0.94-1.05×
@@ -383,12 +383,10 @@ fn start() -> io::Result<Loop> {
 }
 
 impl Loop {
-    /// Polls the sessions woken by something other than their socket; true
-    /// if there were any.
-    fn poll_woken(&mut self) -> bool {
+    /// Polls the sessions woken by something other than their socket.
+    fn poll_woken(&mut self) {
         let mut batch = std::mem::take(&mut self.batch);
         self.woken.take(&mut batch);
-        let any = !batch.is_empty();
         for token in batch.drain(..) {
             // Cleared before the poll, so a wake during it queues the token
             // again; only here: a poll for a socket event leaves the flag,
@@ -405,7 +403,6 @@ impl Loop {
             );
         }
         self.batch = batch;
-        any
     }
 
     fn insert(&mut self, driven: Box<dyn Driven>) -> Result<(), Box<dyn Driven>> {
@@ -556,24 +553,43 @@ const TICK: Token = Token(usize::MAX - 2);
 /// timeout arms a kernel timer per call (`read_tsc`, `select_estimate_
 /// accuracy`: ~110 ns per message at 40k msg/s, perf, 2026-12-03).
 const RUNTIME_TURN: Duration = Duration::from_millis(50);
-/// How soon an owner loop gives the runtime a turn after polling sessions
-/// that may have woken a task of this thread (a chat message to a TLS
-/// peer's task, a publish to the Redis link's): such a wake goes to the
-/// runtime's run queue and makes no fd readable. Pulled in once per
-/// turn, so it costs one `timerfd_settime` and one turn per millisecond
-/// at most under load.
+/// How soon an owner loop gives the runtime a turn after a session woke a
+/// task of this thread ([`woke_a_task`]: a chat message to a TLS peer's
+/// task, a publish to the Redis link's): such a wake goes to the runtime's
+/// run queue and makes no fd readable. Pulled in once per turn, so it
+/// costs one `timerfd_settime` and one turn per millisecond at most under
+/// load. Only for such wakes: pulled in after every session poll, as it
+/// was, an echo server woke about 900 times a second for turns with nothing
+/// to run, 7 % of its CPU per message at a fixed 40k msg/s (100 x 20 B:
+/// 7.73 against 7.19 µs, uWebSockets 7.24; `scripts/server-ab.sh`,
+/// 2026-12-05).
 const TASK_TURN: Duration = Duration::from_millis(1);
 
 thread_local! {
     /// A session left the loop since the runtime's last turn: a task was
     /// spawned for its close handshake.
     static SPAWNED: Cell<bool> = const { Cell::new(false) };
+    /// A session may have woken a task of this thread since the loop last
+    /// looked ([`woke_a_task`]).
+    static TASK_WOKEN: Cell<bool> = const { Cell::new(false) };
+    /// Runtime turns an owner loop gave on this thread, for tests.
+    #[cfg(test)]
+    static TURNS: Cell<u32> = const { Cell::new(0) };
     /// The owner loop, waiting for the runtime to run out of ready tasks.
     static IDLE: Cell<Option<Waker>> = const { Cell::new(None) };
     /// This thread's runtime came from [`owner_runtime`].
     static HOOKED: Cell<bool> = const { Cell::new(false) };
     /// The runtime's epoll fd, once an owner loop watches it.
     static RUNTIME_FD: Cell<Option<RawFd>> = const { Cell::new(None) };
+}
+
+/// Tells this thread's owner loop that a session it polls may have woken a
+/// tokio task of this thread (sent on a channel a task waits on). Such a
+/// wake makes no fd readable, so without this the task waits for the
+/// periodic [`RUNTIME_TURN`]; with it, [`TASK_TURN`]. Every place where a
+/// session wakes a task calls it; elsewhere it costs nothing.
+pub fn woke_a_task() {
+    TASK_WOKEN.set(true);
 }
 
 /// A current-thread runtime for [`own_thread`], used on the thread that
@@ -618,7 +634,8 @@ fn before_park() {
 /// session loop owning the thread: the loop blocks in its own `epoll_wait`,
 /// in which the runtime's epoll fd is nested, and gives the runtime a turn
 /// when that fd is readable, when a session left the loop, within
-/// [`TASK_TURN`] after it polled sessions, and every [`RUNTIME_TURN`]. Returns `main`'s output once it is done (a panic in
+/// [`TASK_TURN`] after a session woke a task ([`woke_a_task`]), and every
+/// [`RUNTIME_TURN`]. Returns `main`'s output once it is done (a panic in
 /// `main` comes back as the error).
 pub async fn own_thread<T: Send + 'static>(
     main: impl Future<Output = T> + Send + 'static,
@@ -654,6 +671,8 @@ async fn own_thread_every<T: Send + 'static>(
         let mut due = true;
         loop {
             if due {
+                #[cfg(test)]
+                TURNS.set(TURNS.get() + 1);
                 runtime_turn().await;
                 if main.is_finished() {
                     break;
@@ -850,14 +869,10 @@ impl Loop {
             }
             return false;
         }
-        let mut due = false;
-        let mut active = false;
+        let (mut due, mut runtime) = (false, false);
         for event in self.events.iter() {
             match event.token() {
-                RUNTIME => {
-                    due = true;
-                    active = true;
-                }
+                RUNTIME => (due, runtime) = (true, true),
                 TICK => {
                     tick.expired();
                     due = true;
@@ -865,16 +880,15 @@ impl Loop {
                 WAKER => {}
                 Token(key) => {
                     poll_entry(&mut self.entries, self.poll.get_ref(), key, Edge::of(event));
-                    active = true;
                 }
             }
         }
-        active |= self.poll_woken();
+        self.poll_woken();
         let spawned = SPAWNED.replace(false);
-        // Sessions may have woken tasks of this thread, and a runtime turn
-        // may leave some that its last driver poll woke: neither makes an
-        // fd readable.
-        if active || spawned {
+        // Sessions may have woken tasks of this thread, and the turn the
+        // runtime's fd asks for may leave some that its last driver poll
+        // woke: neither makes an fd readable.
+        if TASK_WOKEN.replace(false) || runtime || spawned {
             tick.soon();
         }
         due || spawned

@@ -269,12 +269,14 @@ async fn the_runtime_epoll_fd_is_the_one_that_watches_its_sockets() {
     assert!(info.lines().any(|l| l.starts_with(&mark)));
 }
 
-/// Wakes a tokio task of its thread when its socket brings bytes: such a
-/// wake makes no fd readable, so only the owner loop's pulled-in turn runs
-/// that task before the periodic one.
+/// Wakes a tokio task of its thread when its socket first brings bytes,
+/// and says so ([`woke_a_task`]): such a wake makes no fd readable, so only
+/// the owner loop's pulled-in turn runs that task before the periodic one.
+/// Counts the bytes it reads.
 struct Ringer {
     lent: Lent,
     bell: Option<tokio::sync::oneshot::Sender<()>>,
+    read: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Driven for Ringer {
@@ -288,8 +290,10 @@ impl Driven for Ringer {
         let mut rb = ReadBuf::new(&mut buf);
         match Pin::new(&mut self.lent).poll_read(cx, &mut rb) {
             Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                self.read.fetch_add(rb.filled().len(), Ordering::Relaxed);
                 if let Some(bell) = self.bell.take() {
                     let _ = bell.send(());
+                    woke_a_task();
                 }
                 Poll::Pending
             }
@@ -317,6 +321,7 @@ fn a_task_woken_by_a_session_in_the_owner_loop_runs_before_the_periodic_turn() {
         let ringer = Ringer {
             lent: Lent::new(ours),
             bell: Some(bell),
+            read: Arc::default(),
         };
         assert!(adopt(Box::new(ringer)).is_ok() && owned());
         let start = Instant::now();
@@ -328,6 +333,47 @@ fn a_task_woken_by_a_session_in_the_owner_loop_runs_before_the_periodic_turn() {
     let waited = under_a_slow_turn(main);
     // Pulled in to TASK_TURN (1 ms); without it, the 20 s turn.
     assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+#[test]
+fn sessions_that_wake_no_task_leave_the_runtime_to_its_periodic_turn() {
+    let (ours, mut peer) = pair();
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ringer = Ringer {
+        lent: Lent::new(ours),
+        bell: None,
+        read: read.clone(),
+    };
+    let main = async move {
+        assert!(adopt(Box::new(ringer)).is_ok() && owned());
+        let turns = TURNS.get();
+        // 50 socket events, at least 2 ms apart: each one's session poll
+        // would pull in a turn of its own (TASK_TURN is 1 ms).
+        let writer = std::thread::spawn(move || {
+            for _ in 0..50 {
+                peer.write_all(b"x").unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peer
+        });
+        while !writer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        TURNS.get() - turns
+    };
+    let rt = owner_runtime().unwrap();
+    let turns = rt
+        .block_on(own_thread_every(Duration::from_millis(100), main))
+        .unwrap();
+    assert_eq!(
+        read.load(Ordering::Relaxed),
+        50,
+        "the session read every byte"
+    );
+    // The periodic turns alone: about one per 100 ms of the writer's 100+ ms
+    // and the wait after it, however slow the machine.
+    assert!(turns < 25, "{turns} runtime turns");
 }
 
 #[test]

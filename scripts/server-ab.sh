@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Server CPU per echoed message for several servers side by side, in
+# interleaved repetitions: each server pinned to CPU 0 and a generator
+# pinned to CPU 1 (as in results/), the server's CPU time (perf stat
+# task-clock) and the kernel's count of TCP segments (nstat TcpOutSegs:
+# on loopback both directions, so an echo is two segments when no pure
+# ACK is sent; the pure ACKs are printed) over the same SECS once the load
+# has run 3 s. For comparing two builds of wsecho, or one with
+# uWebSockets, at one case; results/run.sh is the whole matrix.
+# Loopback only; every run is bounded (wsecho-load by -d, load_test by
+# `timeout`). Needs perf and nstat (Debian: linux-perf, iproute2).
+#
+# Usage: scripts/server-ab.sh REPS CONNECTIONS SIZE GENERATOR SERVER...
+#   GENERATOR: load_test (target/peers/load_test, at saturation) or
+#   rate:N (wsecho-load, open loop at N msg/s in all);
+#   SERVER: uws (target/peers/EchoServer, which results/run.sh builds on
+#   port 9904) or the path of a wsecho build.
+#   scripts/server-ab.sh 3 100 20 rate:40000 /tmp/wsecho-before target/release/wsecho uws
+#   scripts/server-ab.sh 3 10 1024 load_test /tmp/wsecho-before target/release/wsecho uws
+# Knobs: PORT=19942 SERVER_CPU=0 CLIENT_CPU=1 SECS=4
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib.sh
+source scripts/lib.sh
+usage="usage: scripts/server-ab.sh REPS CONNECTIONS SIZE load_test|rate:N SERVER..."
+reps=${1:?$usage} conns=${2:?$usage} size=${3:?$usage} gen=${4:?$usage}
+shift 4
+(($# > 0)) || { echo "$usage" >&2; exit 2; }
+PORT=${PORT:-19942} SERVER_CPU=${SERVER_CPU:-0} CLIENT_CPU=${CLIENT_CPU:-1} SECS=${SECS:-4}
+for tool in perf nstat; do
+    command -v "$tool" >/dev/null || { echo "server-ab.sh: $tool is not installed" >&2; exit 2; }
+done
+with_scratch
+
+# measure SERVER: prints one line, "SERVER us_per_echo pure_acks".
+measure() {
+    local server=$1 port=$PORT
+    if [[ "$server" == uws ]]; then
+        port=9904
+        taskset -c "$SERVER_CPU" target/peers/EchoServer >/dev/null 2>&1 &
+    else
+        taskset -c "$SERVER_CPU" "$server" --listen "127.0.0.1:$port" --threads 1 --log warn &
+    fi
+    local spid=$!
+    pids+=("$spid")
+    wait_for_port "$port"
+    case "$gen" in
+        load_test) set_load_test_args "$conns" "$port" "$size"
+            taskset -c "$CLIENT_CPU" timeout "$((SECS + 10))" target/peers/load_test "${load_test_args[@]}" \
+                >/dev/null 2>&1 & ;;
+        rate:*) taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
+            -s "$size" --binary --rate "${gen#rate:}" -d "$((SECS + 10))s" --warmup 1s --threads 1 -q \
+            >/dev/null 2>&1 & ;;
+        *) echo "server-ab.sh: unknown generator $gen" >&2; exit 2 ;;
+    esac
+    local gpid=$!
+    pids+=("$gpid")
+    sleep 3
+    nstat -n >/dev/null
+    perf stat -x, -e task-clock -p "$spid" -o "$work/stat" -- sleep "$SECS" >/dev/null 2>&1
+    nstat TcpOutSegs TcpExtTCPPureAcks >"$work/nstat"
+    kill "$gpid" "$spid" 2>/dev/null || true
+    wait "$gpid" "$spid" 2>/dev/null || true
+    local ms segs acks
+    ms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/stat")
+    segs=$(awk '$1 == "TcpOutSegs" {print $2}' "$work/nstat")
+    acks=$(awk '$1 == "TcpExtTCPPureAcks" {print $2}' "$work/nstat")
+    echo "$server $(python3 -c "print(f'{$ms * 1e3 / max(${segs:-0} / 2, 1):.3f}')") ${acks:-0}"
+}
+
+echo "$conns x $size, $gen, server CPU per echo over ${SECS} s, $reps interleaved repetitions"
+for r in $(seq "$reps"); do
+    for server in "$@"; do
+        measure "$server" | tee -a "$work/runs"
+    done
+done
+python3 - "$work/runs" "$@" <<'PY'
+import statistics, sys
+runs, servers = sys.argv[1], sys.argv[2:]
+got = {}
+for line in open(runs):
+    name, us, acks = line.split()
+    got.setdefault(name, []).append(float(us))
+base = statistics.median(got[servers[-1]])
+print(f"\n| server | µs per echo, median | runs | ÷ {servers[-1]} |\n|---|---:|---|---:|")
+for s in servers:
+    m = statistics.median(got[s])
+    print(f"| {s} | {m:.2f} | {', '.join(f'{x:.2f}' for x in got[s])} | {m / base:.3f} |")
+PY
