@@ -98,7 +98,8 @@ impl Outbox {
         if self.state.is_slow() {
             return Offer::Skipped;
         }
-        // The peer's task may be on this thread, run by its session loop.
+        // The peer may be a task of this thread (a TLS peer's), which its
+        // session loop must give a turn.
         crate::ws::direct::woke_a_task();
         let queued = self.state.queued.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
         if queued > self.limit {
