@@ -2,7 +2,9 @@
 # Interleaved A/B of generators, per core of their own, against one wsecho:
 # the server pinned to CPU 0, each generator in turn pinned to CPU 1, REPS
 # rounds. Per run: messages/s from the kernel's TCP segment count over SECS
-# (nstat TcpOutSegs; on loopback an echo is two segments), the generator's
+# (nstat TcpOutSegs less TcpExtTCPPureAcks; on loopback an echo is two
+# segments, and a generator that answers late makes the server send pure
+# ACKs, which would count as echoes), the generator's
 # CPU from /proc/PID/stat over the same SECS, per core = msg/s / CPU share.
 # Prints each run, then each generator's median per core. For comparing two
 # builds of wsecho-load (copy each binary aside first) with load_test
@@ -46,7 +48,8 @@ for rep in $(seq "$reps"); do
         t0=$(awk '{print $14 + $15}' "/proc/$gen/stat")
         sleep "$SECS"
         t1=$(awk '{print $14 + $15}' "/proc/$gen/stat")
-        segs=$(nstat TcpOutSegs | awk '/TcpOutSegs/ {print $2}')
+        segs=$(nstat TcpOutSegs TcpExtTCPPureAcks | awk '$1 == "TcpOutSegs" {s += $2}
+            $1 == "TcpExtTCPPureAcks" {s -= $2} END {print s}')
         kill "$gen" 2>/dev/null || true
         wait "$gen" 2>/dev/null || true
         read -r rate cpu core < <(python3 -c "

@@ -34,3 +34,31 @@ set_load_test_args() {
         return 2
     fi
 }
+
+# Starts SERVER pinned to $SERVER_CPU, for a side-by-side measurement:
+# uws (target/peers/EchoServer, which results/run.sh builds listening on
+# 9904), wsecho (target/release/wsecho) or the path of a wsecho build, on
+# PORT. Sets `server_pid` and `server_port` once it listens.
+start_server() {
+    local server=$1 port=$2
+    case "$server" in
+        uws) port=9904; taskset -c "$SERVER_CPU" target/peers/EchoServer >/dev/null 2>&1 & ;;
+        wsecho) server=target/release/wsecho ;&
+        *) taskset -c "$SERVER_CPU" "$server" --listen "127.0.0.1:$port" --threads 1 --log warn & ;;
+    esac
+    server_pid=$!
+    pids+=("$server_pid")
+    server_port=$port
+    wait_for_port "$port"
+}
+
+# Starts the C load_test pinned to $CLIENT_CPU: CONNS connections of SIZE
+# bytes to 127.0.0.1:PORT, stopped by `timeout` after SECS seconds. Sets
+# `gen_pid` (timeout's; load_test is its child).
+start_load_test() {
+    local conns=$1 port=$2 size=$3 secs=$4
+    set_load_test_args "$conns" "$port" "$size"
+    taskset -c "$CLIENT_CPU" timeout "$secs" target/peers/load_test "${load_test_args[@]}" >/dev/null 2>&1 &
+    gen_pid=$!
+    pids+=("$gen_pid")
+}

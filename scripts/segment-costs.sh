@@ -35,29 +35,22 @@ with_scratch
 
 # measure NAME SERVER GENERATOR: writes $work/NAME.{report,txt}.
 measure() {
-    local name=$1 server=$2 gen=$3 port=$PORT
-    case "$server" in
-        uws) port=9904; taskset -c "$SERVER_CPU" target/peers/EchoServer >/dev/null 2>&1 & ;;
-        wsecho) server=target/release/wsecho ;&
-        *) taskset -c "$SERVER_CPU" "$server" --listen "127.0.0.1:$port" --threads 1 --log warn & ;;
-    esac
-    local spid=$!
-    pids+=("$spid")
-    wait_for_port "$port"
+    local name=$1 gen=$3
+    start_server "$2" "$PORT"
+    local spid=$server_pid port=$server_port
     case "$gen" in
         wsecho-load | wsecho-load/tasks)
             local driver=epoll
             [[ "$gen" == */tasks ]] && driver=tasks
             taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
             -s "$size" -d "$((SECS + 10))s" --warmup 1s --threads 1 --verify "$VERIFY" --driver "$driver" \
-            -q >/dev/null 2>&1 & ;;
-        load_test) set_load_test_args "$conns" "$port" "$size"
-            taskset -c "$CLIENT_CPU" timeout "$((SECS + 10))" target/peers/load_test "${load_test_args[@]}" \
-                >/dev/null 2>&1 & ;;
+            -q >/dev/null 2>&1 &
+            gen_pid=$!
+            pids+=("$gen_pid") ;;
+        load_test) start_load_test "$conns" "$port" "$size" "$((SECS + 10))" ;;
         *) echo "segment-costs.sh: unknown generator $gen" >&2; exit 2 ;;
     esac
-    local gpid=$!
-    pids+=("$gpid")
+    local gpid=$gen_pid
     sleep 3
     local target=$spid
     if [[ "$who" == generator ]]; then

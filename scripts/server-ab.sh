@@ -34,27 +34,19 @@ with_scratch
 
 # measure SERVER: prints one line, "SERVER us_per_echo pure_acks".
 measure() {
-    local server=$1 port=$PORT
-    if [[ "$server" == uws ]]; then
-        port=9904
-        taskset -c "$SERVER_CPU" target/peers/EchoServer >/dev/null 2>&1 &
-    else
-        taskset -c "$SERVER_CPU" "$server" --listen "127.0.0.1:$port" --threads 1 --log warn &
-    fi
-    local spid=$!
-    pids+=("$spid")
-    wait_for_port "$port"
+    local server=$1
+    start_server "$server" "$PORT"
+    local spid=$server_pid port=$server_port
     case "$gen" in
-        load_test) set_load_test_args "$conns" "$port" "$size"
-            taskset -c "$CLIENT_CPU" timeout "$((SECS + 10))" target/peers/load_test "${load_test_args[@]}" \
-                >/dev/null 2>&1 & ;;
+        load_test) start_load_test "$conns" "$port" "$size" "$((SECS + 10))" ;;
         rate:*) taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
             -s "$size" --binary --rate "${gen#rate:}" -d "$((SECS + 10))s" --warmup 1s --threads 1 -q \
-            >/dev/null 2>&1 & ;;
+            >/dev/null 2>&1 &
+            gen_pid=$!
+            pids+=("$gen_pid") ;;
         *) echo "server-ab.sh: unknown generator $gen" >&2; exit 2 ;;
     esac
-    local gpid=$!
-    pids+=("$gpid")
+    local gpid=$gen_pid
     sleep 3
     nstat -n >/dev/null
     perf stat -x, -e task-clock -p "$spid" -o "$work/stat" -- sleep "$SECS" >/dev/null 2>&1
