@@ -59,9 +59,8 @@ const FLUSH_BYTES: usize = 64 << 10;
 /// kicks it with an IPI every 32 buffers (`skb_attempt_defer_free`), a
 /// trapped APIC write in a VM. Written in parts, the batch gives the
 /// server work while the rest is read: at 1000 x 20 B against wsecho,
-/// 2 % more messages per CPU second than written at the batch's end, in
-/// 8 interleaved runs (loadtest/README has bench.sh's figures). 16, 32
-/// and 128 measured between the two.
+/// 2 % more messages per CPU second than written at the batch's end
+/// (`scripts/generator-ab.sh`, 6 interleaved rounds; loadtest/README).
 const FLUSH_CONNS: usize = 64;
 
 /// One connection in the loop.
@@ -182,9 +181,9 @@ impl Direct {
     }
 
     /// Reads what arrived and lets the echo loop take it; what it queued
-    /// is written by [`Direct::flush`] once the whole batch has been read
-    /// (or [`FLUSH_BYTES`] or [`FLUSH_CONNS`] are waiting). Ends the connection when the echo
-    /// loop is through.
+    /// is written by [`Direct::flush`] once the whole batch has been read,
+    /// or once [`FLUSH_CONNS`] connections or [`FLUSH_BYTES`] are waiting.
+    /// Ends the connection when the echo loop is through.
     fn on_event(&self, token: usize, event: &mio::event::Event, now: u64) {
         let mut entries = self.entries.borrow_mut();
         let Some(Some(e)) = entries.get_mut(token) else {
