@@ -3,8 +3,9 @@
 # interleaved repetitions: each server pinned to CPU 0 and a generator
 # pinned to CPU 1 (as in results/), the server's CPU time (perf stat
 # task-clock) and the kernel's count of TCP segments (nstat TcpOutSegs:
-# on loopback both directions, so an echo is two segments when no pure
-# ACK is sent; the pure ACKs are printed) over the same SECS once the load
+# on loopback both directions, so an echo is two segments once the pure
+# ACKs, TcpExtTCPPureAcks, are taken out; they are printed) over the same
+# SECS once the load
 # has run 3 s. For comparing two builds of wsecho, or one with
 # uWebSockets, at one case; results/run.sh is the whole matrix.
 # Loopback only; every run is bounded (wsecho-load by -d, load_test by
@@ -57,7 +58,9 @@ measure() {
     ms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/stat")
     segs=$(awk '$1 == "TcpOutSegs" {print $2}' "$work/nstat")
     acks=$(awk '$1 == "TcpExtTCPPureAcks" {print $2}' "$work/nstat")
-    echo "$server $(python3 -c "print(f'{$ms * 1e3 / max(${segs:-0} / 2, 1):.3f}')") ${acks:-0}"
+    # A pure ACK is a segment but no echo: counted as half of one, it would
+    # flatter the server whose timing draws more of them.
+    echo "$server $(python3 -c "print(f'{$ms * 1e3 / max((${segs:-0} - ${acks:-0}) / 2, 1):.3f}')") ${acks:-0}"
 }
 
 echo "$conns x $size, $gen, server CPU per echo over ${SECS} s, $reps interleaved repetitions"
