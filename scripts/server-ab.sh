@@ -5,9 +5,8 @@
 # task-clock) and the kernel's count of TCP segments (nstat TcpOutSegs:
 # on loopback both directions, so an echo is two segments once the pure
 # ACKs, TcpExtTCPPureAcks, are taken out; they are printed) over the same
-# SECS once the load
-# has run 3 s. For comparing two builds of wsecho, or one with
-# uWebSockets, at one case; results/run.sh is the whole matrix.
+# SECS once the load has run 3 s. For comparing two builds of wsecho, or
+# one with uWebSockets, at one case; results/run.sh is the whole matrix.
 # Loopback only; every run is bounded (wsecho-load by -d, load_test by
 # `timeout`). Needs perf and nstat (Debian: linux-perf, iproute2).
 #
@@ -15,7 +14,7 @@
 #   GENERATOR: load_test (target/peers/load_test, at saturation) or
 #   rate:N (wsecho-load, open loop at N msg/s in all);
 #   SERVER: uws (target/peers/EchoServer, which results/run.sh builds on
-#   port 9904) or the path of a wsecho build.
+#   port 9904), wsecho (target/release/wsecho) or the path of a wsecho build.
 #   scripts/server-ab.sh 3 100 20 rate:40000 /tmp/wsecho-before target/release/wsecho uws
 #   scripts/server-ab.sh 3 10 1024 load_test /tmp/wsecho-before target/release/wsecho uws
 # Knobs: PORT=19942 SERVER_CPU=0 CLIENT_CPU=1 SECS=4

@@ -217,10 +217,14 @@ impl Direct {
         drop(entries);
         self.end(token, flow);
         if queued > 0 {
-            self.unflushed.borrow_mut().push(token);
+            let waiting = {
+                let mut unflushed = self.unflushed.borrow_mut();
+                unflushed.push(token);
+                unflushed.len()
+            };
             let bytes = self.unflushed_bytes.get() + queued;
             self.unflushed_bytes.set(bytes);
-            if bytes >= FLUSH_BYTES || self.unflushed.borrow().len() >= FLUSH_CONNS {
+            if bytes >= FLUSH_BYTES || waiting >= FLUSH_CONNS {
                 self.flush();
             }
         }
