@@ -191,6 +191,17 @@ impl Outbox {
         n
     }
 
+    /// What is left when it is the outbox's own bytes (maybe none) and then
+    /// one piece of the pattern, as a wire-pattern message leaves it.
+    fn joined_head(&self) -> Option<(&[u8], &'static [u8])> {
+        match self.splices.as_deref()?.queue.as_slices() {
+            ([s], []) | ([], [s]) if s.at == self.end => {
+                Some((&self.buf[self.pos..self.end], s.bytes))
+            }
+            _ => None,
+        }
+    }
+
     /// `n` more bytes were written.
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
@@ -227,6 +238,11 @@ impl Outbox {
             let wrote = if self.pieces().next().is_none() {
                 // Most writes: one slice, without setting up sixteen.
                 write(&[IoSlice::new(&self.buf[self.pos..self.end])])
+            } else if let Some(wrote) = self.joined_head().and_then(|(head, piece)| {
+                payload::joined(head, piece, |one| write(&[IoSlice::new(one)]))
+            }) {
+                // A message's own bytes, then its piece of the pattern.
+                wrote
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                 let n = self.slices(&mut slices);
@@ -1038,6 +1054,45 @@ mod tests {
         }
         assert!(conn.out.pieces().next().is_none() && conn.out.buf.is_empty());
         check_frames(&sink.got, &queued);
+    }
+
+    /// A wire-pattern message alone in the outbox goes out as one slice,
+    /// its header joined to its piece of the pattern; two queued together
+    /// go out as a vector.
+    #[tokio::test]
+    async fn a_lone_spliced_message_is_written_as_one_slice() {
+        /// Takes everything; records how many slices each write had.
+        struct Counting(Vec<u8>, Vec<usize>);
+        impl std::io::Write for Counting {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.write_vectored(&[IoSlice::new(buf)])
+            }
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.1.push(bufs.len());
+                let before = self.0.len();
+                bufs.iter().for_each(|b| self.0.extend_from_slice(b));
+                Ok(self.0.len() - before)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (mut conn, _server) = pair(Vec::new());
+        conn.io = Stream::Lent;
+        let large = Layout::new(16_384, false).with_wire(99);
+        let mut sink = Counting(Vec::new(), Vec::new());
+        conn.queue_message(&large, 4, 0, 100);
+        conn.write_to(&mut sink).unwrap();
+        assert_eq!(sink.1, [1]);
+        conn.queue_message(&large, 4, 1, 101);
+        conn.queue_message(&large, 4, 2, 102);
+        conn.queue_close(1000);
+        conn.write_to(&mut sink).unwrap();
+        assert_eq!(sink.1[1..], [5], "head, piece, head, piece and the close");
+        check_frames(
+            &sink.0,
+            &[(&large, 0, 100), (&large, 1, 101), (&large, 2, 102)],
+        );
     }
 
     /// The task path writes spliced messages with `poll_write_vectored` on

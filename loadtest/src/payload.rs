@@ -23,13 +23,15 @@
 //! each time (RFC 6455 §5.3) and every byte of its echo is still checked;
 //! but the frame's bytes after the header are the same in every message, so
 //! the send path hands the kernel the shared pattern ([`crate::conn`]
-//! splices it in, and the epoll loop sends with `sendmsg`) instead of
-//! generating the message into a buffer of its own. Generating 16 KiB was
+//! splices it in: a message alone goes out as one slice ([`joined`]),
+//! several by `sendmsg`) instead of generating the message into a buffer
+//! of its own. Generating 16 KiB was
 //! most of the generator's own work per echo at 16 KiB (`fill_avx512`, 191
 //! ns a TCP segment at 10 x 16 KiB by `scripts/segment-costs.sh`). Chat
 //! keeps the filler above: its deliveries are checked by other processes
 //! under `--segment`, which do not know this one's secret.
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
 
 use crate::cli::Verify;
@@ -66,6 +68,51 @@ pub fn wire() -> &'static [u8] {
         w.into_boxed_slice()
     });
     &WIRE
+}
+
+/// Room in front of each thread's copy of the [`wire`] pattern
+/// ([`joined`]): a frame header and a message header fit with room over.
+const JOIN_ROOM: usize = 64;
+
+thread_local! {
+    /// `JOIN_ROOM` bytes of scratch, then the [`wire`] pattern up to the
+    /// furthest byte sent from it: only the scratch is ever written.
+    static JOINED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Hands `send` the bytes `head` followed by `piece` (a slice of [`wire`])
+/// as one slice: `head` is copied in front of the piece in this thread's
+/// copy of the pattern. A message whose bytes after its header are the
+/// pattern then goes out by one `send` of one buffer, as `load_test` sends
+/// its frame, instead of a `sendmsg` of two, whose message header and
+/// vector the kernel copies in and walks: 1-2 % more messages per CPU
+/// second at 10 x 16 KiB (`scripts/generator-ab.sh`, loadtest/README).
+/// `None`, and `send` not called, when `head` is longer than the pattern
+/// and the room in front of the piece.
+pub fn joined<R>(head: &[u8], piece: &[u8], send: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let wire = wire();
+    let at = piece.as_ptr().addr().checked_sub(wire.as_ptr().addr())?;
+    let end = at + piece.len();
+    if end > wire.len() || head.len() > JOIN_ROOM + at {
+        return None;
+    }
+    JOINED.with_borrow_mut(|copy| {
+        if copy.len() < JOIN_ROOM + end {
+            // Grown in steps to the largest message, not to the whole
+            // megabyte, so a 16 KiB run keeps 32 KiB of it warm.
+            let to = end.next_power_of_two().min(wire.len());
+            copy.resize(JOIN_ROOM, 0);
+            copy.extend_from_slice(&wire[..to]);
+        }
+        let start = JOIN_ROOM + at - head.len();
+        copy[start..JOIN_ROOM + at].copy_from_slice(head);
+        let sent = send(&copy[start..JOIN_ROOM + end]);
+        // What the head covered of the pattern is the pattern again, for
+        // the next message, whose piece may start lower.
+        let from = start.max(JOIN_ROOM);
+        copy[from..JOIN_ROOM + at].copy_from_slice(&wire[from - JOIN_ROOM..at]);
+        Some(sent)
+    })
 }
 
 /// Which header fields fit.
@@ -776,5 +823,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A head and a piece of the pattern come out as one slice, whatever
+    /// the heads sent before from this thread overwrote in its copy.
+    #[test]
+    fn a_head_joined_to_a_piece_is_both_in_order() {
+        let w = wire();
+        let one = |head: &[u8], piece: &[u8]| joined(head, piece, <[u8]>::to_vec);
+        let cases: [(&[u8], std::ops::Range<usize>); 4] = [
+            (&[1; 28], 20..16_384),
+            (&[2; 60], 9_000..9_100),
+            (&[3; 5], 20..40_000),
+            (&[], 0..100),
+        ];
+        // The high piece's head lands on what the later, lower pieces send.
+        for (head, range) in cases.iter().chain(&cases) {
+            let want = [*head, &w[range.clone()]].concat();
+            assert!(one(head, &w[range.clone()]) == Some(want), "{range:?}");
+        }
+        assert_eq!(one(&[0; 85], &w[20..100]), None, "longer than the room");
+        assert_eq!(one(&[0; 4], &[7; 100]), None, "not the pattern");
     }
 }
