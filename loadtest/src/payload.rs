@@ -25,11 +25,11 @@
 //! the send path hands the kernel the shared pattern ([`crate::conn`]
 //! splices it in: a message alone goes out as one slice ([`joined`]),
 //! several by `sendmsg`) instead of generating the message into a buffer
-//! of its own. Generating 16 KiB was
-//! most of the generator's own work per echo at 16 KiB (`fill_avx512`, 191
-//! ns a TCP segment at 10 x 16 KiB by `scripts/segment-costs.sh`). Chat
-//! keeps the filler above: its deliveries are checked by other processes
-//! under `--segment`, which do not know this one's secret.
+//! of its own. Generating 16 KiB was most of the generator's own work per
+//! echo at 16 KiB (`fill_avx512`, 191 ns a TCP segment at 10 x 16 KiB by
+//! `scripts/segment-costs.sh`). Chat keeps the filler above: its
+//! deliveries are checked by other processes under `--segment`, which do
+//! not know this one's secret.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
@@ -76,7 +76,8 @@ const JOIN_ROOM: usize = 64;
 
 thread_local! {
     /// `JOIN_ROOM` bytes of scratch, then the [`wire`] pattern up to the
-    /// furthest byte sent from it: only the scratch is ever written.
+    /// furthest byte sent from it. A head written over the pattern is
+    /// undone right after its send, so between sends it is the pattern.
     static JOINED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -87,8 +88,8 @@ thread_local! {
 /// its frame, instead of a `sendmsg` of two, whose message header and
 /// vector the kernel copies in and walks: 1-2 % more messages per CPU
 /// second at 10 x 16 KiB (`scripts/generator-ab.sh`, loadtest/README).
-/// `None`, and `send` not called, when `head` is longer than the pattern
-/// and the room in front of the piece.
+/// `None`, and `send` not called, when `piece` is not a slice of [`wire`]
+/// or `head` is longer than the pattern and the room in front of it.
 pub fn joined<R>(head: &[u8], piece: &[u8], send: impl FnOnce(&[u8]) -> R) -> Option<R> {
     let wire = wire();
     let at = piece.as_ptr().addr().checked_sub(wire.as_ptr().addr())?;
