@@ -191,6 +191,11 @@ impl EchoLoop {
         self.send(conn, now);
     }
 
+    /// The connection's number: the order it was dialled in.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// One turn of the loop at `now`: what `event` brought, then what is
     /// due. Breaks with how the connection ended once it is through;
     /// otherwise says whether anything was queued.
