@@ -15,6 +15,9 @@
 #   python3 results/matrix.py --report-only results/DATE [--readme]
 #                              # remakes a run's summary and charts (and, for a full run, the
 #                              # README's results section) from its raw/found.json, no measuring
+#   python3 results/pool.py results/DATE results/DATE-2 ...
+#                              # wsecho against uWebSockets per case, the repetitions of several
+#                              # runs of the same server builds pooled (medians, paired ratios)
 #
 # Builds everything from the package registries and UWS_DIR: wsecho and
 # wsecho-load (release); fastwebsockets' own examples/echo_server.rs and
