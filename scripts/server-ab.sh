@@ -11,18 +11,21 @@
 # `timeout`). Needs perf and nstat (Debian: linux-perf, iproute2).
 #
 # Usage: scripts/server-ab.sh REPS CONNECTIONS SIZE GENERATOR SERVER...
-#   GENERATOR: load_test (target/peers/load_test, at saturation) or
-#   rate:N (wsecho-load, open loop at N msg/s in all);
+#   GENERATOR: load_test (target/peers/load_test, at saturation),
+#   wsecho-load:MODE (closed loop, one message in flight per connection,
+#   with --verify MODE: full, as in results/, sample or header) or rate:N
+#   (wsecho-load, open loop at N msg/s in all);
 #   SERVER: uws (target/peers/EchoServer, which results/run.sh builds on
 #   port 9904), wsecho (target/release/wsecho) or the path of a wsecho build.
 #   scripts/server-ab.sh 3 100 20 rate:40000 /tmp/wsecho-before target/release/wsecho uws
 #   scripts/server-ab.sh 3 10 1024 load_test /tmp/wsecho-before target/release/wsecho uws
+#   scripts/server-ab.sh 4 500 16384 wsecho-load:header wsecho uws
 # Knobs: PORT=19942 SERVER_CPU=0 CLIENT_CPU=1 SECS=4
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=lib.sh
 source scripts/lib.sh
-usage="usage: scripts/server-ab.sh REPS CONNECTIONS SIZE load_test|rate:N SERVER..."
+usage="usage: scripts/server-ab.sh REPS CONNECTIONS SIZE load_test|wsecho-load:MODE|rate:N SERVER..."
 reps=${1:?$usage} conns=${2:?$usage} size=${3:?$usage} gen=${4:?$usage}
 shift 4
 (($# > 0)) || { echo "$usage" >&2; exit 2; }
@@ -44,25 +47,42 @@ measure() {
             >/dev/null 2>&1 &
             gen_pid=$!
             pids+=("$gen_pid") ;;
+        wsecho-load:*) taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
+            -s "$size" --binary --verify "${gen#wsecho-load:}" -d "$((SECS + 10))s" --warmup 1s --threads 1 -q \
+            >/dev/null 2>&1 &
+            gen_pid=$!
+            pids+=("$gen_pid") ;;
         *) echo "server-ab.sh: unknown generator $gen" >&2; exit 2 ;;
     esac
-    local gpid=$gen_pid
+    local gpid=$gen_pid gcpu=$gen_pid
     sleep 3
+    # load_test runs under `timeout`, which forks it: time the child.
+    if [[ "$gen" == load_test ]]; then
+        gcpu=$(pgrep -P "$gpid" | head -n 1 || true)
+        gcpu=${gcpu:-$gpid}
+    fi
     nstat -n >/dev/null
+    perf stat -x, -e task-clock -p "$gcpu" -o "$work/gstat" -- sleep "$SECS" >/dev/null 2>&1 &
+    local gstat=$!
     perf stat -x, -e task-clock -p "$spid" -o "$work/stat" -- sleep "$SECS" >/dev/null 2>&1
+    wait "$gstat" || true
     nstat TcpOutSegs TcpExtTCPPureAcks >"$work/nstat"
     kill "$gpid" "$spid" 2>/dev/null || true
     wait "$gpid" "$spid" 2>/dev/null || true
-    local ms segs acks
+    local ms gms segs acks
     ms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/stat")
+    gms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/gstat")
     segs=$(awk '$1 == "TcpOutSegs" {print $2}' "$work/nstat")
     acks=$(awk '$1 == "TcpExtTCPPureAcks" {print $2}' "$work/nstat")
     # A pure ACK is a segment but no echo: counted as half of one, it would
     # flatter the server whose timing draws more of them.
-    echo "$server $(python3 -c "print(f'{$ms * 1e3 / max((${segs:-0} - ${acks:-0}) / 2, 1):.3f}')") ${acks:-0}"
+    # The generator's CPU per echo too: where the generator is at its whole
+    # core it sets the pace, and what the server's answers cost it shows.
+    python3 -c "echoes = max((${segs:-0} - ${acks:-0}) / 2, 1)
+print(f'$server {$ms * 1e3 / echoes:.3f} ${acks:-0} {${gms:-0} * 1e3 / echoes:.3f}')"
 }
 
-echo "$conns x $size, $gen, server CPU per echo over ${SECS} s, $reps interleaved repetitions"
+echo "$conns x $size, $gen, server (and generator) CPU per echo over ${SECS} s, $reps interleaved repetitions"
 for r in $(seq "$reps"); do
     for server in "$@"; do
         measure "$server" | tee -a "$work/runs"
@@ -71,13 +91,16 @@ done
 python3 - "$work/runs" "$@" <<'PY'
 import statistics, sys
 runs, servers = sys.argv[1], sys.argv[2:]
-got = {}
+got, gen = {}, {}
 for line in open(runs):
-    name, us, acks = line.split()
+    name, us, acks, gen_us = line.split()
     got.setdefault(name, []).append(float(us))
+    gen.setdefault(name, []).append(float(gen_us))
 base = statistics.median(got[servers[-1]])
-print(f"\n| server | µs per echo, median | runs | ÷ {servers[-1]} |\n|---|---:|---|---:|")
+print(f"\n| server | µs per echo, median | runs | ÷ {servers[-1]} | generator µs per echo, median |"
+      "\n|---|---:|---|---:|---:|")
 for s in servers:
     m = statistics.median(got[s])
-    print(f"| {s} | {m:.2f} | {', '.join(f'{x:.2f}' for x in got[s])} | {m / base:.3f} |")
+    print(f"| {s} | {m:.2f} | {', '.join(f'{x:.2f}' for x in got[s])} | {m / base:.3f} "
+          f"| {statistics.median(gen[s]):.2f} |")
 PY
