@@ -46,8 +46,11 @@ def pool(runs: list[dict], section: str, other: str) -> dict[str, dict]:
             case = out.setdefault(row["case"], {"ours": [], "theirs": [], "paired": []})
             case["ours"] += ours
             case["theirs"] += theirs
-            # Repetition i of one server beside repetition i of the other.
-            case["paired"] += [a / b for a, b in zip(ours, theirs) if b]
+            # Repetition i of one server beside repetition i of the other;
+            # a run that lost a CPU sample (the lists leave it out) cannot be
+            # paired by position.
+            if len(ours) == len(theirs) == run["meta"]["repetitions"]:
+                case["paired"] += [a / b for a, b in zip(ours, theirs) if b]
     return out
 
 

@@ -52,6 +52,15 @@ start_server() {
     wait_for_port "$port"
 }
 
+# The process that does the work of generator PID: `timeout` (see
+# start_load_test) forks its command, and the child is what a profile or a
+# CPU count wants; a process without children is its own.
+working_pid() {
+    local child
+    child=$(pgrep -P "$1" | head -n 1 || true)
+    echo "${child:-$1}"
+}
+
 # Starts the C load_test pinned to $CLIENT_CPU: CONNS connections of SIZE
 # bytes to 127.0.0.1:PORT, stopped by `timeout` after SECS seconds. Sets
 # `gen_pid` (timeout's; load_test is its child).

@@ -53,11 +53,7 @@ measure() {
     local gpid=$gen_pid
     sleep 3
     local target=$spid
-    if [[ "$who" == generator ]]; then
-        # load_test runs under `timeout`, which forks it: record the child.
-        target=$(pgrep -P "$gpid" | head -n 1 || true)
-        target=${target:-$gpid}
-    fi
+    if [[ "$who" == generator ]]; then target=$(working_pid "$gpid"); fi
     nstat -n >/dev/null
     perf record -q -o "$work/$name.data" -p "$target" -- sleep "$SECS" >/dev/null 2>&1
     nstat TcpOutSegs TcpExtTCPPureAcks >"$work/$name.nstat"

@@ -35,32 +35,27 @@ for tool in perf nstat; do
 done
 with_scratch
 
-# measure SERVER: prints one line, "SERVER us_per_echo pure_acks".
+# measure SERVER: prints one line, "SERVER us_per_echo pure_acks
+# generator_us_per_echo".
 measure() {
     local server=$1
     start_server "$server" "$PORT"
     local spid=$server_pid port=$server_port
     case "$gen" in
         load_test) start_load_test "$conns" "$port" "$size" "$((SECS + 10))" ;;
-        rate:*) taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
-            -s "$size" --binary --rate "${gen#rate:}" -d "$((SECS + 10))s" --warmup 1s --threads 1 -q \
-            >/dev/null 2>&1 &
-            gen_pid=$!
-            pids+=("$gen_pid") ;;
-        wsecho-load:*) taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
-            -s "$size" --binary --verify "${gen#wsecho-load:}" -d "$((SECS + 10))s" --warmup 1s --threads 1 -q \
+        rate:* | wsecho-load:*)
+            local load=(--rate "${gen#rate:}")
+            if [[ "$gen" == wsecho-load:* ]]; then load=(--verify "${gen#wsecho-load:}"); fi
+            taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$port/" -c "$conns" \
+            -s "$size" --binary "${load[@]}" -d "$((SECS + 10))s" --warmup 1s --threads 1 -q \
             >/dev/null 2>&1 &
             gen_pid=$!
             pids+=("$gen_pid") ;;
         *) echo "server-ab.sh: unknown generator $gen" >&2; exit 2 ;;
     esac
-    local gpid=$gen_pid gcpu=$gen_pid
+    local gpid=$gen_pid gcpu
     sleep 3
-    # load_test runs under `timeout`, which forks it: time the child.
-    if [[ "$gen" == load_test ]]; then
-        gcpu=$(pgrep -P "$gpid" | head -n 1 || true)
-        gcpu=${gcpu:-$gpid}
-    fi
+    gcpu=$(working_pid "$gpid")
     nstat -n >/dev/null
     perf stat -x, -e task-clock -p "$gcpu" -o "$work/gstat" -- sleep "$SECS" >/dev/null 2>&1 &
     local gstat=$!
