@@ -1,0 +1,187 @@
+"""Tests for the results scripts: that the committed figures are what the
+scripts make of the committed raw data, and that the arithmetic behind the
+tables (CPU per message, ratios, pairing) is right on inputs small enough
+to check by hand. Standard library only; .ci/run runs them:
+
+    python3 -m unittest discover -s results -p 'test_*.py'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import pool  # noqa: E402
+import report  # noqa: E402
+
+
+def readme_run() -> Path:
+    """The run the README's results section is made from."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split(report.README_BEGIN, 1)[1].split(report.README_END, 1)[0]
+    found = re.search(r"\((results/[^)/]+)/summary\.md\)", block)
+    assert found, "the README's results section names no run"
+    return ROOT / found.group(1)
+
+
+def echo_run(received: int, duration_s: float, server_cpu_pct: float | None, **extra) -> dict:
+    """One wsecho-load result, with only what report.py reads."""
+    return {
+        "messages_received": received,
+        "duration_s": duration_s,
+        "server": None if server_cpu_pct is None else {"cpu_pct": server_cpu_pct},
+        "rates": {"messages_received_per_s": received / duration_s},
+        "client_cpu_pct": 99.0,
+        "latency_us": {"p50": 100, "p99": 200},
+        "errors": {"corrupted": 0},
+        "exit_status": 0,
+        **extra,
+    }
+
+
+class CommittedFigures(unittest.TestCase):
+    """Every number in the README's results section and its run's summary
+    comes from matrix.py --report-only on the run's raw results: a summary
+    edited by hand, or a change to report.py that moves a figure without a
+    re-run, fails here."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="wsecho-results-"))
+        self.addCleanup(shutil.rmtree, self.tmp)
+
+    def test_the_readmes_run_is_remade_byte_for_byte_from_its_raw_results(self) -> None:
+        run = readme_run()
+        copy = self.tmp / run.name
+        shutil.copytree(run, copy)
+        for made in ("results.json", "summary.md"):
+            (copy / made).unlink()
+        subprocess.run([sys.executable, str(HERE / "matrix.py"), "--report-only", str(copy)],
+                       check=True, capture_output=True)
+        for made in sorted(run.glob("*")):
+            if made.is_file():
+                self.assertEqual((copy / made.name).read_bytes(), made.read_bytes(), f"{run.name}/{made.name}")
+
+    def test_the_readmes_results_section_is_its_runs(self) -> None:
+        run = readme_run()
+        (self.tmp / "results").mkdir()
+        shutil.copytree(run, self.tmp / "results" / run.name)
+        readme = self.tmp / "README.md"
+        shutil.copy(ROOT / "README.md", readme)
+        summary = json.loads((run / "results.json").read_text())
+        report.update_readme(readme, self.tmp / "results" / run.name, summary)
+        self.assertEqual(readme.read_text(), (ROOT / "README.md").read_text())
+
+
+class Arithmetic(unittest.TestCase):
+    def test_cpu_per_message_is_server_cpu_time_over_messages(self) -> None:
+        # Half a core for 10 s is 5 s of CPU; over a million messages, 5 µs each.
+        self.assertAlmostEqual(report.cpu_us_per_msg(echo_run(1_000_000, 10.0, 50.0)), 5.0)
+        self.assertIsNone(report.cpu_us_per_msg(echo_run(1_000_000, 10.0, None)))
+        self.assertIsNone(report.cpu_us_per_msg(echo_run(0, 10.0, 50.0)))
+
+    def test_a_missed_cpu_sample_makes_the_bottleneck_unknown_not_no(self) -> None:
+        self.assertEqual(report.bottleneck([{"generator_bottleneck": "no"}, {}]), "unknown")
+        self.assertEqual(report.bottleneck([{"generator_bottleneck": "no"}, {"generator_bottleneck": "yes"}]), "yes")
+        self.assertEqual(report.bottleneck([{"generator_bottleneck": False}]), "no")
+        self.assertEqual(report.bottleneck([{"generator_bottleneck": True}, {}]), "yes")
+
+    def test_rows_take_medians_and_ratios_to_wsecho_and_the_ceiling(self) -> None:
+        # CPU per message: wsecho 4, 5, 6 µs; uWebSockets 5, 5, 5; raw TCP 2, 2, 2.
+        runs = lambda *us: [echo_run(1_000_000, 10.0, u * 10) for u in us]  # noqa: E731
+        matrix = {"100x20": {"wsecho": runs(6, 4, 5), "uWebSockets": runs(5, 5, 5), "raw-tcp": runs(2, 2, 2)}}
+        [row] = report.rows(matrix, ["wsecho", "uWebSockets", "raw-tcp"])
+        ours, theirs = row["servers"]["wsecho"], row["servers"]["uWebSockets"]
+        self.assertEqual((row["connections"], row["size"]), (100, 20))
+        self.assertAlmostEqual(ours["cpu_us_per_msg"], 5.0)
+        self.assertEqual([round(c, 6) for c in ours["cpu_us_per_msg_runs"]], [6.0, 4.0, 5.0])
+        self.assertAlmostEqual(theirs["cpu_ratio"], 1.0)
+        self.assertAlmostEqual(ours["ceiling_cpu_ratio"], 2.5)
+        self.assertAlmostEqual(theirs["ceiling_cpu_ratio"], 2.5)
+
+    def test_a_server_without_a_cpu_sample_has_no_cpu_ratio(self) -> None:
+        matrix = {"10x1024": {"wsecho": [echo_run(1000, 1.0, None)], "uWebSockets": [echo_run(1000, 1.0, 50.0)]}}
+        [row] = report.rows(matrix, ["wsecho", "uWebSockets"])
+        self.assertIsNone(row["servers"]["wsecho"]["cpu_us_per_msg"])
+        self.assertIsNone(row["servers"]["uWebSockets"]["cpu_ratio"])
+
+
+def summary_run(reps: int, ours: list[float], theirs: list[float]) -> dict:
+    """A results.json with one case, only what pool.py reads."""
+    servers = {"wsecho": {"cpu_us_per_msg_runs": ours}, "uWebSockets": {"cpu_us_per_msg_runs": theirs}}
+    return {"meta": {"repetitions": reps}, "throughput": [{"case": "500x16384", "servers": servers}]}
+
+
+class Pooling(unittest.TestCase):
+    def test_repetitions_pair_within_a_run_and_pool_across_runs(self) -> None:
+        runs = [summary_run(2, [4.0, 6.0], [5.0, 5.0]), summary_run(2, [5.5, 4.5], [5.0, 5.0])]
+        p = pool.pool(runs, "throughput", "uWebSockets")["500x16384"]
+        self.assertEqual(p["ours"], [4.0, 6.0, 5.5, 4.5])
+        self.assertEqual(p["paired"], [0.8, 1.2, 1.1, 0.9])
+        [row] = pool.table({"500x16384": p}, "uWebSockets")[2:]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        # Medians 5.0 and 5.0; paired ratios 0.8, 0.9, 1.1, 1.2: median 1.0, two at or below.
+        self.assertEqual(cells, ["500 × 16 KiB", "5.00", "5.00", "1.000", "1.000", "2 of 4"])
+
+    def test_a_run_that_lost_a_sample_is_pooled_but_not_paired(self) -> None:
+        # The second repetition of uWebSockets lost its sample: pairing by
+        # position would set wsecho's third against uWebSockets' second.
+        runs = [summary_run(3, [4.0, 6.0, 5.0], [5.0, 5.0])]
+        p = pool.pool(runs, "throughput", "uWebSockets")["500x16384"]
+        self.assertEqual(p["theirs"], [5.0, 5.0])
+        self.assertEqual(p["paired"], [])
+        self.assertEqual(pool.table({"500x16384": p}, "uWebSockets")[2:], [])
+
+    def test_runs_without_the_other_server_are_left_out(self) -> None:
+        run = summary_run(1, [4.0], [5.0])
+        del run["throughput"][0]["servers"]["uWebSockets"]
+        self.assertEqual(pool.pool([run], "throughput", "uWebSockets"), {})
+
+class PooledTable(unittest.TestCase):
+    """The README's pooled table is what the pool.py command above it
+    prints: each cell's ratio of medians (to the decimals shown) and its
+    count of repetitions at or below."""
+
+    def test_the_readmes_pooled_table_is_pool_py_on_the_runs_it_names(self) -> None:
+        text = (ROOT / "README.md").read_text()
+        command = re.search(r"`python3 results/pool\.py ([^`]+)`", text)
+        self.assertIsNotNone(command, "the README names no pool.py command")
+        runs = [json.loads((ROOT / d / "results.json").read_text()) for d in command.group(1).split()]
+        after = text[command.end():]
+        lines = after[after.index("\n| case |") + 1:].split("\n\n", 1)[0].splitlines()
+        columns = [c.strip() for c in lines[0].strip("|").split("|")][1:]
+        sections = {"wsecho-load": "throughput", "load_test": "throughput_load_test"}
+        checked = 0
+        for line in lines[2:]:
+            label, *cells = [c.strip() for c in line.strip("|").split("|")]
+            for column, cell in zip(columns, cells):
+                if not cell:
+                    continue
+                section, case = sections[column], label
+                if label.startswith("fixed rate, "):
+                    section, case = "rate", "100 × " + label.removeprefix("fixed rate, ")
+                shown = re.fullmatch(r"\**(\d+\.(\d+))×\** \((\d+) of (\d+)\)", cell)
+                self.assertIsNotNone(shown, f"{label}, {column}: {cell!r}")
+                pooled = {pool.case_name(k): v for k, v in pool.pool(runs, section, "uWebSockets").items()}
+                p = pooled[case]
+                ratio = statistics.median(p["ours"]) / statistics.median(p["theirs"])
+                self.assertEqual(f"{ratio:.{len(shown.group(2))}f}", shown.group(1), f"{label}, {column}")
+                won = sum(r <= 1.0 for r in p["paired"])
+                self.assertEqual((won, len(p["paired"])), (int(shown.group(3)), int(shown.group(4))), f"{label}, {column}")
+                checked += 1
+        self.assertGreater(checked, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
