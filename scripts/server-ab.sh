@@ -5,8 +5,10 @@
 # task-clock) and the kernel's count of TCP segments (nstat TcpOutSegs:
 # on loopback both directions, so an echo is two segments once the pure
 # ACKs, TcpExtTCPPureAcks, are taken out; they are printed) over the same
-# SECS once the load has run 3 s. For comparing two builds of wsecho, or
-# one with uWebSockets, at one case; results/run.sh is the whole matrix.
+# SECS once the load has run 3 s, and the server's epoll_wait calls (echoes
+# per call: how many it finds at each look). For comparing two builds of
+# wsecho, or one with uWebSockets, at one case; results/run.sh is the whole
+# matrix.
 # Loopback only; every run is bounded (wsecho-load by -d, load_test by
 # `timeout`). Needs perf and nstat (Debian: linux-perf, iproute2).
 #
@@ -36,7 +38,7 @@ done
 with_scratch
 
 # measure SERVER: prints one line, "SERVER us_per_echo pure_acks
-# generator_us_per_echo".
+# generator_us_per_echo echoes_per_s echoes_per_epoll_wait".
 measure() {
     local server=$1
     start_server "$server" "$PORT"
@@ -59,13 +61,15 @@ measure() {
     nstat -n >/dev/null
     perf stat -x, -e task-clock -p "$gcpu" -o "$work/gstat" -- sleep "$SECS" >/dev/null 2>&1 &
     local gstat=$!
-    perf stat -x, -e task-clock -p "$spid" -o "$work/stat" -- sleep "$SECS" >/dev/null 2>&1
+    perf stat -x, -e task-clock,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait \
+        -p "$spid" -o "$work/stat" -- sleep "$SECS" >/dev/null 2>&1
     wait "$gstat" || true
     nstat TcpOutSegs TcpExtTCPPureAcks >"$work/nstat"
     kill "$gpid" "$spid" 2>/dev/null || true
     wait "$gpid" "$spid" 2>/dev/null || true
-    local ms gms segs acks
+    local ms gms segs acks waits
     ms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/stat")
+    waits=$(awk -F, '$3 ~ /epoll_p?wait$/ {n += $1} END {print n + 0}' "$work/stat")
     gms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/gstat")
     segs=$(awk '$1 == "TcpOutSegs" {print $2}' "$work/nstat")
     acks=$(awk '$1 == "TcpExtTCPPureAcks" {print $2}' "$work/nstat")
@@ -73,8 +77,11 @@ measure() {
     # flatter the server whose timing draws more of them.
     # The generator's CPU per echo too: where the generator is at its whole
     # core it sets the pace, and what the server's answers cost it shows.
+    # Echoes per epoll_wait: how many the server finds per look; a server
+    # that keeps up with a saturated generator finds few at a time, and
+    # then every echo costs both sides more (README, 500 x 16 KiB).
     python3 -c "echoes = max((${segs:-0} - ${acks:-0}) / 2, 1)
-print(f'$server {$ms * 1e3 / echoes:.3f} ${acks:-0} {${gms:-0} * 1e3 / echoes:.3f}')"
+print(f'$server {$ms * 1e3 / echoes:.3f} ${acks:-0} {${gms:-0} * 1e3 / echoes:.3f} {echoes / $SECS:.0f} {echoes / max($waits, 1):.1f}')"
 }
 
 echo "$conns x $size, $gen, server (and generator) CPU per echo over ${SECS} s, $reps interleaved repetitions"
@@ -86,16 +93,19 @@ done
 python3 - "$work/runs" "$@" <<'PY'
 import statistics, sys
 runs, servers = sys.argv[1], sys.argv[2:]
-got, gen = {}, {}
+got, gen, rates, batches = {}, {}, {}, {}
 for line in open(runs):
-    name, us, acks, gen_us = line.split()
+    name, us, acks, gen_us, rate, batch = line.split()
     got.setdefault(name, []).append(float(us))
     gen.setdefault(name, []).append(float(gen_us))
+    rates.setdefault(name, []).append(float(rate))
+    batches.setdefault(name, []).append(float(batch))
 base = statistics.median(got[servers[-1]])
-print(f"\n| server | µs per echo, median | runs | ÷ {servers[-1]} | generator µs per echo, median |"
-      "\n|---|---:|---|---:|---:|")
+print(f"\n| server | µs per echo, median | runs | ÷ {servers[-1]} | generator µs per echo, median "
+      "| echoes/s, median | echoes per epoll_wait, median |\n|---|---:|---|---:|---:|---:|---:|")
 for s in servers:
     m = statistics.median(got[s])
     print(f"| {s} | {m:.2f} | {', '.join(f'{x:.2f}' for x in got[s])} | {m / base:.3f} "
-          f"| {statistics.median(gen[s]):.2f} |")
+          f"| {statistics.median(gen[s]):.2f} | {statistics.median(rates[s]):,.0f} "
+          f"| {statistics.median(batches[s]):.1f} |")
 PY
