@@ -5,10 +5,10 @@
 # task-clock) and the kernel's count of TCP segments (nstat TcpOutSegs:
 # on loopback both directions, so an echo is two segments once the pure
 # ACKs, TcpExtTCPPureAcks, are taken out; they are printed) over the same
-# SECS once the load has run 3 s, and the server's epoll_wait calls (echoes
-# per call: how many it finds at each look). For comparing two builds of
-# wsecho, or one with uWebSockets, at one case; results/run.sh is the whole
-# matrix.
+# SECS once the load has run 3 s, and then, over one more second, the
+# server's epoll_wait calls (echoes per call: how many it finds at each
+# look). For comparing two builds of wsecho, or one with uWebSockets, at
+# one case; results/run.sh is the whole matrix.
 # Loopback only; every run is bounded (wsecho-load by -d, load_test by
 # `timeout`). Needs perf and nstat (Debian: linux-perf, iproute2).
 #
@@ -61,15 +61,22 @@ measure() {
     nstat -n >/dev/null
     perf stat -x, -e task-clock -p "$gcpu" -o "$work/gstat" -- sleep "$SECS" >/dev/null 2>&1 &
     local gstat=$!
-    perf stat -x, -e task-clock,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait \
-        -p "$spid" -o "$work/stat" -- sleep "$SECS" >/dev/null 2>&1
+    perf stat -x, -e task-clock -p "$spid" -o "$work/stat" -- sleep "$SECS" >/dev/null 2>&1
     wait "$gstat" || true
     nstat TcpOutSegs TcpExtTCPPureAcks >"$work/nstat"
+    # The server's epoll_wait calls over one more second, apart: counting a
+    # system call costs the server CPU time, which the window above must not
+    # include.
+    perf stat -x, -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait \
+        -p "$spid" -o "$work/waits" -- sleep 1 >/dev/null 2>&1
+    nstat TcpOutSegs TcpExtTCPPureAcks >"$work/nstat-waits"
     kill "$gpid" "$spid" 2>/dev/null || true
     wait "$gpid" "$spid" 2>/dev/null || true
-    local ms gms segs acks waits
+    local ms gms segs acks waits wsegs wacks
     ms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/stat")
-    waits=$(awk -F, '$3 ~ /epoll_p?wait$/ {n += $1} END {print n + 0}' "$work/stat")
+    waits=$(awk -F, '$3 ~ /epoll_p?wait$/ {n += $1} END {print n + 0}' "$work/waits")
+    wsegs=$(awk '$1 == "TcpOutSegs" {print $2}' "$work/nstat-waits")
+    wacks=$(awk '$1 == "TcpExtTCPPureAcks" {print $2}' "$work/nstat-waits")
     gms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/gstat")
     segs=$(awk '$1 == "TcpOutSegs" {print $2}' "$work/nstat")
     acks=$(awk '$1 == "TcpExtTCPPureAcks" {print $2}' "$work/nstat")
@@ -81,7 +88,7 @@ measure() {
     # that keeps up with a saturated generator finds few at a time, and
     # then every echo costs both sides more (README, 500 x 16 KiB).
     python3 -c "echoes = max((${segs:-0} - ${acks:-0}) / 2, 1)
-print(f'$server {$ms * 1e3 / echoes:.3f} ${acks:-0} {${gms:-0} * 1e3 / echoes:.3f} {echoes / $SECS:.0f} {echoes / max($waits, 1):.1f}')"
+print(f'$server {$ms * 1e3 / echoes:.3f} ${acks:-0} {${gms:-0} * 1e3 / echoes:.3f} {echoes / $SECS:.0f} {(${wsegs:-0} - ${wacks:-0}) / 2 / max($waits, 1):.1f}')"
 }
 
 echo "$conns x $size, $gen, server (and generator) CPU per echo over ${SECS} s, $reps interleaved repetitions"
