@@ -84,9 +84,9 @@ measure() {
     # flatter the server whose timing draws more of them.
     # The generator's CPU per echo too: where the generator is at its whole
     # core it sets the pace, and what the server's answers cost it shows.
-    # Echoes per epoll_wait: how many the server finds per look; a server
-    # that keeps up with a saturated generator finds few at a time, and
-    # then every echo costs both sides more (README, 500 x 16 KiB).
+    # Echoes per epoll_wait: how many the server finds per look. A server
+    # that keeps up with a saturated generator finds few at a time, which
+    # can cost both sides more per echo (README, 500 x 16 KiB).
     python3 -c "echoes = max((${segs:-0} - ${acks:-0}) / 2, 1)
 print(f'$server {$ms * 1e3 / echoes:.3f} ${acks:-0} {${gms:-0} * 1e3 / echoes:.3f} {echoes / $SECS:.0f} {(${wsegs:-0} - ${wacks:-0}) / 2 / max($waits, 1):.1f}')"
 }
