@@ -18,6 +18,10 @@
 #   python3 results/pool.py results/DATE results/DATE-2 ...
 #                              # wsecho against uWebSockets per case, the repetitions of several
 #                              # runs of the same server builds pooled (medians, paired ratios)
+#   python3 -m unittest discover -s results -p 'test_*.py'
+#                              # checks that the README's results section, its run's summary and
+#                              # the README's pooled table are what these scripts make of the
+#                              # committed raw data (.ci/run runs it)
 #
 # Builds everything from the package registries and UWS_DIR: wsecho and
 # wsecho-load (release); fastwebsockets' own examples/echo_server.rs and
