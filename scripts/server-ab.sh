@@ -100,19 +100,17 @@ done
 python3 - "$work/runs" "$@" <<'PY'
 import statistics, sys
 runs, servers = sys.argv[1], sys.argv[2:]
-got, gen, rates, batches = {}, {}, {}, {}
+# Per server, one list per column of measure's line after the name.
+cols = {}
 for line in open(runs):
-    name, us, acks, gen_us, rate, batch = line.split()
-    got.setdefault(name, []).append(float(us))
-    gen.setdefault(name, []).append(float(gen_us))
-    rates.setdefault(name, []).append(float(rate))
-    batches.setdefault(name, []).append(float(batch))
-base = statistics.median(got[servers[-1]])
+    name, *values = line.split()
+    for col, v in zip(cols.setdefault(name, [[] for _ in values]), values):
+        col.append(float(v))
+med = lambda s, i: statistics.median(cols[s][i])  # noqa: E731
+base = med(servers[-1], 0)
 print(f"\n| server | µs per echo, median | runs | ÷ {servers[-1]} | generator µs per echo, median "
       "| echoes/s, median | echoes per epoll_wait, median |\n|---|---:|---|---:|---:|---:|---:|")
 for s in servers:
-    m = statistics.median(got[s])
-    print(f"| {s} | {m:.2f} | {', '.join(f'{x:.2f}' for x in got[s])} | {m / base:.3f} "
-          f"| {statistics.median(gen[s]):.2f} | {statistics.median(rates[s]):,.0f} "
-          f"| {statistics.median(batches[s]):.1f} |")
+    print(f"| {s} | {med(s, 0):.2f} | {', '.join(f'{x:.2f}' for x in cols[s][0])} | {med(s, 0) / base:.3f} "
+          f"| {med(s, 2):.2f} | {med(s, 3):,.0f} | {med(s, 4):.1f} |")
 PY
