@@ -38,12 +38,11 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 use slab::Slab;
@@ -51,6 +50,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::warn;
+
+use woken::Woken;
+
+mod woken;
 
 /// Readiness events taken per `epoll_wait`, as uSockets does.
 const EVENTS: usize = 1024;
@@ -211,61 +214,6 @@ impl AsyncWrite for Lent {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.tcp.shutdown(std::net::Shutdown::Write))
-    }
-}
-
-/// Tokens whose sessions were woken by something other than their socket,
-/// and how to wake the loop for them: the loop task's waker while it waits
-/// as a task, an eventfd while it blocks in its own `epoll_wait` (it owns
-/// the thread). Shared with wakers on other threads (the sweep ticks on
-/// worker 0; a chat message can come from any worker).
-#[derive(Default)]
-struct Woken {
-    tokens: Mutex<Vec<usize>>,
-    task: AtomicWaker,
-    /// The loop is in (or about to enter) a blocking `epoll_wait`.
-    blocking: AtomicBool,
-    eventfd: Option<mio::Waker>,
-}
-
-impl Woken {
-    fn push(&self, token: usize) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(token);
-        self.task.wake();
-        if self.blocking.swap(false, Ordering::AcqRel)
-            && let Some(eventfd) = &self.eventfd
-        {
-            // A failed write leaves the token to the next event: at most
-            // RUNTIME_TURN later.
-            let _ = eventfd.wake();
-        }
-    }
-
-    fn take(&self, into: &mut Vec<usize>) {
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::swap(&mut *tokens, into);
-    }
-
-    fn any(&self) -> bool {
-        !self
-            .tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    }
-
-    /// Before a blocking wait: true if it may block (nothing is queued; a
-    /// token pushed from now on writes the eventfd).
-    fn may_block(&self) -> bool {
-        self.blocking.store(true, Ordering::SeqCst);
-        if self.any() {
-            self.blocking.store(false, Ordering::SeqCst);
-            return false;
-        }
-        true
     }
 }
 
@@ -743,10 +691,7 @@ fn install_owner(turn: Duration) -> io::Result<Ticker> {
         TICK,
         Interest::READABLE,
     )?;
-    let woken = Arc::new(Woken {
-        eventfd: Some(eventfd),
-        ..Woken::default()
-    });
+    let woken = Arc::new(Woken::with_eventfd(eventfd));
     LOOP.with(|cell| {
         *cell.borrow_mut() = Some(Loop {
             poll: Epoll::Owner(poll),
@@ -861,7 +806,7 @@ impl Loop {
             Some(Duration::ZERO)
         };
         let polled = self.poll.get_mut().poll(&mut self.events, wait);
-        self.woken.blocking.store(false, Ordering::SeqCst);
+        self.woken.awake();
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 warn!(error = %e, "epoll_wait failed");
