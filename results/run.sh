@@ -22,6 +22,9 @@
 #                              # checks that the README's results section, its run's summary and
 #                              # the README's pooled table are what these scripts make of the
 #                              # committed raw data (.ci/run runs it)
+#   python3 results/check_pipeline.py
+#                              # the measuring paths: a --quick run of every part against wsecho
+#                              # and the raw TCP echo, its cells checked (.ci/run runs it)
 #
 # Builds everything from the package registries and UWS_DIR: wsecho and
 # wsecho-load (release); fastwebsockets' own examples/echo_server.rs and
