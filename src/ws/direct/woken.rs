@@ -58,6 +58,8 @@ impl Woken {
     /// Moves the queued tokens into `into` (empty), without locking when
     /// there are none. A token pushed meanwhile waits for the next take.
     pub(super) fn take(&self, into: &mut Vec<usize>) {
+        // Swapped in, tokens in `into` would wait unflagged.
+        debug_assert!(into.is_empty());
         if !self.any() {
             return;
         }
@@ -139,6 +141,7 @@ mod tests {
         assert_eq!(wait(&mut poll, Duration::ZERO), 0);
         let mut batch = Vec::new();
         woken.take(&mut batch);
+        assert_eq!(batch, [5]);
         assert!(woken.may_block());
     }
 
@@ -147,13 +150,15 @@ mod tests {
         let (mut poll, woken) = with_eventfd();
         assert!(woken.may_block());
         woken.push(1);
-        woken.push(2);
         assert_eq!(wait(&mut poll, Duration::ZERO), 1);
+        // The first push took the flag down: a second write would be a
+        // new edge.
+        woken.push(2);
+        assert_eq!(wait(&mut poll, Duration::ZERO), 0);
         woken.awake();
         let mut batch = Vec::new();
         woken.take(&mut batch);
         assert_eq!(batch, [1, 2]);
-        assert_eq!(wait(&mut poll, Duration::ZERO), 0);
     }
 
     /// The race the flags are for: a push from another thread at any point
