@@ -6,9 +6,11 @@
 //! Kept apart from the framing code on purpose: the connection loop only
 //! asks "is this frame compressed" ([`parse`]) and hands whole payloads to a
 //! [`Session`]. Contexts are created on first use, so `--scenario idle`
-//! with 10,000 negotiated connections costs the generator no zlib memory.
+//! with 10,000 negotiated connections costs the generator no zlib memory,
+//! and a direction without context takeover uses its thread's, not one of
+//! its own.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -251,7 +253,13 @@ pub enum InflateError {
     Corrupt,
 }
 
-/// One connection's compression state.
+/// One connection's compression state. A direction with context takeover
+/// keeps its zlib context here, the window carrying over from message to
+/// message; one without starts each message afresh, so it borrows its
+/// thread's context for the message and holds none: a
+/// compressor is about 300 KiB, and 10,000 connections each holding one
+/// were gigabytes of the generator's memory against a server that, as
+/// wsecho does, answers with no context takeover either way.
 pub struct Session {
     params: Negotiated,
     tx: Option<Compress>,
@@ -264,6 +272,35 @@ pub struct Session {
     pub inflated: Vec<u8>,
     /// The fragmented message being received is compressed.
     pub compressed_fragments: bool,
+}
+
+/// A thread's contexts for messages without context takeover, by window
+/// bits (which also pick a compressor's level): reset after every message,
+/// so each message finds one as fresh as a new one.
+struct Shared {
+    tx: Vec<(u8, Compress)>,
+    rx: Vec<(u8, Decompress)>,
+}
+
+thread_local! {
+    static SHARED: RefCell<Shared> = const {
+        RefCell::new(Shared {
+            tx: Vec::new(),
+            rx: Vec::new(),
+        })
+    };
+}
+
+/// The entry for `bits` in `slots`, made on first use.
+fn slot<T>(slots: &mut Vec<(u8, T)>, bits: u8, make: impl FnOnce() -> T) -> &mut T {
+    let i = match slots.iter().position(|(b, _)| *b == bits) {
+        Some(i) => i,
+        None => {
+            slots.push((bits, make()));
+            slots.len() - 1
+        }
+    };
+    &mut slots[i].1
 }
 
 impl Session {
@@ -287,7 +324,7 @@ impl Session {
             Some(Some(b)) => b,
             _ => MAX_BITS,
         };
-        let tx = self.tx.get_or_insert_with(|| {
+        let make = || {
             // zlib cannot deflate with a raw 8-bit window (it silently uses
             // 9, whose distances a strict 256-byte inflater rejects): stored
             // blocks have no back-references, so they fit any window.
@@ -297,18 +334,34 @@ impl Session {
                 Compression::fast()
             };
             Compress::new_with_window_bits(level, false, bits.max(9))
-        });
-        if let Err(e) = sync_flush(tx, &self.plain, &mut self.wire) {
-            // The context stopped mid-message and this message goes out
-            // plain, which the server's window never sees: start afresh.
-            self.tx = None;
-            return Err(e);
-        }
+        };
+        let done = if self.params.client_no_context_takeover {
+            SHARED.with_borrow_mut(|shared| {
+                let tx = slot(&mut shared.tx, bits, make);
+                let done = sync_flush(tx, &self.plain, &mut self.wire);
+                if done.is_ok() {
+                    // Afresh for the next message, whichever connection's.
+                    tx.reset();
+                } else {
+                    // Stopped mid-message: made anew when next needed.
+                    shared.tx.retain(|(b, _)| *b != bits);
+                }
+                done
+            })
+        } else {
+            let tx = self.tx.get_or_insert_with(make);
+            let done = sync_flush(tx, &self.plain, &mut self.wire);
+            if done.is_err() {
+                // The context stopped mid-message and this message goes
+                // out plain, which the server's window never sees: start
+                // afresh.
+                self.tx = None;
+            }
+            done
+        };
+        done?;
         if self.wire.ends_with(&TAIL) {
             self.wire.truncate(self.wire.len() - TAIL.len());
-        }
-        if self.params.client_no_context_takeover {
-            tx.reset();
         }
         let (plain, wire) = (self.plain.len() as u64, self.wire.len() as u64);
         count(|b| {
@@ -325,43 +378,29 @@ impl Session {
         let bits = self.params.server_max_window_bits.unwrap_or(MAX_BITS);
         // zlib inflates with at least 9 bits; a larger window than the
         // sender's reads the same stream.
-        let rx = self
-            .rx
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits.max(9)));
+        let make = || Decompress::new_with_window_bits(false, bits.max(9));
         let out = &mut self.inflated;
-        out.clear();
-        let mut ended = false;
-        for piece in [compressed, &TAIL[..]] {
-            let mut pos = 0;
-            while !ended {
-                if out.len() == out.capacity() {
-                    let room = (cap + 1).saturating_sub(out.len()).min(64 << 10);
-                    if room == 0 {
-                        break;
-                    }
-                    out.reserve_exact(room);
-                }
-                let before = (rx.total_in(), out.len());
-                let status = rx
-                    .decompress_vec(&piece[pos..], out, FlushDecompress::Sync)
-                    .map_err(|_| InflateError::Corrupt)?;
-                pos += (rx.total_in() - before.0) as usize;
-                ended = status == Status::StreamEnd;
-                let progress = rx.total_in() != before.0 || out.len() != before.1;
-                if (pos == piece.len() && out.len() < out.capacity()) || !progress {
-                    break;
+        if self.params.server_no_context_takeover {
+            SHARED.with_borrow_mut(|shared| {
+                let rx = slot(&mut shared.rx, bits, make);
+                let done = inflate_into(rx, compressed, cap, out);
+                // The server starts afresh each message: so does the next
+                // one, whichever connection's, also after an error.
+                rx.reset(false);
+                done
+            })?;
+        } else {
+            let rx = self.rx.get_or_insert_with(make);
+            match inflate_into(rx, compressed, cap, out) {
+                // A final block (BFINAL) ends the stream: the next message
+                // starts a new one.
+                Ok(true) => rx.reset(false),
+                Ok(false) => {}
+                Err(e) => {
+                    self.rx = None;
+                    return Err(e);
                 }
             }
-            if out.len() > cap {
-                self.rx = None;
-                return Err(InflateError::TooLarge(cap));
-            }
-        }
-        // A final block (BFINAL) ends the stream: the next message starts
-        // a new one. Without context takeover the server starts afresh each
-        // message, and resetting drops the window we would keep for nothing.
-        if ended || self.params.server_no_context_takeover {
-            rx.reset(false);
         }
         count(|b| {
             b.plain_received += out.len() as u64;
@@ -369,6 +408,45 @@ impl Session {
         });
         Ok(&self.inflated)
     }
+}
+
+/// Inflates `compressed` and the tail into `out` (cleared first), growing
+/// it by at most 64 KiB at a time and never past `cap` + 1; true when a
+/// final block ended the stream.
+fn inflate_into(
+    rx: &mut Decompress,
+    compressed: &[u8],
+    cap: usize,
+    out: &mut Vec<u8>,
+) -> Result<bool, InflateError> {
+    out.clear();
+    let mut ended = false;
+    for piece in [compressed, &TAIL[..]] {
+        let mut pos = 0;
+        while !ended {
+            if out.len() == out.capacity() {
+                let room = (cap + 1).saturating_sub(out.len()).min(64 << 10);
+                if room == 0 {
+                    break;
+                }
+                out.reserve_exact(room);
+            }
+            let before = (rx.total_in(), out.len());
+            let status = rx
+                .decompress_vec(&piece[pos..], out, FlushDecompress::Sync)
+                .map_err(|_| InflateError::Corrupt)?;
+            pos += (rx.total_in() - before.0) as usize;
+            ended = status == Status::StreamEnd;
+            let progress = rx.total_in() != before.0 || out.len() != before.1;
+            if (pos == piece.len() && out.len() < out.capacity()) || !progress {
+                break;
+            }
+        }
+        if out.len() > cap {
+            return Err(InflateError::TooLarge(cap));
+        }
+    }
+    Ok(ended)
 }
 
 /// Compresses all of `input` into `wire` and ends it with a sync flush.

@@ -106,6 +106,110 @@ fn messages_round_trip_with_and_without_context_takeover() {
     }
 }
 
+fn params(answer: &str) -> Negotiated {
+    accept(&offer(DEFAULT_OFFER), Some(answer))
+        .unwrap()
+        .unwrap()
+}
+
+const AFRESH: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+/// Alike enough that a compressor which kept its window would refer back to
+/// the previous message, which a fresh inflater cannot follow.
+fn similar(i: u32, who: u8) -> Vec<u8> {
+    let mut m = b"{\"kind\":\"echo\",\"text\":\"the same words again\"}".repeat(20);
+    m.extend_from_slice(format!("{i}{who}").as_bytes());
+    m
+}
+
+#[test]
+fn connections_without_context_takeover_share_the_thread_s_contexts() {
+    let (mut a, mut b) = (Session::new(params(AFRESH)), Session::new(params(AFRESH)));
+    let mut kept = Session::new(params("permessage-deflate"));
+    let mut server_tx = Compress::new(Compression::default(), false);
+    let mut kept_rx = Decompress::new(false);
+    let mut kept_tx = Compress::new(Compression::default(), false);
+    for i in 0..6 {
+        for (who, z) in [(b'a', &mut a), (b'b', &mut b)] {
+            let msg = similar(i, who);
+            z.plain = msg.clone();
+            z.compress().unwrap();
+            // A new inflater per message reads it: nothing of another
+            // message, this connection's or the other's, was referred to.
+            let mut wire = z.wire.clone();
+            wire.extend_from_slice(&TAIL);
+            let mut back = Vec::with_capacity(msg.len() + 16);
+            Decompress::new(false)
+                .decompress_vec(&wire, &mut back, FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(back, msg, "message {i} of {}", who as char);
+            let echo = server_compress(&mut server_tx, &msg);
+            server_tx.reset();
+            assert_eq!(z.inflate(&echo, 1 << 20).unwrap(), &msg[..]);
+        }
+        // Interleaved with them, a connection with context takeover keeps
+        // its window.
+        let msg = similar(i, b'k');
+        kept.plain = msg.clone();
+        kept.compress().unwrap();
+        let mut wire = kept.wire.clone();
+        wire.extend_from_slice(&TAIL);
+        let mut back = Vec::with_capacity(msg.len() + 16);
+        kept_rx
+            .decompress_vec(&wire, &mut back, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(back, msg);
+        let echo = server_compress(&mut kept_tx, &msg);
+        assert_eq!(kept.inflate(&echo, 1 << 20).unwrap(), &msg[..]);
+    }
+    assert!(a.tx.is_none() && a.rx.is_none() && b.tx.is_none() && b.rx.is_none());
+    assert!(kept.tx.is_some() && kept.rx.is_some());
+    // One of each for the thread, however many messages went through.
+    assert_eq!(SHARED.with_borrow(|s| (s.tx.len(), s.rx.len())), (1, 1));
+}
+
+#[test]
+fn a_message_that_ends_its_stream_leaves_the_shared_inflater_fresh() {
+    let (mut a, mut b) = (Session::new(params(AFRESH)), Session::new(params(AFRESH)));
+    // A final block (BFINAL) ends the stream: an inflater not reset after
+    // it inflates nothing more.
+    let msg = similar(0, b'a');
+    let mut z = Compress::new(Compression::default(), false);
+    let mut last = Vec::with_capacity(msg.len() + 64);
+    z.compress_vec(&msg, &mut last, FlushCompress::Finish)
+        .unwrap();
+    assert_eq!(a.inflate(&last, 1 << 20).unwrap(), &msg[..]);
+    let msg = similar(1, b'b');
+    let echo = server_compress(&mut Compress::new(Compression::default(), false), &msg);
+    assert_eq!(b.inflate(&echo, 1 << 20).unwrap(), &msg[..]);
+}
+
+#[test]
+fn a_bad_message_leaves_the_shared_context_fresh_for_the_next() {
+    let (mut a, mut b) = (Session::new(params(AFRESH)), Session::new(params(AFRESH)));
+    let mut z = Compress::new(Compression::best(), false);
+    let bomb = server_compress(&mut z, &vec![0u8; 4 << 20]);
+    let mut b_gets = |i| {
+        let msg = similar(i, b'b');
+        let echo = server_compress(&mut Compress::new(Compression::default(), false), &msg);
+        assert_eq!(
+            b.inflate(&echo, 1 << 20).unwrap(),
+            &msg[..],
+            "after error {i}"
+        );
+    };
+    assert_eq!(
+        a.inflate(&bomb, 1 << 20),
+        Err(InflateError::TooLarge(1 << 20))
+    );
+    b_gets(0);
+    assert_eq!(
+        a.inflate(b"\xff\xff\xff", 1 << 20),
+        Err(InflateError::Corrupt)
+    );
+    b_gets(1);
+}
+
 #[test]
 fn inflation_stops_at_the_cap() {
     let params = accept(&offer(DEFAULT_OFFER), Some("permessage-deflate"))
