@@ -201,14 +201,19 @@ impl Conn {
         if let Some(z) = &mut self.deflate {
             // Compressed: generated plain, deflated, then copied and masked
             // (the one-pass masked write cannot apply before deflate).
-            z.plain.resize(layout.size, 0);
-            layout.write_masked(&mut z.plain, conn, seq, sent_ns, [0; 4]);
-            if z.compress().is_ok() {
-                let dst = self.out.frame(layout.opcode(), z.wire.len(), mask);
-                dst.copy_from_slice(&z.wire);
-                codec::apply_mask(dst, mask, 0);
-                let (end, len) = (self.out.end, z.wire.len());
-                crate::deflate::mark_compressed(&mut self.out.buf, end, len);
+            let out = &mut self.out;
+            let compressed = z.compress(
+                layout.size,
+                |plain| layout.write_masked(plain, conn, seq, sent_ns, [0; 4]),
+                |wire| {
+                    let dst = out.frame(layout.opcode(), wire.len(), mask);
+                    dst.copy_from_slice(wire);
+                    codec::apply_mask(dst, mask, 0);
+                    let end = out.end;
+                    crate::deflate::mark_compressed(&mut out.buf, end, wire.len());
+                },
+            );
+            if compressed.is_ok() {
                 return;
             }
         }

@@ -264,11 +264,7 @@ pub struct Session {
     params: Negotiated,
     tx: Option<Compress>,
     rx: Option<Decompress>,
-    /// The uncompressed message being sent.
-    pub plain: Vec<u8>,
-    /// The compressed message being sent.
-    pub wire: Vec<u8>,
-    /// The last message inflated.
+    /// The last message inflated (the caller verifies it from here).
     pub inflated: Vec<u8>,
     /// The fragmented message being received is compressed.
     pub compressed_fragments: bool,
@@ -289,6 +285,9 @@ thread_local! {
             rx: Vec::new(),
         })
     };
+    /// The message being sent, plain and compressed: used within one
+    /// [`Session::compress`], so the thread's, not each connection's.
+    static SENDING: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The entry for `bits` in `slots`, made on first use.
@@ -309,17 +308,36 @@ impl Session {
             params,
             tx: None,
             rx: None,
-            plain: Vec::new(),
-            wire: Vec::new(),
             inflated: Vec::new(),
             compressed_fragments: false,
         }
     }
 
-    /// Compresses `self.plain` into `self.wire` (the tail removed). On an
-    /// error the caller sends the message uncompressed, which RFC 7692
+    /// Compresses the `len`-byte message that `fill` writes and hands
+    /// `emit` the result (the tail removed). On an error `emit` is not
+    /// called and the caller sends the message uncompressed, which RFC 7692
     /// allows for any message.
-    pub fn compress(&mut self) -> Result<(), flate2::CompressError> {
+    pub fn compress(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        emit: impl FnOnce(&[u8]),
+    ) -> Result<(), flate2::CompressError> {
+        SENDING.with_borrow_mut(|(plain, wire)| {
+            plain.resize(len, 0);
+            fill(plain);
+            self.compress_into(plain, wire)?;
+            emit(wire);
+            Ok(())
+        })
+    }
+
+    /// Compresses `plain` into `wire` (the tail removed).
+    fn compress_into(
+        &mut self,
+        plain: &[u8],
+        wire: &mut Vec<u8>,
+    ) -> Result<(), flate2::CompressError> {
         let bits = match self.params.client_max_window_bits {
             Some(Some(b)) => b,
             _ => MAX_BITS,
@@ -338,7 +356,7 @@ impl Session {
         let done = if self.params.client_no_context_takeover {
             SHARED.with_borrow_mut(|shared| {
                 let tx = slot(&mut shared.tx, bits, make);
-                let done = sync_flush(tx, &self.plain, &mut self.wire);
+                let done = sync_flush(tx, plain, wire);
                 if done.is_ok() {
                     // Afresh for the next message, whichever connection's.
                     tx.reset();
@@ -350,7 +368,7 @@ impl Session {
             })
         } else {
             let tx = self.tx.get_or_insert_with(make);
-            let done = sync_flush(tx, &self.plain, &mut self.wire);
+            let done = sync_flush(tx, plain, wire);
             if done.is_err() {
                 // The context stopped mid-message and this message goes
                 // out plain, which the server's window never sees: start
@@ -360,10 +378,10 @@ impl Session {
             done
         };
         done?;
-        if self.wire.ends_with(&TAIL) {
-            self.wire.truncate(self.wire.len() - TAIL.len());
+        if wire.ends_with(&TAIL) {
+            wire.truncate(wire.len() - TAIL.len());
         }
-        let (plain, wire) = (self.plain.len() as u64, self.wire.len() as u64);
+        let (plain, wire) = (plain.len() as u64, wire.len() as u64);
         count(|b| {
             b.plain_sent += plain;
             b.wire_sent += wire;

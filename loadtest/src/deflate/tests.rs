@@ -69,6 +69,19 @@ fn server_compress(z: &mut Compress, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What `z` sends for `msg`: compressed, the tail removed.
+fn sent(z: &mut Session, msg: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    z.compress(
+        msg.len(),
+        |plain| plain.copy_from_slice(msg),
+        |w| wire = w.to_vec(),
+    )
+    .unwrap();
+    assert!(!wire.is_empty());
+    wire
+}
+
 #[test]
 fn messages_round_trip_with_and_without_context_takeover() {
     for answer in [
@@ -85,9 +98,7 @@ fn messages_round_trip_with_and_without_context_takeover() {
         let mut server_tx = Compress::new(Compression::default(), false);
         for i in 0..4 {
             let msg: Vec<u8> = (0..3000u32).map(|j| b'a' + ((j * i) % 7) as u8).collect();
-            ours.plain = msg.clone();
-            ours.compress().unwrap();
-            let mut wire = ours.wire.clone();
+            let mut wire = sent(&mut ours, &msg);
             wire.extend_from_slice(&TAIL);
             let mut back = Vec::with_capacity(msg.len() + 16);
             if params.client_no_context_takeover {
@@ -132,11 +143,9 @@ fn connections_without_context_takeover_share_the_thread_s_contexts() {
     for i in 0..6 {
         for (who, z) in [(b'a', &mut a), (b'b', &mut b)] {
             let msg = similar(i, who);
-            z.plain = msg.clone();
-            z.compress().unwrap();
             // A new inflater per message reads it: nothing of another
             // message, this connection's or the other's, was referred to.
-            let mut wire = z.wire.clone();
+            let mut wire = sent(z, &msg);
             wire.extend_from_slice(&TAIL);
             let mut back = Vec::with_capacity(msg.len() + 16);
             Decompress::new(false)
@@ -150,9 +159,7 @@ fn connections_without_context_takeover_share_the_thread_s_contexts() {
         // Interleaved with them, a connection with context takeover keeps
         // its window.
         let msg = similar(i, b'k');
-        kept.plain = msg.clone();
-        kept.compress().unwrap();
-        let mut wire = kept.wire.clone();
+        let mut wire = sent(&mut kept, &msg);
         wire.extend_from_slice(&TAIL);
         let mut back = Vec::with_capacity(msg.len() + 16);
         kept_rx
