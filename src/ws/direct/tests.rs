@@ -3,14 +3,16 @@
 //! off a current-thread runtime.
 
 use std::cell::Cell;
+use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
-use std::io::Write as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
+use super::owner::*;
 use super::*;
 
 /// A connected non-blocking pair: (the loop's side, the peer).
