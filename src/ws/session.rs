@@ -5,9 +5,14 @@
 //! While idle a session owns its socket and a few hundred bytes of state:
 //! no read buffer (reads go into [`WORKER`]'s, one per thread), no write
 //! buffer (small frames gather in the worker's cork; see [`super::out`]),
-//! no timer (one [`Sweep`] ticks for all). The read loop holds no borrow
+//! no timer (one [`super::sweep::Sweep`] ticks for all). The read loop holds no borrow
 //! across a wait, so it is cancel-safe by construction: shutdown and
 //! timeouts are checked between reads.
+//!
+//! Here: the steady state (read, answer, drain). Beside it: `env` (what a
+//! session is given and gives back), `live` (keep-alive, timeouts, the
+//! drain), `relay` (a chat peer's room traffic) and `closing` (the close
+//! handshake and the TCP shutdown).
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -15,7 +20,6 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -24,33 +28,28 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::compressed::Compression;
 use super::out::{GATHER_MAX, Spill, Writer};
 use super::proto::{Handler, Proto, Stop};
-use super::sweep::{Sweep, Ticket};
-use crate::close::{self, code};
-use crate::deflate::{DeflatePolicy, Params};
+use super::sweep::Ticket;
+use crate::deflate::Params;
 use crate::inbox::Inbox;
-use crate::metrics::Metrics;
+
+pub use env::{Counts, End, Env, Limits, Liveness};
+use live::Live;
+
+mod closing;
+mod env;
+mod live;
+mod relay;
+#[cfg(test)]
+mod tests;
 
 /// One read's worth: the most a session takes in before answering it, and
 /// so the most unsent bytes a full socket can leave it holding.
 const RECV_SIZE: usize = 128 << 10;
 
-/// Most relayed frames in one `writev` (Linux takes up to 1024 iovecs).
-const RELAY_BATCH: usize = 64;
-
-/// Most relayed bytes written per pass, so a fast reader's inbox cannot
-/// starve its own input.
-const RELAY_BUDGET: usize = 64 << 10;
-
 /// Most reads answered in one poll before the session yields, so one busy
 /// peer cannot starve the others on its worker (tokio's own budget covers
 /// TCP sockets; an HTTP/2 stream may not have one).
 const PASSES_PER_POLL: u32 = 32;
-
-/// How long echoes of a large frame may stay unwritten, with not one byte
-/// taken by the peer, before the session reads on behind them: a peer that
-/// reads slowly takes something well within this; one that sends the whole
-/// message before reading takes nothing.
-const READ_BEHIND_AFTER: Duration = Duration::from_millis(250);
 
 /// An empty, unmasked ping frame (server frames are never masked).
 const PING: [u8; 2] = [0x89, 0x00];
@@ -82,99 +81,6 @@ fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> R {
         Ok(mut w) => f(&mut w),
         Err(_) => f(&mut Worker::new()),
     })
-}
-
-/// Limits a session enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest message, summed over fragments (1009 past it).
-    pub max_message: usize,
-    /// Largest single frame, checked from its header (1009 past it).
-    pub max_frame: usize,
-    /// Most unsent bytes held while a large frame is still arriving and the
-    /// peer does not read (see [`Session`]'s read loop).
-    pub max_backlog: usize,
-    /// How long to wait for the peer's close after we sent ours.
-    pub close_timeout: Duration,
-    /// Pings accepted per second (0: any number).
-    pub max_ping_rate: u32,
-}
-
-/// Keep-alive settings: a tick every `interval`; a ping after each silent
-/// tick; a silent (or write-stalled) peer is cut off after `limit_ticks`.
-#[derive(Debug, Clone, Copy)]
-pub struct Liveness {
-    pub interval: Duration,
-    pub limit_ticks: u32,
-    pub ping: bool,
-}
-
-/// What every session of a server shares.
-pub struct Env {
-    pub limits: Limits,
-    pub liveness: Option<Liveness>,
-    pub metrics: Arc<Metrics>,
-    pub sweep: Arc<Sweep>,
-    /// `--deflate`: the compressor's level and memLevel.
-    pub deflate: DeflatePolicy,
-}
-
-/// How a session ended: what the connection log line and metrics report.
-#[derive(Debug)]
-pub enum End {
-    /// The peer closed (with this code, if any) and we answered.
-    PeerClosed(Option<u16>),
-    /// We closed with this code: a protocol error, a limit, or going away.
-    Closed { code: u16, reason: &'static str },
-    /// The peer stopped reading; no close frame could be written.
-    Stalled,
-    /// The connection dropped without a close handshake.
-    Dropped(io::ErrorKind),
-}
-
-impl End {
-    /// The close code for logs and metrics; 1006 when there was none (§7.1.5).
-    pub fn code(&self) -> u16 {
-        match self {
-            End::PeerClosed(c) => c.unwrap_or(1005),
-            End::Closed { code, .. } => *code,
-            End::Stalled | End::Dropped(_) => 1006,
-        }
-    }
-}
-
-/// Per-session counters, added to the global metrics as the session goes.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-}
-
-impl std::ops::Sub for Counts {
-    type Output = Counts;
-    fn sub(self, o: Counts) -> Counts {
-        Counts {
-            messages_in: self.messages_in - o.messages_in,
-            messages_out: self.messages_out - o.messages_out,
-            bytes_in: self.bytes_in - o.bytes_in,
-            bytes_out: self.bytes_out - o.bytes_out,
-        }
-    }
-}
-
-/// Liveness bookkeeping between sweep ticks.
-#[derive(Debug)]
-struct Live {
-    ticket: Ticket,
-    /// The sweep tick last seen, truncated: ticks between two polls are
-    /// few, so a wrapping difference is exact (and 4 bytes are saved).
-    seen: u32,
-    heard: bool,
-    wrote: bool,
-    silent: u32,
-    stalled: u32,
 }
 
 pub struct Session<S> {
@@ -295,20 +201,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.proto.counted_out(true, text.len());
     }
 
-    /// Ends the TCP connection after the close handshake: the server closes
-    /// first (§7.1.1), so the client does not hold TIME_WAIT. Returns the
-    /// session's final counts.
-    pub async fn shutdown(mut self) -> Counts {
-        self.flush_counts();
-        let io = &mut self.io;
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)),
-        )
-        .await;
-        self.proto.counts
-    }
-
     fn flush_counts(&mut self) {
         let relayed = self
             .inbox
@@ -360,92 +252,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Before the task sleeps: make sure the sweep wakes it, then look at
-    /// the drain flag once more (it may have been raised before we were
-    /// registered).
-    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Stop> {
-        self.live.ticket.register(cx.waker());
-        match self.check_live() {
-            Some(stop) => Poll::Ready(stop),
-            None => Poll::Pending,
-        }
-    }
-
-    /// Shutdown, idle and write-stall checks, once per sweep tick; a
-    /// keep-alive ping to a silent peer.
-    fn check_live(&mut self) -> Option<Stop> {
-        let now = self.live.ticket.sweep().now();
-        if now.draining {
-            return Some(Stop::Fail(code::GOING_AWAY, "server shutting down"));
-        }
-        let tick = now.tick as u32;
-        let liveness = self.env.liveness?;
-        if tick == self.live.seen {
-            return None;
-        }
-        let blocked = !self.spill.is_empty() || self.relay_unfinished();
-        let live = &mut self.live;
-        let ticks = tick.wrapping_sub(live.seen);
-        live.seen = tick;
-        let heard = std::mem::take(&mut live.heard);
-        let wrote = std::mem::take(&mut live.wrote);
-        live.silent = if heard {
-            0
-        } else {
-            live.silent.saturating_add(ticks)
-        };
-        live.stalled = if blocked && !wrote {
-            live.stalled.saturating_add(ticks)
-        } else {
-            0
-        };
-        if live.stalled >= liveness.limit_ticks {
-            return Some(Stop::Stalled);
-        }
-        if live.silent >= liveness.limit_ticks {
-            return Some(Stop::Fail(code::GOING_AWAY, "idle timeout"));
-        }
-        if liveness.ping && live.silent > 0 && !blocked {
-            self.queue_frame(OpCode::Ping, &[]);
-        }
-        None
-    }
-
-    /// Whether to read on while echoes wait unsent. Backpressure, except in
-    /// the middle of a large frame whose echo the peer has not taken a byte
-    /// of for [`READ_BEHIND_AFTER`]: a client that sends a whole message
-    /// before reading its echo (Autobahn's 16 MiB cases, blocking clients)
-    /// cannot read until it is done, so its echo is held, up to
-    /// --max-backlog, while the rest arrives. A peer that reads, however
-    /// slowly, keeps the usual bound of one read.
-    fn read_behind(&mut self, cx: &mut Context<'_>) -> bool {
-        let eligible = self.proto.cutting_through()
-            && !self.relay_unfinished()
-            && self.spill.len() < self.env.limits.max_backlog;
-        if !eligible {
-            return false;
-        }
-        if self.reading_behind {
-            return true;
-        }
-        // Boxed and only while stuck: idle sessions carry no timer.
-        let timer = self
-            .behind
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(READ_BEHIND_AFTER)));
-        if timer.as_mut().poll(cx).is_pending() {
-            return false;
-        }
-        self.behind = None;
-        self.reading_behind = true;
-        true
-    }
-
-    fn relay_unfinished(&self) -> bool {
-        self.inbox
-            .as_ref()
-            .is_some_and(|i| i.unfinished().is_some())
-    }
-
     /// A frame of our own outside a read pass (greeting, ping, close):
     /// queued behind whatever waits, written by the next drain.
     fn queue_frame(&mut self, opcode: OpCode, payload: &[u8]) {
@@ -489,49 +295,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.needs_flush = false;
         }
         Poll::Ready(Ok(()))
-    }
-
-    /// Writes a chat peer's relayed frames, within the budget.
-    fn relay(&mut self, cx: &mut Context<'_>) -> Result<(), Stop> {
-        let Some(inbox) = &mut self.inbox else {
-            return Ok(());
-        };
-        if inbox.is_closed() {
-            return Ok(());
-        }
-        if inbox.state().is_slow() {
-            // 1008: the peer broke the policy of reading its room's messages
-            // in time (1013 would invite a retry).
-            return Err(Stop::Fail(
-                code::POLICY,
-                "slow consumer: too many unread messages",
-            ));
-        }
-        let mut budget = RELAY_BUDGET;
-        while inbox.unfinished().is_none() {
-            if budget == 0 {
-                // More may be queued and nothing else would wake us for it.
-                cx.waker().wake_by_ref();
-                break;
-            }
-            let mut iov = [io::IoSlice::new(&[]); RELAY_BATCH];
-            let n = inbox.poll_batch(cx, &mut iov);
-            if n == 0 {
-                break;
-            }
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &iov[..n]) {
-                Poll::Ready(Ok(0)) => return Err(Stop::Dropped(io::ErrorKind::WriteZero)),
-                Poll::Ready(Ok(written)) => {
-                    inbox.consumed(written);
-                    budget = budget.saturating_sub(written);
-                    self.live.wrote = true;
-                    self.needs_flush = true;
-                }
-                Poll::Ready(Err(e)) => return Err(Stop::Dropped(e.kind())),
-                Poll::Pending => break,
-            }
-        }
-        Ok(())
     }
 
     /// One read, and the answers to every frame in it.
@@ -581,75 +344,4 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         std::task::ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
         Poll::Ready(Ok(rb.filled().len()))
     }
-
-    /// The close handshake, after the read loop stopped.
-    async fn finish(&mut self, stop: Stop) -> End {
-        match stop {
-            Stop::PeerClosed(code) => {
-                // Echo the code (§5.5.1); an empty close gets an empty one.
-                let reply = code.map_or_else(Vec::new, |c| close::payload(c, ""));
-                match self.send_close(&reply).await {
-                    Ok(()) => End::PeerClosed(code),
-                    Err(end) => end,
-                }
-            }
-            Stop::Fail(code, reason) => {
-                if let Err(end) = self.send_close(&close::payload(code, reason)).await {
-                    return end;
-                }
-                self.await_peer_close().await;
-                End::Closed { code, reason }
-            }
-            Stop::Stalled => End::Stalled,
-            Stop::Dropped(kind) => End::Dropped(kind),
-        }
-    }
-
-    /// Writes our one close frame; nothing, relays included, follows it.
-    async fn send_close(&mut self, payload: &[u8]) -> Result<(), End> {
-        if std::mem::replace(&mut self.close_sent, true) {
-            return Ok(());
-        }
-        if let Some(inbox) = &self.inbox {
-            inbox.state().mark_closed();
-        }
-        self.queue_frame(OpCode::Close, payload);
-        // Bounded: a peer that reads nothing cannot take our close either.
-        let timeout = self.env.limits.close_timeout;
-        match tokio::time::timeout(timeout, poll_fn(|cx| self.poll_drain(cx))).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(End::Dropped(e.kind())),
-            Err(_) => Err(End::Stalled),
-        }
-    }
-
-    /// After our close, reads (and drops) frames until the peer's close, the
-    /// end of the connection, or the close timeout. After a framing error
-    /// the input is not frames any more: then wait for the peer to hang up.
-    async fn await_peer_close(&mut self) {
-        let timeout = self.env.limits.close_timeout;
-        if self.proto.spent {
-            let io = &mut self.io;
-            let _ = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await;
-        }
-        let wait = poll_fn(|cx| {
-            with_worker(|worker| {
-                loop {
-                    match self.fill(cx, &mut worker.recv) {
-                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
-                        Poll::Ready(Ok(n)) => {
-                            if !self.proto.spent && self.proto.find_close(&mut worker.recv[..n]) {
-                                return Poll::Ready(());
-                            }
-                        }
-                        Poll::Pending => return Poll::Pending,
-                    }
-                }
-            })
-        });
-        let _ = tokio::time::timeout(timeout, wait).await;
-    }
 }
-
-#[cfg(test)]
-mod tests;

@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 use crate::echo::Echo;
+use crate::metrics::Metrics;
+use crate::ws::sweep::Sweep;
 use crate::ws::testing::{client_frame, client_head, masked};
 
 fn env(liveness: Option<Liveness>) -> Arc<Env> {
