@@ -34,9 +34,9 @@
 //!   queue, rooms shared across instances through Redis.
 //! - [`close`], [`utf8`]: close-frame rules; incremental UTF-8 validation.
 //! - [`metrics`]: the Prometheus exposition.
-//! - [`deflate`]: permessage-deflate (RFC 7692) negotiation and codec, with
-//!   pooled zlib-rs contexts; built and tested, not yet negotiated by the
-//!   server (the session does not accept RSV1 yet).
+//! - [`workers`]: the worker threads, a runtime and a listener each.
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation and the
+//!   per-message codec, on zlib-rs contexts pooled per thread.
 
 pub mod chat;
 pub mod close;
@@ -50,6 +50,7 @@ pub mod redis_link;
 pub mod rooms;
 pub mod tutorial;
 pub mod utf8;
+pub mod workers;
 pub mod ws;
 
 pub use config::Config;

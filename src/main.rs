@@ -7,13 +7,13 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 use mimalloc::MiMalloc;
+use std::time::Duration;
+
 use tokio::net::TcpListener;
-use tokio::runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing::{error, info, warn};
-use wsecho::config::{Driver, LogFormat};
-use wsecho::ws::direct;
-use wsecho::{Config, Server, bind_reuseport};
+use tracing::{info, warn};
+use wsecho::config::LogFormat;
+use wsecho::{Config, Server, bind_reuseport, workers};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -23,7 +23,8 @@ fn main() -> anyhow::Result<()> {
     init_logging(&config)?;
 
     let threads = config.worker_threads();
-    let rt = worker_runtime(config.driver)?;
+    let driver = config.driver;
+    let rt = workers::runtime(driver)?;
     let listen = config.listen_addr();
     let listeners = rt
         .block_on(async { bind_reuseport(listen, threads) })
@@ -47,75 +48,42 @@ fn main() -> anyhow::Result<()> {
     // and 30 without (2026-12-01, one run: about 2 % of the server's CPU).
     let mut listeners = listeners.into_iter();
     let first = listeners.next().context("no listener")?;
-    for (i, listener) in listeners.enumerate() {
-        let server = server.clone();
-        std::thread::Builder::new()
-            .name(format!("wsecho-{}", i + 1))
-            .spawn(move || {
-                // One single-threaded runtime per worker: no work stealing, no
-                // cross-thread wake-ups; SO_REUSEPORT spreads the connections.
-                let driver = server.config().driver;
-                let served = worker_runtime(driver).and_then(|rt| {
-                    // Serves until the process exits from main, after the drain.
-                    rt.block_on(on_worker(driver, async move {
-                        server.serve(TcpListener::from_std(listener)?).await;
-                        Ok::<_, std::io::Error>(())
-                    }))
-                });
-                if let Err(e) = served {
-                    error!(worker = i + 1, error = %e, "worker stopped");
-                }
-            })?;
-    }
+    workers::spawn(&server, listeners)?;
 
     // Announced once every worker thread is there to serve.
     info!(%addr, threads, "wsecho listening");
-    let driver = server.config().driver;
-    let main = async move {
-        let worker = server.clone();
-        let first = TcpListener::from_std(first)?;
-        tokio::spawn(async move { worker.serve(first).await });
-        server.start_background().context("bad --redis-url")?;
-        stop.recv().await;
-        info!(
+    let main = serve_until(server, first, stop, drain_timeout);
+    rt.block_on(workers::on_worker(driver, main))
+}
+
+/// Worker 0's listener and the control tasks, until a signal; then the
+/// drain.
+async fn serve_until(
+    server: Server,
+    first: std::net::TcpListener,
+    stop: ShutdownSignal,
+    drain_timeout: Duration,
+) -> anyhow::Result<()> {
+    let worker = server.clone();
+    let first = TcpListener::from_std(first)?;
+    tokio::spawn(async move { worker.serve(first).await });
+    server.start_background().context("bad --redis-url")?;
+    stop.recv().await;
+    info!(
+        sessions = server.sessions_open(),
+        ?drain_timeout,
+        "shutting down"
+    );
+    server.begin_shutdown();
+    if server.drained(drain_timeout).await {
+        info!("drained");
+    } else {
+        warn!(
             sessions = server.sessions_open(),
-            ?drain_timeout,
-            "shutting down"
+            "drain timeout; closing the rest"
         );
-        server.begin_shutdown();
-        if server.drained(drain_timeout).await {
-            info!("drained");
-        } else {
-            warn!(
-                sessions = server.sessions_open(),
-                "drain timeout; closing the rest"
-            );
-        }
-        Ok(())
-    };
-    rt.block_on(on_worker(driver, main))
-}
-
-/// A worker's runtime, for its thread.
-fn worker_runtime(driver: Driver) -> std::io::Result<runtime::Runtime> {
-    match driver {
-        Driver::Epoll => direct::owner_runtime(),
-        Driver::Tasks => runtime::Builder::new_current_thread().enable_all().build(),
     }
-}
-
-/// Runs a worker's work on its runtime: under the worker's session loop,
-/// which then owns the thread, with `--driver epoll`.
-async fn on_worker<T: Send + 'static>(
-    driver: Driver,
-    work: impl Future<Output = T> + Send + 'static,
-) -> T {
-    match driver {
-        Driver::Epoll => direct::own_thread(work)
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-        Driver::Tasks => work.await,
-    }
+    Ok(())
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
