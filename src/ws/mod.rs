@@ -4,6 +4,7 @@
 //!
 //! - [`reader`]: bytes in, frame heads and unmasked payload pieces out.
 //! - [`proto`]: fragmentation, limits, UTF-8, control frames, cut-through.
+//! - `route`: what a route sees of its data ([`Piece`]) and answers ([`Reply`]).
 //! - `compressed`: permessage-deflate messages in and out, when negotiated.
 //! - [`out`]: gathered and vectored writes, the spill behind a full socket.
 //! - [`session`]: the poll loop and the close handshake.
@@ -15,12 +16,14 @@ pub mod direct;
 pub mod out;
 pub mod proto;
 pub mod reader;
+mod route;
 pub mod session;
 pub mod sweep;
 #[cfg(test)]
 mod testing;
 
 pub use compressed::DeflateBytes;
-pub use proto::{CHUNK, Handler, Piece, Reply};
+pub use proto::CHUNK;
+pub use route::{Handler, Piece, Reply};
 pub use session::{Counts, End, Env, Limits, Liveness, Session};
 pub use sweep::Sweep;

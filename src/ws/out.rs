@@ -6,7 +6,7 @@
 //! receive buffer, their header written in front of the payload where the
 //! client's header was (one `send`), or as `writev(header, payload)` when
 //! there is no room there (a payload assembled from several reads). Only when the socket takes
-//! less than offered are the rest copied into the connection's [`Spill`]
+//! less than offered are the rest copied into the connection's `Spill`
 //! (uSockets does the same), and the session reads nothing more until the
 //! spill has drained: a connection holds at most one read's worth of
 //! unsent bytes, whatever its peer does.

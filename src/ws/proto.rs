@@ -4,7 +4,7 @@
 //!
 //! A frame up to [`CHUNK`] bytes reaches the route whole, as one piece: from
 //! the worker's receive buffer when it arrived in one read (no copy), or
-//! assembled in [`Proto::held`] when it came in several. A larger frame goes
+//! assembled in `Proto::held` when it came in several. A larger frame goes
 //! to the route piece by piece as it arrives, so a connection never holds
 //! more than a read of it; the echo sends each piece back as a fragment.
 
@@ -17,11 +17,14 @@ use tokio::io::AsyncWrite;
 use super::compressed::Compression;
 use super::out::Writer;
 use super::reader::{FrameReader, Head, Item, is_control};
+use super::route::{Handler, Piece, Reply};
 use super::session::{Counts, Limits};
-use crate::close::{self, PeerClose, code};
+use crate::close::code;
 use crate::deflate::InflateError;
 use crate::metrics::{FLUSH_EVERY, Metrics};
 use crate::utf8::Utf8Stream;
+
+mod control;
 
 /// Frames up to this size are delivered (and echoed) whole; larger ones cut
 /// through in pieces.
@@ -38,44 +41,6 @@ pub enum Stop {
     Stalled,
     /// The connection broke.
     Dropped(std::io::ErrorKind),
-}
-
-/// A data frame, or a piece of one, as a route sees it.
-#[derive(Debug)]
-pub struct Piece<'a> {
-    /// The message's opcode: text or binary.
-    pub message: OpCode,
-    /// How to echo this piece as a frame of its own: its opcode (the
-    /// message's, or continuation) and FIN.
-    pub opcode: OpCode,
-    pub fin: bool,
-    /// Unmasked, and for text validated up to here.
-    pub payload: &'a [u8],
-}
-
-impl Piece<'_> {
-    /// The message ends with this piece.
-    pub fn ends_message(&self) -> bool {
-        self.fin
-    }
-}
-
-/// What a route answers to a piece.
-#[derive(Debug)]
-pub enum Reply {
-    Nothing,
-    /// The piece itself, as a frame of the same opcode and FIN.
-    Echo,
-    /// A text message of the route's own.
-    Text(String),
-}
-
-/// What a route does with its session's data.
-pub trait Handler {
-    /// The route's name in the connection log line.
-    const ROUTE: &'static str;
-
-    fn on_data(&mut self, piece: Piece<'_>) -> Reply;
 }
 
 #[derive(Debug)]
@@ -398,45 +363,6 @@ impl Proto {
     pub(crate) fn counted_out(&mut self, fin: bool, len: usize) {
         self.counts.bytes_out += len as u64;
         self.counts.messages_out += fin as u64;
-    }
-
-    fn on_control<S: AsyncWrite + Unpin>(
-        &mut self,
-        opcode: OpCode,
-        payload: &[u8],
-        w: &mut Writer<'_, '_, S>,
-        limits: &Limits,
-        metrics: &Metrics,
-    ) -> Flow {
-        match opcode {
-            OpCode::Ping => {
-                if self.ping_flood(limits.max_ping_rate) {
-                    metrics.limit_hit("ping_rate");
-                    return Err(Stop::Fail(code::POLICY, "ping flood"));
-                }
-                w.frame(true, false, OpCode::Pong, payload);
-                Ok(())
-            }
-            OpCode::Close => match close::parse_peer_close(payload) {
-                PeerClose::Valid(code) => Err(Stop::PeerClosed(code)),
-                PeerClose::Invalid(code) => Err(Stop::Fail(code, "invalid close frame")),
-            },
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts a ping; true when the peer is over its rate.
-    fn ping_flood(&mut self, limit: u32) -> bool {
-        if limit == 0 {
-            return false;
-        }
-        let now = epoch().elapsed().as_secs() as u32;
-        let (count, second) = &mut self.pings;
-        if *second != now {
-            (*count, *second) = (0, now);
-        }
-        *count += 1;
-        *count > limit
     }
 
     /// Adds the counts since the last flush (and a chat peer's relayed

@@ -3,7 +3,7 @@
 //! worker's receive buffer, answer every frame of that read, repeat.
 //!
 //! While idle a session owns its socket and a few hundred bytes of state:
-//! no read buffer (reads go into [`WORKER`]'s, one per thread), no write
+//! no read buffer (reads go into `WORKER`'s, one per thread), no write
 //! buffer (small frames gather in the worker's cork; see [`super::out`]),
 //! no timer (one [`super::sweep::Sweep`] ticks for all). The read loop holds no borrow
 //! across a wait, so it is cancel-safe by construction: shutdown and
@@ -27,7 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::compressed::Compression;
 use super::out::{GATHER_MAX, Spill, Writer};
-use super::proto::{Handler, Proto, Stop};
+use super::proto::{Proto, Stop};
+use super::route::Handler;
 use super::sweep::Ticket;
 use crate::deflate::Params;
 use crate::inbox::Inbox;

@@ -61,7 +61,7 @@ thread_local! {
 /// Tells this thread's owner loop that a session it polls may have woken a
 /// tokio task of this thread (sent on a channel a task waits on). Such a
 /// wake makes no fd readable, so without this the task waits for the
-/// periodic [`RUNTIME_TURN`]; with it, [`TASK_TURN`]. Every place where a
+/// periodic `RUNTIME_TURN`; with it, `TASK_TURN`. Every place where a
 /// session wakes a task calls it; elsewhere it costs nothing.
 pub fn woke_a_task() {
     TASK_WOKEN.set(true);
@@ -109,8 +109,8 @@ pub(super) fn before_park() {
 /// session loop owning the thread: the loop blocks in its own `epoll_wait`,
 /// in which the runtime's epoll fd is nested, and gives the runtime a turn
 /// when that fd is readable, when a session left the loop, within
-/// [`TASK_TURN`] after a session woke a task ([`woke_a_task`]), and every
-/// [`RUNTIME_TURN`]. Returns `main`'s output once it is done (a panic in
+/// `TASK_TURN` after a session woke a task ([`woke_a_task`]), and every
+/// `RUNTIME_TURN`. Returns `main`'s output once it is done (a panic in
 /// `main` comes back as the error).
 pub async fn own_thread<T: Send + 'static>(
     main: impl Future<Output = T> + Send + 'static,

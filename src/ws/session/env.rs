@@ -17,7 +17,7 @@ pub struct Limits {
     /// Largest single frame, checked from its header (1009 past it).
     pub max_frame: usize,
     /// Most unsent bytes held while a large frame is still arriving and the
-    /// peer does not read (see [`Session`]'s read loop).
+    /// peer does not read (see [`super::Session`]'s read loop).
     pub max_backlog: usize,
     /// How long to wait for the peer's close after we sent ours.
     pub close_timeout: Duration,
