@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
+use crate::codec::{OP_BINARY, OP_CONTINUATION, OP_TEXT};
 use crate::payload;
 
 fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
