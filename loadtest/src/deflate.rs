@@ -10,16 +10,18 @@
 //! and a direction without context takeover uses its thread's, not one of
 //! its own.
 
-use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::codec::{self, OP_CONTINUATION, Parsed, ProtocolError};
 
-/// What `--deflate` offers without a value: Chrome's offer, so a server
-/// answers the generator as it answers a browser.
-pub const DEFAULT_OFFER: &str = "permessage-deflate; client_max_window_bits";
+mod counts;
+mod offer;
+
+use counts::count;
+pub use counts::{Bytes, Counts, DECLINED, NEGOTIATED};
+pub use offer::{DEFAULT_OFFER, Negotiated, Offer, Params, accept};
 
 /// RFC 7692 §7.2.1: every compressed message ends in an empty stored block
 /// whose last four bytes the sender removes and the receiver puts back.
@@ -30,219 +32,6 @@ const RSV1: u8 = 0x40;
 /// Window bits a peer may name (RFC 7692 §7.1.2).
 const MIN_BITS: u8 = 8;
 const MAX_BITS: u8 = 15;
-
-/// The parameters of one permessage-deflate offer or answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Params {
-    pub server_no_context_takeover: bool,
-    pub client_no_context_takeover: bool,
-    pub server_max_window_bits: Option<u8>,
-    /// `Some(None)`: named without a value (only in an offer).
-    pub client_max_window_bits: Option<Option<u8>>,
-}
-
-/// What `--deflate` sends, parsed once at start-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Offer {
-    pub header: String,
-    pub params: Params,
-}
-
-impl Offer {
-    /// Checks a `--deflate` value: one permessage-deflate offer with the
-    /// parameters RFC 7692 defines, so a typo fails at start-up instead of
-    /// being declined by every server.
-    pub fn parse(value: &str) -> Result<Offer, String> {
-        let params = parse_params(value, true)?;
-        Ok(Offer {
-            header: value.trim().to_owned(),
-            params,
-        })
-    }
-}
-
-/// What the server agreed to: `Params` as the answer names them.
-pub type Negotiated = Params;
-
-/// Checks the server's `Sec-WebSocket-Extensions` answer against our offer
-/// (RFC 7692 §7.1: the client fails the connection on any parameter it did
-/// not allow). `Ok(None)`: the server declined (no header, or empty).
-pub fn accept(offer: &Offer, answer: Option<&str>) -> Result<Option<Negotiated>, String> {
-    let Some(answer) = answer.map(str::trim).filter(|a| !a.is_empty()) else {
-        return Ok(None);
-    };
-    if answer.contains(',') {
-        return Err(format!("more than one extension in {answer:?}"));
-    }
-    let got = parse_params(answer, false)?;
-    let asked = offer.params;
-    if got.client_max_window_bits.is_some() && asked.client_max_window_bits.is_none() {
-        return Err("client_max_window_bits in the answer but not in the offer".into());
-    }
-    if let (Some(Some(got)), Some(Some(limit))) =
-        (got.client_max_window_bits, asked.client_max_window_bits)
-        && got > limit
-    {
-        return Err(format!(
-            "client_max_window_bits={got} above the offered {limit}"
-        ));
-    }
-    match (got.server_max_window_bits, asked.server_max_window_bits) {
-        (None, Some(_)) => return Err("server_max_window_bits offered but not answered".into()),
-        (Some(got), Some(limit)) if got > limit => {
-            return Err(format!(
-                "server_max_window_bits={got} above the offered {limit}"
-            ));
-        }
-        _ => {}
-    }
-    if asked.server_no_context_takeover && !got.server_no_context_takeover {
-        return Err("server_no_context_takeover offered but not answered".into());
-    }
-    Ok(Some(got))
-}
-
-/// `permessage-deflate; a; b=1`: the parameters, strictly (duplicates,
-/// unknown names and out-of-range window bits are errors).
-fn parse_params(value: &str, offer: bool) -> Result<Params, String> {
-    let mut parts = value.split(';').map(str::trim);
-    if parts.next() != Some("permessage-deflate") {
-        return Err(format!("{value:?} is not a permessage-deflate extension"));
-    }
-    let mut p = Params::default();
-    let mut seen = Vec::new();
-    for part in parts {
-        let (name, v) = match part.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-            None => (part, None),
-        };
-        if seen.contains(&name) {
-            return Err(format!("{name} twice"));
-        }
-        seen.push(name);
-        let bits = |v: Option<&str>| -> Result<u8, String> {
-            v.and_then(|v| v.parse().ok())
-                .filter(|b| (MIN_BITS..=MAX_BITS).contains(b))
-                .ok_or_else(|| format!("{name} needs a value from 8 to 15"))
-        };
-        match (name, v) {
-            ("server_no_context_takeover", None) => p.server_no_context_takeover = true,
-            ("client_no_context_takeover", None) => p.client_no_context_takeover = true,
-            ("server_max_window_bits", v) => p.server_max_window_bits = Some(bits(v)?),
-            ("client_max_window_bits", None) if offer => p.client_max_window_bits = Some(None),
-            ("client_max_window_bits", v) => p.client_max_window_bits = Some(Some(bits(v)?)),
-            _ => return Err(format!("unknown or malformed parameter {part:?}")),
-        }
-    }
-    Ok(p)
-}
-
-/// Connections that negotiated, or were declined, in this process: the
-/// live line's figure (the report counts per thread, in `Stats`).
-pub static NEGOTIATED: AtomicU64 = AtomicU64::new(0);
-pub static DECLINED: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// This thread's payload bytes before and after compression, each way:
-    /// counted here so the send and receive paths touch no shared stats.
-    static BYTES: Cell<Bytes> = const { Cell::new(Bytes::ZERO) };
-}
-
-/// Payload bytes before (`plain`) and after (`wire`) compression.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Bytes {
-    pub plain_sent: u64,
-    pub wire_sent: u64,
-    pub plain_received: u64,
-    pub wire_received: u64,
-}
-
-impl Bytes {
-    const ZERO: Bytes = Bytes {
-        plain_sent: 0,
-        wire_sent: 0,
-        plain_received: 0,
-        wire_received: 0,
-    };
-
-    /// This thread's totals so far, reset.
-    pub fn take_thread() -> Bytes {
-        BYTES.with(|b| b.replace(Bytes::ZERO))
-    }
-
-    pub fn add(&mut self, o: &Bytes) {
-        self.plain_sent += o.plain_sent;
-        self.wire_sent += o.wire_sent;
-        self.plain_received += o.plain_received;
-        self.wire_received += o.wire_received;
-    }
-}
-
-fn count(f: impl FnOnce(&mut Bytes)) {
-    BYTES.with(|b| {
-        let mut v = b.get();
-        f(&mut v);
-        b.set(v);
-    });
-}
-
-/// One thread's (then the run's) `--deflate` figures.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Connections whose server agreed to permessage-deflate.
-    pub negotiated: u64,
-    /// Connections whose server answered without it.
-    pub declined: u64,
-    /// The first agreement seen, as the server worded its parameters.
-    pub answer: Option<String>,
-    pub bytes: Bytes,
-}
-
-impl Counts {
-    /// A connection opened with the offer; `got` is the server's answer.
-    pub fn opened(&mut self, got: Option<&Negotiated>) {
-        match got {
-            Some(p) => {
-                self.negotiated += 1;
-                NEGOTIATED.fetch_add(1, Ordering::Relaxed);
-                self.answer.get_or_insert_with(|| p.to_string());
-            }
-            None => {
-                self.declined += 1;
-                DECLINED.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    pub fn add(&mut self, o: &Counts) {
-        self.negotiated += o.negotiated;
-        self.declined += o.declined;
-        if self.answer.is_none() {
-            self.answer.clone_from(&o.answer);
-        }
-        self.bytes.add(&o.bytes);
-    }
-}
-
-impl std::fmt::Display for Params {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("permessage-deflate")?;
-        if self.server_no_context_takeover {
-            f.write_str("; server_no_context_takeover")?;
-        }
-        if self.client_no_context_takeover {
-            f.write_str("; client_no_context_takeover")?;
-        }
-        if let Some(b) = self.server_max_window_bits {
-            write!(f, "; server_max_window_bits={b}")?;
-        }
-        match self.client_max_window_bits {
-            Some(Some(b)) => write!(f, "; client_max_window_bits={b}"),
-            Some(None) => f.write_str("; client_max_window_bits"),
-            None => Ok(()),
-        }
-    }
-}
 
 /// Why a compressed echo could not be inflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
