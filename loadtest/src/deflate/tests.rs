@@ -1,3 +1,8 @@
+//! The client side of permessage-deflate: offers checked at start-up, the
+//! server's answer checked against them, messages round-tripped with and
+//! without context takeover, the thread's shared contexts left fresh after
+//! every message or error, the inflation cap and the RSV1 bit.
+
 use super::*;
 
 fn offer(v: &str) -> Offer {
