@@ -100,7 +100,7 @@ impl Outbox {
         }
         // The peer may be a task of this thread (a TLS peer's), which its
         // session loop must give a turn.
-        crate::ws::direct::woke_a_task();
+        crate::wake::woke_a_task();
         let queued = self.state.queued.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
         if queued > self.limit {
             self.state.slow.store(true, Ordering::Relaxed);

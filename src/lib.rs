@@ -33,6 +33,8 @@
 //! - [`rooms`], [`inbox`], [`redis_link`]: chat rooms, each peer's bounded
 //!   queue, rooms shared across instances through Redis.
 //! - [`close`], [`utf8`]: close-frame rules; incremental UTF-8 validation.
+//! - [`wake`]: the hint that a task of this thread was woken, for the
+//!   session loop.
 //! - [`metrics`]: the Prometheus exposition.
 //! - [`workers`]: the worker threads, a runtime and a listener each.
 //! - [`deflate`]: permessage-deflate (RFC 7692): negotiation and the
@@ -50,6 +52,7 @@ pub mod redis_link;
 pub mod rooms;
 pub mod tutorial;
 pub mod utf8;
+pub mod wake;
 pub mod workers;
 pub mod ws;
 

@@ -12,9 +12,7 @@ use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-
-use crate::ws::Counts;
+use prometheus_client::registry::{Metric, Registry};
 
 /// How many received messages a session counts locally before adding them to
 /// the shared counters.
@@ -22,33 +20,102 @@ pub const FLUSH_EVERY: u64 = 64;
 
 type Labeled<V, M = Counter> = Family<[(&'static str, V); 1], M>;
 
-/// The HTTP version a request or WebSocket came over: a metric label and a
-/// log field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Http11,
-    H2,
-}
-
-impl Protocol {
-    /// The ALPN names (RFC 7301), which is what people search logs for.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http11 => "http/1.1",
-            Protocol::H2 => "h2",
+/// A metric label's values as an enum, each spelled as the exposition and
+/// the logs show it, so a label is matched by type and never mistyped.
+macro_rules! labels {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
         }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+labels! {
+    /// The HTTP version a request or WebSocket came over: a metric label and
+    /// a log field, by its ALPN name (RFC 7301), which is what people search
+    /// logs for.
+    Protocol {
+        Http11 => "http/1.1",
+        H2 => "h2",
     }
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+labels! {
+    /// Why a request or connection got no answer it wanted: the `reason` of
+    /// `wsecho_handshake_failures_total`.
+    Refused {
+        /// Not a GET.
+        Method => "method",
+        /// An upgrade over HTTP/1.0.
+        HttpVersion => "http_version",
+        /// No `Connection: Upgrade`.
+        Connection => "connection",
+        /// `Sec-WebSocket-Version` missing or not 13.
+        Version => "version",
+        Key => "key",
+        Origin => "origin",
+        /// `--max-connections` reached.
+        MaxConnections => "max_connections",
+        /// The server is shutting down.
+        Draining => "draining",
+        RoomName => "room_name",
+        RoomFull => "room_full",
+        /// `--max-rooms` reached.
+        MaxRooms => "max_rooms",
+        /// The TLS handshake failed.
+        Tls => "tls",
+        /// No TLS handshake or request head in time (slowloris).
+        Timeout => "timeout",
+        HeaderTooLarge => "header_too_large",
+        /// Not HTTP.
+        BadRequest => "bad_request",
     }
 }
 
-impl EncodeLabelValue for Protocol {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
-        encoder.write_str(self.as_str())
+labels! {
+    /// Which limit stopped something: the `limit` of
+    /// `wsecho_limit_hits_total`.
+    Limit {
+        /// `--max-connections`, at the handshake.
+        Connections => "connections",
+        /// `--max-rooms`.
+        Rooms => "rooms",
+        /// `--max-room-peers`.
+        RoomPeers => "room_peers",
+        /// `--max-ping-rate` (1008 past it).
+        PingRate => "ping_rate",
+        /// `--max-frame-size`.
+        FrameSize => "frame_size",
+        /// `--max-message-size`.
+        MessageSize => "message_size",
+        /// `/.http` requests answered at once (503 past it).
+        HttpEcho => "http_echo",
+        /// The Redis publish queue was full: the message stayed local.
+        RedisQueue => "redis_queue",
+        /// Redis refused a publish.
+        RedisPublishFailed => "redis_publish_failed",
     }
 }
 
@@ -71,9 +138,9 @@ pub struct Metrics {
     pub messages_out: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
-    handshake_failures: Labeled<&'static str>,
+    handshake_failures: Labeled<Refused>,
     closes: Labeled<u16>,
-    limit_hits: Labeled<&'static str>,
+    limit_hits: Labeled<Limit>,
     pub rooms: Gauge,
     pub room_peers: Gauge,
     pub slow_consumers: Counter,
@@ -83,140 +150,124 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut m = Metrics {
-            registry: Registry::with_prefix("wsecho"),
-            connections_open: Gauge::default(),
-            connections: Counter::default(),
-            deflate_connections: Counter::default(),
-            deflate_received_compressed: Counter::default(),
-            deflate_received_inflated: Counter::default(),
-            deflate_sent_uncompressed: Counter::default(),
-            deflate_sent_compressed: Counter::default(),
-            websockets: Family::default(),
-            websockets_open: Family::default(),
-            http_requests: Family::default(),
-            messages_in: Counter::default(),
-            messages_out: Counter::default(),
-            bytes_in: Counter::default(),
-            bytes_out: Counter::default(),
-            handshake_failures: Family::default(),
-            closes: Family::default(),
-            limit_hits: Family::default(),
-            rooms: Gauge::default(),
-            room_peers: Gauge::default(),
-            slow_consumers: Counter::default(),
-            redis_up: Gauge::default(),
-            resident_bytes: Gauge::default(),
-        };
-        let r = &mut m.registry;
-        r.register(
-            "connections_open",
-            "WebSocket connections open now",
-            m.connections_open.clone(),
-        );
-        r.register(
-            "connections",
-            "WebSocket connections accepted",
-            m.connections.clone(),
-        );
-        r.register(
-            "deflate_connections",
-            "WebSocket connections that negotiated permessage-deflate",
-            m.deflate_connections.clone(),
-        );
-        r.register(
-            "deflate_received_compressed_bytes",
-            "Payload bytes of compressed messages received, as they came (compressed)",
-            m.deflate_received_compressed.clone(),
-        );
-        r.register(
-            "deflate_received_inflated_bytes",
-            "Payload bytes of compressed messages received, once inflated",
-            m.deflate_received_inflated.clone(),
-        );
-        r.register(
-            "deflate_sent_uncompressed_bytes",
-            "Payload bytes of compressed messages sent, before compression",
-            m.deflate_sent_uncompressed.clone(),
-        );
-        r.register(
-            "deflate_sent_compressed_bytes",
-            "Payload bytes of compressed messages sent, after compression",
-            m.deflate_sent_compressed.clone(),
-        );
-        r.register(
-            "websockets",
-            "WebSocket connections accepted, by the HTTP version they came over",
-            m.websockets.clone(),
-        );
-        r.register(
-            "websockets_open",
-            "WebSocket connections open now, by the HTTP version they came over",
-            m.websockets_open.clone(),
-        );
-        r.register(
-            "http_requests",
-            "Requests answered without a WebSocket, by HTTP version",
-            m.http_requests.clone(),
-        );
-        r.register(
-            "messages_received",
-            "Data messages received",
-            m.messages_in.clone(),
-        );
-        r.register(
-            "messages_sent",
-            "Data messages sent",
-            m.messages_out.clone(),
-        );
-        r.register(
-            "received_bytes",
-            "Payload bytes received (inflated, when compressed)",
-            m.bytes_in.clone(),
-        );
-        r.register("sent_bytes", "Payload bytes sent", m.bytes_out.clone());
-        r.register(
-            "handshake_failures",
-            "Refused handshakes by reason",
-            m.handshake_failures.clone(),
-        );
-        r.register(
-            "closes",
-            "Closed WebSockets by close code (1006: no close frame)",
-            m.closes.clone(),
-        );
-        r.register(
-            "limit_hits",
-            "Requests or connections stopped by a limit",
-            m.limit_hits.clone(),
-        );
-        r.register(
-            "rooms",
-            "Chat rooms with at least one local peer",
-            m.rooms.clone(),
-        );
-        r.register("room_peers", "Peers in chat rooms", m.room_peers.clone());
-        r.register(
-            "slow_consumers_dropped",
-            "Chat peers closed for not keeping up",
-            m.slow_consumers.clone(),
-        );
-        r.register(
-            "redis_up",
-            "1 while the Redis room link is connected",
-            m.redis_up.clone(),
-        );
-        r.register(
-            "process_resident_memory_bytes",
-            "Resident set size",
-            m.resident_bytes.clone(),
-        );
-        m
+        let mut registry = Registry::with_prefix("wsecho");
+        let r = &mut registry;
+        Metrics {
+            connections_open: registered(r, "connections_open", "WebSocket connections open now"),
+            connections: registered(r, "connections", "WebSocket connections accepted"),
+            deflate_connections: registered(
+                r,
+                "deflate_connections",
+                "WebSocket connections that negotiated permessage-deflate",
+            ),
+            deflate_received_compressed: registered(
+                r,
+                "deflate_received_compressed_bytes",
+                "Payload bytes of compressed messages received, as they came (compressed)",
+            ),
+            deflate_received_inflated: registered(
+                r,
+                "deflate_received_inflated_bytes",
+                "Payload bytes of compressed messages received, once inflated",
+            ),
+            deflate_sent_uncompressed: registered(
+                r,
+                "deflate_sent_uncompressed_bytes",
+                "Payload bytes of compressed messages sent, before compression",
+            ),
+            deflate_sent_compressed: registered(
+                r,
+                "deflate_sent_compressed_bytes",
+                "Payload bytes of compressed messages sent, after compression",
+            ),
+            websockets: registered(
+                r,
+                "websockets",
+                "WebSocket connections accepted, by the HTTP version they came over",
+            ),
+            websockets_open: registered(
+                r,
+                "websockets_open",
+                "WebSocket connections open now, by the HTTP version they came over",
+            ),
+            http_requests: registered(
+                r,
+                "http_requests",
+                "Requests answered without a WebSocket, by HTTP version",
+            ),
+            messages_in: registered(r, "messages_received", "Data messages received"),
+            messages_out: registered(r, "messages_sent", "Data messages sent"),
+            bytes_in: registered(
+                r,
+                "received_bytes",
+                "Payload bytes received (inflated, when compressed)",
+            ),
+            bytes_out: registered(r, "sent_bytes", "Payload bytes sent"),
+            handshake_failures: registered(r, "handshake_failures", "Refused handshakes by reason"),
+            closes: registered(
+                r,
+                "closes",
+                "Closed WebSockets by close code (1006: no close frame)",
+            ),
+            limit_hits: registered(
+                r,
+                "limit_hits",
+                "Requests or connections stopped by a limit",
+            ),
+            rooms: registered(r, "rooms", "Chat rooms with at least one local peer"),
+            room_peers: registered(r, "room_peers", "Peers in chat rooms"),
+            slow_consumers: registered(
+                r,
+                "slow_consumers_dropped",
+                "Chat peers closed for not keeping up",
+            ),
+            redis_up: registered(r, "redis_up", "1 while the Redis room link is connected"),
+            resident_bytes: registered(r, "process_resident_memory_bytes", "Resident set size"),
+            registry,
+        }
     }
 }
 
+/// A new metric, registered under `name`: the registry keeps a handle, the
+/// caller the other.
+fn registered<M: Metric + Clone + Default>(r: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    r.register(name, help, metric.clone());
+    metric
+}
+
+/// Per-session counters, added to the global metrics as the session goes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+    fn sub(self, o: Counts) -> Counts {
+        Counts {
+            messages_in: self.messages_in - o.messages_in,
+            messages_out: self.messages_out - o.messages_out,
+            bytes_in: self.bytes_in - o.bytes_in,
+            bytes_out: self.bytes_out - o.bytes_out,
+        }
+    }
+}
+
+/// Payload bytes of compressed messages, each way, before and after.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateBytes {
+    pub received_compressed: u64,
+    pub received_inflated: u64,
+    pub sent_uncompressed: u64,
+    pub sent_compressed: u64,
+}
+
 impl Metrics {
-    pub fn handshake_failed(&self, reason: &'static str) {
+    pub fn handshake_failed(&self, reason: Refused) {
         self.handshake_failures
             .get_or_create(&[("reason", reason)])
             .inc();
@@ -243,7 +294,7 @@ impl Metrics {
         self.closes.get_or_create(&[("code", code)]).inc();
     }
 
-    pub fn limit_hit(&self, limit: &'static str) {
+    pub fn limit_hit(&self, limit: Limit) {
         self.limit_hits.get_or_create(&[("limit", limit)]).inc();
     }
 
@@ -256,7 +307,7 @@ impl Metrics {
     }
 
     /// Adds what a compressing session counted since its last flush.
-    pub fn add_deflate(&self, d: crate::ws::DeflateBytes) {
+    pub fn add_deflate(&self, d: DeflateBytes) {
         self.deflate_received_compressed
             .inc_by(d.received_compressed);
         self.deflate_received_inflated.inc_by(d.received_inflated);

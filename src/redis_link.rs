@@ -20,8 +20,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
-use crate::rooms::Rooms;
+use crate::metrics::{Limit, Metrics};
+use crate::rooms::{Link, Rooms};
 
 const CHANNEL_PREFIX: &str = "wsecho:room:";
 /// Published messages waiting for Redis; past it they are dropped (and
@@ -70,27 +70,29 @@ impl RedisLink {
             metrics,
         })
     }
+}
 
-    pub fn publish(&self, room: &Arc<str>, opcode: OpCode, payload: &[u8]) {
+impl Link for RedisLink {
+    fn publish(&self, room: &Arc<str>, opcode: OpCode, payload: &[u8]) {
         let mut msg = BytesMut::with_capacity(17 + payload.len());
         msg.put_slice(&self.instance);
         msg.put_u8(opcode as u8);
         msg.put_slice(payload);
         if self.publish.try_send((room.clone(), msg.freeze())).is_err() {
-            self.metrics.limit_hit("redis_queue");
+            self.metrics.limit_hit(Limit::RedisQueue);
         }
         // The link's tasks may run on this thread, under its session loop.
-        crate::ws::direct::woke_a_task();
+        crate::wake::woke_a_task();
     }
 
-    pub fn subscribe(&self, room: Arc<str>) {
+    fn subscribe(&self, room: Arc<str>) {
         let _ = self.subscriptions.send(Subscription::Join(room));
-        crate::ws::direct::woke_a_task();
+        crate::wake::woke_a_task();
     }
 
-    pub fn unsubscribe(&self, room: Arc<str>) {
+    fn unsubscribe(&self, room: Arc<str>) {
         let _ = self.subscriptions.send(Subscription::Leave(room));
-        crate::ws::direct::woke_a_task();
+        crate::wake::woke_a_task();
     }
 }
 
@@ -119,7 +121,7 @@ async fn publisher(
             cmd.arg(format!("{CHANNEL_PREFIX}{room}")).arg(&msg[..]);
             let sent = cmd.query_async::<i64>(&mut conn);
             if !matches!(tokio::time::timeout(IO_TIMEOUT, sent).await, Ok(Ok(_))) {
-                metrics.limit_hit("redis_publish_failed");
+                metrics.limit_hit(Limit::RedisPublishFailed);
                 break;
             }
         }

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::inbox::{self, Inbox, Offer, Outbox};
-use crate::metrics::Metrics;
-use crate::redis_link::RedisLink;
+use crate::metrics::{Limit, Metrics};
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Payload};
 
@@ -34,6 +33,16 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Where rooms are shared with other instances (the Redis link): told of
+/// every local message and of each room as it appears and goes. Rooms sit
+/// below the link, which delivers what it hears through
+/// [`Rooms::deliver_remote`].
+pub trait Link: Send + Sync {
+    fn publish(&self, room: &Arc<str>, opcode: OpCode, payload: &[u8]);
+    fn subscribe(&self, room: Arc<str>);
+    fn unsubscribe(&self, room: Arc<str>);
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct RoomLimits {
     pub max_rooms: usize,
@@ -46,7 +55,7 @@ pub struct Rooms {
     limits: RoomLimits,
     metrics: Arc<Metrics>,
     next_id: AtomicU64,
-    link: OnceLock<RedisLink>,
+    link: OnceLock<Box<dyn Link>>,
 }
 
 pub struct Room {
@@ -73,8 +82,8 @@ impl Rooms {
     }
 
     /// Shares rooms with other instances from now on.
-    pub fn set_link(&self, link: RedisLink) {
-        let _ = self.link.set(link);
+    pub fn set_link(&self, link: impl Link + 'static) {
+        let _ = self.link.set(Box::new(link));
     }
 
     /// The names of the rooms with local peers (to subscribe after a reconnect).
@@ -88,7 +97,7 @@ impl Rooms {
         let room = match map.get(name) {
             Some(room) => room.clone(),
             None if map.len() >= self.limits.max_rooms => {
-                self.metrics.limit_hit("rooms");
+                self.metrics.limit_hit(Limit::Rooms);
                 return Err(RoomError::TooManyRooms);
             }
             None => {
@@ -107,7 +116,7 @@ impl Rooms {
         };
         let mut members = room.members.lock().unwrap();
         if members.len() >= self.limits.max_peers {
-            self.metrics.limit_hit("room_peers");
+            self.metrics.limit_hit(Limit::RoomPeers);
             drop(members);
             self.remove_if_empty(&mut map, &room);
             return Err(RoomError::Full);

@@ -15,6 +15,10 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Either::Left(Full::new(bytes.into()))
 }
 
+pub fn events(stream: EventStream) -> Body {
+    Either::Right(stream)
+}
+
 pub fn empty() -> Body {
     Either::Left(Full::default())
 }

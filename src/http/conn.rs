@@ -23,11 +23,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ProtocolVersion;
 use tracing::{debug, info};
 
-use super::body::{Body, text};
+use super::body::{self, Body, text};
 use super::router::{self, Decision};
 use super::state::{ConnInfo, Shared, TlsInfo};
 use super::{request_echo, sse, upgrade};
-use crate::metrics::Protocol;
+use crate::metrics::{Limit, Protocol, Refused};
 
 /// Bytes a peer may send on one HTTP/2 stream before its session reads
 /// them: four 64 KiB echo chunks, so one stream keeps a loopback or LAN
@@ -69,11 +69,11 @@ pub async fn serve_tls(shared: Arc<Shared>, tls: TlsAcceptor, stream: TcpStream,
             serve(shared, stream, conn).await
         }
         Ok(Err(e)) => {
-            shared.metrics.handshake_failed("tls");
+            shared.metrics.handshake_failed(Refused::Tls);
             info!(%peer, error = %e, "TLS handshake failed");
         }
         Err(_) => {
-            shared.metrics.handshake_failed("timeout");
+            shared.metrics.handshake_failed(Refused::Timeout);
             info!(%peer, "TLS handshake timed out");
         }
     }
@@ -119,7 +119,7 @@ where
             () = deadline.as_mut(), if watching => {
                 watching = false;
                 if !asked.load(Ordering::Relaxed) {
-                    shared.metrics.handshake_failed("timeout");
+                    shared.metrics.handshake_failed(Refused::Timeout);
                     return info!(%peer, reason = "timeout", "no request in time");
                 }
             }
@@ -184,7 +184,7 @@ where
         Decision::EchoRequest => {
             shared.metrics.http_request(protocol);
             let Ok(_slot) = shared.echo_slots.try_acquire() else {
-                shared.metrics.limit_hit("http_echo");
+                shared.metrics.limit_hit(Limit::HttpEcho);
                 return text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many /.http requests at once; try again\n".into(),
@@ -196,7 +196,7 @@ where
         }
         Decision::Events => {
             shared.metrics.http_request(protocol);
-            return sse::answer(&shared.server_name, &shared.shutdown);
+            return sse::answer(&shared.server_name, &shared.shutdown).map(body::events);
         }
     };
     shared.metrics.handshake_failed(refusal.label);
@@ -212,15 +212,15 @@ fn http_failed(shared: &Shared, e: &(dyn std::error::Error + 'static), peer: Soc
         return debug!(%peer, error = %e, "http connection ended");
     };
     let reason = if e.is_timeout() {
-        "timeout"
+        Refused::Timeout
     } else if e.is_parse_too_large() {
-        "header_too_large"
+        Refused::HeaderTooLarge
     } else if e.is_parse() {
-        "bad_request"
+        Refused::BadRequest
     } else {
         // The peer went away or reset: nothing worth a log line.
         return debug!(%peer, error = %e, "http connection ended");
     };
     shared.metrics.handshake_failed(reason);
-    info!(%peer, reason, error = %e, "bad http request");
+    info!(%peer, %reason, error = %e, "bad http request");
 }

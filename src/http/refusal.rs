@@ -9,6 +9,7 @@ use hyper::header::{ALLOW, HeaderValue, UPGRADE};
 use hyper::{Response, StatusCode, Version};
 
 use super::body::{self, Body};
+use crate::metrics::Refused;
 use crate::rooms::RoomError;
 
 /// Why a request was refused: an HTTP status and a one-line reason.
@@ -17,12 +18,12 @@ use crate::rooms::RoomError;
 pub struct Refusal {
     pub status: StatusCode,
     pub reason: &'static str,
-    /// A short label for the handshake-failures metric.
-    pub label: &'static str,
+    /// The handshake-failures metric's label.
+    pub label: Refused,
 }
 
 impl Refusal {
-    const fn new(status: StatusCode, label: &'static str, reason: &'static str) -> Self {
+    const fn new(status: StatusCode, label: Refused, reason: &'static str) -> Self {
         Refusal {
             status,
             reason,
@@ -59,50 +60,50 @@ impl Refusal {
 
 pub const WRONG_METHOD: Refusal = Refusal::new(
     StatusCode::METHOD_NOT_ALLOWED,
-    "method",
+    Refused::Method,
     "a WebSocket upgrade must be a GET",
 );
 pub const OLD_HTTP: Refusal = Refusal::new(
     StatusCode::BAD_REQUEST,
-    "http_version",
+    Refused::HttpVersion,
     "a WebSocket upgrade needs HTTP/1.1",
 );
 pub const NO_CONNECTION_UPGRADE: Refusal = Refusal::new(
     StatusCode::BAD_REQUEST,
-    "connection",
+    Refused::Connection,
     "missing Connection: Upgrade",
 );
 pub const NO_VERSION: Refusal = Refusal::new(
     StatusCode::BAD_REQUEST,
-    "version",
+    Refused::Version,
     "missing Sec-WebSocket-Version",
 );
 /// RFC 6455 §4.4: answered with 426 and the version we speak.
 pub const WRONG_VERSION: Refusal = Refusal::new(
     StatusCode::UPGRADE_REQUIRED,
-    "version",
+    Refused::Version,
     "unsupported Sec-WebSocket-Version; use 13",
 );
 pub const BAD_KEY: Refusal = Refusal::new(
     StatusCode::BAD_REQUEST,
-    "key",
+    Refused::Key,
     "missing or malformed Sec-WebSocket-Key (must be 16 bytes, base64)",
 );
 pub const FORBIDDEN_ORIGIN: Refusal =
-    Refusal::new(StatusCode::FORBIDDEN, "origin", "origin not allowed");
+    Refusal::new(StatusCode::FORBIDDEN, Refused::Origin, "origin not allowed");
 pub const TOO_MANY: Refusal = Refusal::new(
     StatusCode::SERVICE_UNAVAILABLE,
-    "max_connections",
+    Refused::MaxConnections,
     "too many connections; try again later",
 );
 pub const SHUTTING_DOWN: Refusal = Refusal::new(
     StatusCode::SERVICE_UNAVAILABLE,
-    "draining",
+    Refused::Draining,
     "server is shutting down",
 );
 pub const BAD_ROOM_NAME: Refusal = Refusal::new(
     StatusCode::BAD_REQUEST,
-    "room_name",
+    Refused::RoomName,
     "room names are 1-64 characters of A-Z a-z 0-9 . _ -",
 );
 
@@ -111,12 +112,12 @@ impl From<RoomError> for Refusal {
         match e {
             RoomError::Full => Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "room_full",
+                Refused::RoomFull,
                 "this room is full",
             ),
             RoomError::TooManyRooms => Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "max_rooms",
+                Refused::MaxRooms,
                 "too many rooms",
             ),
         }

@@ -15,10 +15,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::state::Shared;
-use crate::metrics::Protocol;
+use crate::metrics::{Counts, Protocol};
 use crate::ws::direct::{self, Driven, Edge, Lent};
 use crate::ws::proto::{Stop, epoch};
-use crate::ws::{Counts, End, Handler, Session};
+use crate::ws::{End, Handler, Session};
 
 /// What a session keeps besides the session: what its log line names, and
 /// its place under --max-connections, given back on drop. Every byte here

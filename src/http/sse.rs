@@ -12,14 +12,11 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::Either;
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-
-use super::body::Body;
 
 pub const PERIOD: Duration = Duration::from_secs(1);
 
@@ -31,7 +28,8 @@ pub struct EventStream {
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
-pub fn answer(server: &HeaderValue, shutdown: &CancellationToken) -> Response<Body> {
+/// The answer: the stream as its body (the caller makes it a [`super::body::Body`]).
+pub fn answer(server: &HeaderValue, shutdown: &CancellationToken) -> Response<EventStream> {
     let mut tick = tokio::time::interval(PERIOD);
     // A client that fell behind gets the next event a period later, not a burst.
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -41,7 +39,7 @@ pub fn answer(server: &HeaderValue, shutdown: &CancellationToken) -> Response<Bo
         tick,
         stop: Box::pin(shutdown.clone().cancelled_owned()),
     };
-    let mut res = Response::new(Either::Right(stream));
+    let mut res = Response::new(stream);
     *res.status_mut() = StatusCode::OK;
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -36,7 +36,7 @@ use crate::config::Driver;
 use crate::deflate::Params;
 use crate::echo::Echo;
 use crate::inbox::Inbox;
-use crate::metrics::Protocol;
+use crate::metrics::{Limit, Protocol};
 use crate::rooms::Membership;
 use crate::tutorial::{self, Tutorial};
 use crate::ws::Session;
@@ -67,7 +67,7 @@ where
     B: Send + 'static,
 {
     let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
-        shared.metrics.limit_hit("connections");
+        shared.metrics.limit_hit(Limit::Connections);
         return Err(refusal::TOO_MANY);
     };
     let route = match accepted.target {

@@ -11,6 +11,7 @@
 //! [`crate::deflate`]).
 
 use crate::deflate::{DeflateError, DeflatePolicy, Deflater, InflateError, Inflater, Params};
+use crate::metrics::DeflateBytes;
 use crate::utf8::Utf8Stream;
 
 #[derive(Debug)]
@@ -25,15 +26,6 @@ pub(crate) struct Compression {
     /// kept here, not in the session's counts, so a session without
     /// deflate carries none of them.
     pub(crate) bytes: DeflateBytes,
-}
-
-/// Payload bytes of compressed messages, each way, before and after.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DeflateBytes {
-    pub received_compressed: u64,
-    pub received_inflated: u64,
-    pub sent_uncompressed: u64,
-    pub sent_compressed: u64,
 }
 
 impl Compression {

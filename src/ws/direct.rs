@@ -12,7 +12,7 @@
 //! registered, and gives the runtime a turn (hyper, timers, every other
 //! task) when that fd is readable, when a session has left the loop,
 //! within `TASK_TURN` of a session waking a task of this thread
-//! ([`woke_a_task`]), and at least every `RUNTIME_TURN` for its timers, by a
+//! ([`woke_a_task`](crate::wake::woke_a_task)), and at least every `RUNTIME_TURN` for its timers, by a
 //! timerfd, as uSockets keeps its timer. At a fixed 40k msg/s over 100
 //! connections, where a wake-up brings one or two events, this spends what
 //! uWebSockets spends per message, within the machine's noise (0.94-1.05×
@@ -55,7 +55,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::warn;
 
 pub use lent::Lent;
-pub use owner::{own_thread, owner_runtime, woke_a_task};
+pub use owner::{own_thread, owner_runtime};
 use woken::Woken;
 
 mod lent;

@@ -13,6 +13,7 @@
 
 mod compressed;
 pub mod direct;
+mod limits;
 pub mod out;
 pub mod proto;
 pub mod reader;
@@ -22,8 +23,8 @@ pub mod sweep;
 #[cfg(test)]
 mod testing;
 
-pub use compressed::DeflateBytes;
+pub use limits::Limits;
 pub use proto::CHUNK;
 pub use route::{Handler, Piece, Reply};
-pub use session::{Counts, End, Env, Limits, Liveness, Session};
+pub use session::{End, Env, Liveness, Session};
 pub use sweep::Sweep;

@@ -15,13 +15,13 @@ use fastwebsockets::OpCode;
 use tokio::io::AsyncWrite;
 
 use super::compressed::Compression;
+use super::limits::Limits;
 use super::out::Writer;
 use super::reader::{FrameReader, Head, Item, is_control};
 use super::route::{Handler, Piece, Reply};
-use super::session::{Counts, Limits};
 use crate::close::code;
 use crate::deflate::InflateError;
-use crate::metrics::{FLUSH_EVERY, Metrics};
+use crate::metrics::{Counts, FLUSH_EVERY, Limit, Metrics};
 use crate::utf8::Utf8Stream;
 
 mod control;
@@ -111,7 +111,7 @@ impl Proto {
                 Err(e) => {
                     self.spent = true;
                     if e == super::reader::FrameError::TooBig {
-                        metrics.limit_hit("frame_size");
+                        metrics.limit_hit(Limit::FrameSize);
                     }
                     return Err(Stop::Fail(e.close_code(), e.reason()));
                 }
@@ -175,7 +175,7 @@ impl Proto {
             // before its payload arrives.
             self.message_len += head.len;
             if self.message_len > limits.max_message as u64 {
-                metrics.limit_hit("message_size");
+                metrics.limit_hit(Limit::MessageSize);
                 return Err(Stop::Fail(code::TOO_BIG, "message too big"));
             }
         }
@@ -286,7 +286,7 @@ impl Proto {
             Ok(None) => return Ok(()),
             Ok(Some(inflated)) => inflated,
             Err(InflateError::TooLarge(_)) => {
-                metrics.limit_hit("message_size");
+                metrics.limit_hit(Limit::MessageSize);
                 return Err(Stop::Fail(code::TOO_BIG, "message too big"));
             }
             Err(InflateError::Rejected) => {

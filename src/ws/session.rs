@@ -33,7 +33,7 @@ use super::sweep::Ticket;
 use crate::deflate::Params;
 use crate::inbox::Inbox;
 
-pub use env::{Counts, End, Env, Limits, Liveness};
+pub use env::{End, Env, Liveness};
 use live::Live;
 
 mod closing;

@@ -16,6 +16,7 @@ use tracing::warn;
 
 use super::ticker::Ticker;
 use super::{EVENTS, Edge, Epoll, LOOP, Loop, SPAWNED, Woken, poll_entry};
+use crate::wake;
 
 /// The token of the runtime's epoll fd in an owner loop's epoll.
 const RUNTIME: Token = Token(usize::MAX);
@@ -32,7 +33,7 @@ const TICK: Token = Token(usize::MAX - 2);
 /// accuracy`: ~110 ns per message at 40k msg/s, perf, 2026-12-03).
 const RUNTIME_TURN: Duration = Duration::from_millis(50);
 /// How soon an owner loop gives the runtime a turn after a session woke a
-/// task of this thread ([`woke_a_task`]: a chat message to a TLS peer's
+/// task of this thread ([`wake::woke_a_task`]: a chat message to a TLS peer's
 /// task, a publish to the Redis link's): such a wake goes to the runtime's
 /// run queue and makes no fd readable. Pulled in once per turn, so it
 /// costs one `timerfd_settime` and one turn per millisecond at most under
@@ -41,12 +42,9 @@ const RUNTIME_TURN: Duration = Duration::from_millis(50);
 /// to run, 7 % of its CPU per message at a fixed 40k msg/s (100 x 20 B:
 /// 7.73 against 7.19 µs, uWebSockets 7.24; `scripts/server-ab.sh`,
 /// 2026-12-05).
-pub(super) const TASK_TURN: Duration = Duration::from_millis(1);
+const TASK_TURN: Duration = Duration::from_millis(1);
 
 thread_local! {
-    /// A session may have woken a task of this thread since the loop last
-    /// looked ([`woke_a_task`]).
-    static TASK_WOKEN: Cell<bool> = const { Cell::new(false) };
     /// Runtime turns an owner loop gave on this thread, for tests.
     #[cfg(test)]
     pub(super) static TURNS: Cell<u32> = const { Cell::new(0) };
@@ -56,15 +54,6 @@ thread_local! {
     static HOOKED: Cell<bool> = const { Cell::new(false) };
     /// The runtime's epoll fd, once an owner loop watches it.
     pub(super) static RUNTIME_FD: Cell<Option<RawFd>> = const { Cell::new(None) };
-}
-
-/// Tells this thread's owner loop that a session it polls may have woken a
-/// tokio task of this thread (sent on a channel a task waits on). Such a
-/// wake makes no fd readable, so without this the task waits for the
-/// periodic `RUNTIME_TURN`; with it, `TASK_TURN`. Every place where a
-/// session wakes a task calls it; elsewhere it costs nothing.
-pub fn woke_a_task() {
-    TASK_WOKEN.set(true);
 }
 
 /// A current-thread runtime for [`own_thread`], used on the thread that
@@ -109,7 +98,7 @@ pub(super) fn before_park() {
 /// session loop owning the thread: the loop blocks in its own `epoll_wait`,
 /// in which the runtime's epoll fd is nested, and gives the runtime a turn
 /// when that fd is readable, when a session left the loop, within
-/// `TASK_TURN` after a session woke a task ([`woke_a_task`]), and every
+/// `TASK_TURN` after a session woke a task ([`wake::woke_a_task`]), and every
 /// `RUNTIME_TURN`. Returns `main`'s output once it is done (a panic in
 /// `main` comes back as the error).
 pub async fn own_thread<T: Send + 'static>(
@@ -294,8 +283,8 @@ impl Loop {
         // Sessions may have woken tasks of this thread, and the turn the
         // runtime's fd asks for may leave some that its last driver poll
         // woke: neither makes an fd readable.
-        if TASK_WOKEN.replace(false) || runtime || spawned {
-            tick.soon();
+        if wake::take() || runtime || spawned {
+            tick.soon(TASK_TURN);
         }
         due || spawned
     }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::owner::*;
 use super::*;
+use crate::wake::woke_a_task;
 
 /// A connected non-blocking pair: (the loop's side, the peer).
 fn pair() -> (std::net::TcpStream, std::net::TcpStream) {

@@ -5,8 +5,6 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use super::owner::TASK_TURN;
-
 /// An owner loop's timerfd: expires every `every`, or once sooner when
 /// pulled in.
 pub(super) struct Ticker {
@@ -59,10 +57,10 @@ impl Ticker {
         Ok(())
     }
 
-    /// Expires within [`TASK_TURN`], unless already pulled in.
-    pub(super) fn soon(&mut self) {
+    /// Expires within `within`, unless already pulled in.
+    pub(super) fn soon(&mut self, within: Duration) {
         if !self.soon {
-            self.soon = self.set(TASK_TURN).is_ok();
+            self.soon = self.set(within).is_ok();
         }
     }
 

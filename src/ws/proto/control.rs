@@ -4,11 +4,11 @@
 use fastwebsockets::OpCode;
 use tokio::io::AsyncWrite;
 
+use super::super::limits::Limits;
 use super::super::out::Writer;
-use super::super::session::Limits;
 use super::{Flow, Proto, Stop, epoch};
 use crate::close::{self, PeerClose, code};
-use crate::metrics::Metrics;
+use crate::metrics::{Limit, Metrics};
 
 impl Proto {
     pub(super) fn on_control<S: AsyncWrite + Unpin>(
@@ -22,7 +22,7 @@ impl Proto {
         match opcode {
             OpCode::Ping => {
                 if self.ping_flood(limits.max_ping_rate) {
-                    metrics.limit_hit("ping_rate");
+                    metrics.limit_hit(Limit::PingRate);
                     return Err(Stop::Fail(code::POLICY, "ping flood"));
                 }
                 w.frame(true, false, OpCode::Pong, payload);

@@ -10,8 +10,9 @@ use fastwebsockets::OpCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::proto::Stop;
-use super::{Counts, End, Session, with_worker};
+use super::{End, Session, with_worker};
 use crate::close;
+use crate::metrics::Counts;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Ends the TCP connection after the close handshake: the server closes

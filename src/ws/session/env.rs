@@ -5,25 +5,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::super::limits::Limits;
 use super::super::sweep::Sweep;
 use crate::deflate::DeflatePolicy;
 use crate::metrics::Metrics;
-
-/// Limits a session enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest message, summed over fragments (1009 past it).
-    pub max_message: usize,
-    /// Largest single frame, checked from its header (1009 past it).
-    pub max_frame: usize,
-    /// Most unsent bytes held while a large frame is still arriving and the
-    /// peer does not read (see [`super::Session`]'s read loop).
-    pub max_backlog: usize,
-    /// How long to wait for the peer's close after we sent ours.
-    pub close_timeout: Duration,
-    /// Pings accepted per second (0: any number).
-    pub max_ping_rate: u32,
-}
 
 /// Keep-alive settings: a tick every `interval`; a ping after each silent
 /// tick; a silent (or write-stalled) peer is cut off after `limit_ticks`.
@@ -64,27 +49,6 @@ impl End {
             End::PeerClosed(c) => c.unwrap_or(1005),
             End::Closed { code, .. } => *code,
             End::Stalled | End::Dropped(_) => 1006,
-        }
-    }
-}
-
-/// Per-session counters, added to the global metrics as the session goes.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-}
-
-impl std::ops::Sub for Counts {
-    type Output = Counts;
-    fn sub(self, o: Counts) -> Counts {
-        Counts {
-            messages_in: self.messages_in - o.messages_in,
-            messages_out: self.messages_out - o.messages_out,
-            bytes_in: self.bytes_in - o.bytes_in,
-            bytes_out: self.bytes_out - o.bytes_out,
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use super::*;
 use crate::echo::Echo;
 use crate::metrics::Metrics;
+use crate::ws::Limits;
 use crate::ws::sweep::Sweep;
 use crate::ws::testing::{client_frame, client_head, masked};
 
@@ -48,7 +49,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> Option<(u8, 
 fn start_echo(
     server: DuplexStream,
     env: Arc<Env>,
-) -> tokio::task::JoinHandle<(End, crate::ws::Counts)> {
+) -> tokio::task::JoinHandle<(End, crate::metrics::Counts)> {
     tokio::spawn(async move {
         let mut session = Session::new(server, Bytes::new(), None, None, env);
         let end = session.run(&mut Echo).await;
