@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::profile::{Stages, parse_stages};
+use crate::profile::Stages;
 use crate::target::Target;
 
 #[cfg(test)]
@@ -16,7 +16,7 @@ mod values;
 
 pub use values::{
     Segment, SourceIps, parse_count, parse_duration, parse_header, parse_per_second, parse_segment,
-    parse_size, parse_source_ips, parse_start_at,
+    parse_size, parse_source_ips, parse_stages, parse_start_at,
 };
 
 /// A WebSocket load generator that verifies every echo and measures latency

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::profile::{Stage, Stages};
+
 /// Share `index` of `count` (`--segment i/N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
@@ -93,6 +95,29 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
 /// A count with an optional `/s`: `500`, `500/s`, `2k/s`.
 pub fn parse_per_second(s: &str) -> Result<u64, String> {
     parse_count(s.trim().trim_end_matches("/s"))
+}
+
+/// Parses `30s:1000,2m:1000,30s:0` (counts take `10k`, `1.5M`).
+pub fn parse_stages(s: &str) -> Result<Stages, String> {
+    let mut stages = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (d, t) = part
+            .split_once(':')
+            .ok_or_else(|| format!("expected DURATION:TARGET, got {part:?}"))?;
+        let duration = parse_duration(d)?;
+        let target = parse_count(t)?;
+        stages.push(Stage {
+            duration_s: duration.as_secs_f64(),
+            target,
+        });
+    }
+    if stages.is_empty() {
+        return Err("no stages given".into());
+    }
+    if stages.iter().all(|s| s.duration_s == 0.0) {
+        return Err("the stages last no time".into());
+    }
+    Ok(Stages::new(stages))
 }
 
 /// Parses sizes the way bytesize does: `1024`, `64k` and `1MB` (decimal),
