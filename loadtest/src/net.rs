@@ -16,8 +16,11 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::http2::H2Stream;
 use crate::target::Target;
+
+mod h2_stream;
+
+pub use h2_stream::H2Stream;
 
 /// A connected socket, plain or TLS, or one HTTP/2 stream (`--http2`). An enum rather than a trait object:
 /// the match is a predictable branch, a `dyn` call is not inlined.
