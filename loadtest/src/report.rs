@@ -115,33 +115,6 @@ pub struct Sample {
     pub latency_hist: String,
 }
 
-impl Sample {
-    pub fn of(
-        t_s: u32,
-        seconds: f64,
-        s: &crate::series::Second,
-        cpu_pct: Option<f64>,
-        target: Option<f64>,
-    ) -> Sample {
-        let per_s = |n: u64| (n as f64 / seconds.max(1e-9) * 10.0).round() / 10.0;
-        let p = Percentiles::of(&s.latency);
-        Sample {
-            t_s,
-            seconds,
-            sent_per_s: per_s(s.sent),
-            received_per_s: per_s(s.received),
-            latency_p50_us: p.p50,
-            latency_p99_us: p.p99,
-            latency_max_us: p.max,
-            errors: s.errors,
-            open: s.open,
-            cpu_pct,
-            target: target.map(|t| (t * 10.0).round() / 10.0),
-            latency_hist: encode_hist(&s.latency),
-        }
-    }
-}
-
 /// One stage of --stages or --rate-stages, from the seconds of the series
 /// that overlap it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::cpu::{self, CpuSample};
-use crate::report::{self, Sample, StageFigures};
+use crate::report::{self, Percentiles, Sample, StageFigures, encode_hist};
 use crate::stats::{Errors, Hist, Tick, new_hist};
 
 /// One second, every thread's tick added up.
@@ -33,6 +33,35 @@ impl Default for Second {
             errors: Errors::default(),
             errors_total: 0,
             open: 0,
+        }
+    }
+}
+
+// Here rather than in report: the document does not know how its
+// seconds were collected.
+impl Sample {
+    pub fn of(
+        t_s: u32,
+        seconds: f64,
+        s: &crate::series::Second,
+        cpu_pct: Option<f64>,
+        target: Option<f64>,
+    ) -> Sample {
+        let per_s = |n: u64| (n as f64 / seconds.max(1e-9) * 10.0).round() / 10.0;
+        let p = Percentiles::of(&s.latency);
+        Sample {
+            t_s,
+            seconds,
+            sent_per_s: per_s(s.sent),
+            received_per_s: per_s(s.received),
+            latency_p50_us: p.p50,
+            latency_p99_us: p.p99,
+            latency_max_us: p.max,
+            errors: s.errors,
+            open: s.open,
+            cpu_pct,
+            target: target.map(|t| (t * 10.0).round() / 10.0),
+            latency_hist: encode_hist(&s.latency),
         }
     }
 }
