@@ -12,34 +12,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, LocalSet};
 
 use crate::cli::Scenario;
-use crate::cpu::{self, CpuSample};
+use crate::cpu;
 use crate::engine::{self, Phases, WorkerMsg, WorkerResult};
 use crate::output::live;
 use crate::plan::Plan;
 use crate::report::Report;
 use crate::scenario::chat;
-use crate::series::Collector;
-use crate::summary;
+use crate::summary::{self, Observed};
 
 const SECOND: u64 = 1_000_000_000;
-
-/// What the main thread measured around the workers.
-#[derive(Default)]
-pub struct Observed {
-    pub phases: Option<Phases>,
-    /// Wall-clock time (ms since the epoch) of run time 0.
-    pub epoch_unix_ms: f64,
-    pub cpu_start: Option<CpuSample>,
-    pub cpu_end: Option<CpuSample>,
-    pub server_ticks: Option<(Instant, u64)>,
-    pub server_cpu_pct: Option<f64>,
-    pub rss_before_kib: Option<u64>,
-    pub rss_after_kib: Option<u64>,
-    /// The end-of-window samples were taken (or tried).
-    pub end_sampled: bool,
-    /// The per-second figures.
-    pub series: Collector,
-}
 
 fn unix_ms(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)

@@ -2,16 +2,35 @@
 //! window, percentiles, CPU shares and the bottleneck verdict.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
-use crate::cpu::{self, BOTTLENECK_PCT, ThreadCpu};
-use crate::engine::WORKER_THREAD_PREFIX;
+use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ThreadCpu};
+use crate::engine::{Phases, WORKER_THREAD_PREFIX};
 use crate::plan::{Plan, Workload};
 use crate::report::{
     self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
     RunConfig, Server,
 };
-use crate::run::Observed;
+use crate::series::Collector;
 use crate::stats::{ErrorKind, Stats};
+
+/// What the main thread measured around the workers.
+#[derive(Default)]
+pub struct Observed {
+    pub phases: Option<Phases>,
+    /// Wall-clock time (ms since the epoch) of run time 0.
+    pub epoch_unix_ms: f64,
+    pub cpu_start: Option<CpuSample>,
+    pub cpu_end: Option<CpuSample>,
+    pub server_ticks: Option<(Instant, u64)>,
+    pub server_cpu_pct: Option<f64>,
+    pub rss_before_kib: Option<u64>,
+    pub rss_after_kib: Option<u64>,
+    /// The end-of-window samples were taken (or tried).
+    pub end_sampled: bool,
+    /// The per-second figures.
+    pub series: Collector,
+}
 
 pub fn build(
     plan: &Plan,
