@@ -13,12 +13,14 @@ use crate::handshake::Upgrade;
 use crate::net::Dialer;
 use crate::payload::Layout;
 use crate::profile::Stages;
-use crate::scenario::chat;
 use crate::target::Target;
 
 /// Largest message accepted from a server: our own size, or 64 MiB for
 /// whatever else a server might send (a greeting, a broken echo).
 const MAX_MESSAGE: usize = 64 << 20;
+
+/// Messages per second per peer when `--rate` is not given.
+const DEFAULT_PEER_RATE: u64 = 10;
 
 /// An open-loop rate: fixed, or following stages.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,9 +85,7 @@ impl Workload {
             Scenario::Idle => Workload::Idle,
             Scenario::Chat => Workload::Chat {
                 rooms: args.rooms,
-                rate: args
-                    .rate
-                    .unwrap_or(chat::DEFAULT_PEER_RATE * args.connections),
+                rate: args.rate.unwrap_or(DEFAULT_PEER_RATE * args.connections),
             },
         }
     }

@@ -21,8 +21,6 @@ use crate::stats::{ErrorKind, Stats};
 /// Time between "everyone is connected" and the first message, for the
 /// server to put the last peers in their rooms.
 pub const SETTLE: Duration = Duration::from_millis(200);
-/// Messages per second per peer when `--rate` is not given.
-pub const DEFAULT_PEER_RATE: u64 = 10;
 /// Longest wait after the window for deliveries still on their way.
 const LINGER: Duration = Duration::from_secs(1);
 const MAX_BURST: u32 = 64;
