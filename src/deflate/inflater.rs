@@ -182,20 +182,7 @@ impl Inflater {
                 return Err(InflateError::TooLarge(self.cap));
             }
             let start = out.len();
-            if start + room > out.capacity() {
-                // Doubling leaves each smaller copy behind (resident until
-                // the allocator purges it): past an eighth of the cap, go
-                // straight to the cap, whose pages only become resident
-                // as they are written. A message then costs at most 1.25
-                // times the cap, a bomb included.
-                let doubled = out.capacity().saturating_mul(2);
-                let want = if doubled > self.cap / 8 {
-                    limit
-                } else {
-                    doubled.max(start + room).min(limit)
-                };
-                out.reserve_exact(want - start);
-            }
+            grow(out, room, limit, self.cap);
             // Zero-filling the chunk is the price of staying in safe code; it
             // is small next to inflating into it.
             out.resize(start + room, 0);
@@ -226,6 +213,24 @@ impl Inflater {
             }
         }
         Ok(())
+    }
+}
+
+/// Makes room for `room` more bytes in `out`, which may hold `limit` bytes
+/// in all. Doubling leaves each smaller copy behind (resident until the
+/// allocator purges it): past an eighth of the cap, go straight to the
+/// limit, whose pages only become resident as they are written. A message
+/// then costs at most 1.25 times the cap, a bomb included.
+fn grow(out: &mut Vec<u8>, room: usize, limit: usize, cap: usize) {
+    let start = out.len();
+    if start + room > out.capacity() {
+        let doubled = out.capacity().saturating_mul(2);
+        let want = if doubled > cap / 8 {
+            limit
+        } else {
+            doubled.max(start + room).min(limit)
+        };
+        out.reserve_exact(want - start);
     }
 }
 

@@ -206,16 +206,7 @@ impl Proto {
             self.frame = None;
         }
         if is_control(head.opcode) {
-            // At most 125 bytes: gathered whole.
-            if first && last {
-                return self.on_control(head.opcode, piece, w, limits, metrics);
-            }
-            self.held.get_or_insert_default().extend_from_slice(piece);
-            if !last {
-                return Ok(());
-            }
-            let held = self.held.take().unwrap_or_default();
-            return self.on_control(head.opcode, &held, w, limits, metrics);
+            return self.on_control_piece(head.opcode, piece, first, last, w, limits, metrics);
         }
 
         let message = self.message.unwrap_or(OpCode::Binary);
@@ -224,18 +215,7 @@ impl Proto {
             return self.on_compressed(message, piece, ends_message, w, h, metrics);
         }
         if message == OpCode::Text {
-            // Fail fast: every piece is checked as it arrives, so invalid
-            // text ends the connection before the rest of it comes.
-            let valid = self.utf8.feed(piece).and_then(|()| {
-                if ends_message {
-                    self.utf8.finish()
-                } else {
-                    Ok(())
-                }
-            });
-            if valid.is_err() {
-                return Err(Stop::Fail(code::INVALID_PAYLOAD, "invalid UTF-8"));
-            }
+            self.check_text(piece, ends_message)?;
         }
         self.counts.bytes_in += piece.len() as u64;
         if ends_message {
@@ -265,6 +245,20 @@ impl Proto {
         }
         let held = self.held.take().unwrap_or_default();
         self.deliver(message, head.opcode, head.fin, Src::Held(&held), w, h)
+    }
+
+    /// Fail fast: every piece of a text message is checked as it arrives,
+    /// so invalid text ends the connection before the rest of it comes.
+    #[inline]
+    fn check_text(&mut self, piece: &[u8], ends_message: bool) -> Flow {
+        let valid = self.utf8.feed(piece).and_then(|()| {
+            if ends_message {
+                self.utf8.finish()
+            } else {
+                Ok(())
+            }
+        });
+        valid.map_err(|_| Stop::Fail(code::INVALID_PAYLOAD, "invalid UTF-8"))
     }
 
     /// A piece of a compressed message: inflated as it arrives (no

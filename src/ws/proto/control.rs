@@ -1,5 +1,6 @@
-//! Control frames: a pong for every ping within the ping rate, the
-//! peer's close parsed into why the session stops.
+//! Control frames, gathered whole (at most 125 bytes): a pong for every
+//! ping within the ping rate, the peer's close parsed into why the session
+//! stops.
 
 use fastwebsockets::OpCode;
 use tokio::io::AsyncWrite;
@@ -11,6 +12,29 @@ use crate::close::{self, PeerClose, code};
 use crate::metrics::{Limit, Metrics};
 
 impl Proto {
+    /// A piece of a control frame: at most 125 bytes, answered whole.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_control_piece<S: AsyncWrite + Unpin>(
+        &mut self,
+        opcode: OpCode,
+        piece: &[u8],
+        first: bool,
+        last: bool,
+        w: &mut Writer<'_, '_, S>,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Flow {
+        if first && last {
+            return self.on_control(opcode, piece, w, limits, metrics);
+        }
+        self.held.get_or_insert_default().extend_from_slice(piece);
+        if !last {
+            return Ok(());
+        }
+        let held = self.held.take().unwrap_or_default();
+        self.on_control(opcode, &held, w, limits, metrics)
+    }
+
     pub(super) fn on_control<S: AsyncWrite + Unpin>(
         &mut self,
         opcode: OpCode,
