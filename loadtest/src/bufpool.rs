@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 
 /// Bytes of spare buffers kept per pool. Enough for what a batch of the
-/// epoll loop queues before it writes ([`crate::direct`] flushes at 64
+/// epoll loop queues before it writes ([`crate::scenario::direct`] flushes at 64
 /// KiB): each connection with a frame queued holds a buffer until the
 /// flush, and a buffer made anew is a malloc, a zero-fill and cold memory
 /// for the kernel to copy from (perf at 500 x 16 KiB, when this was eight

@@ -98,7 +98,7 @@ pub struct Conn {
     frag: Vec<u8>,
     frag_opcode: Option<u8>,
     /// Made on the first arming: a connection in the worker's epoll loop
-    /// ([`crate::direct`]) is timed by its sweep and never needs one.
+    /// ([`crate::scenario::direct`]) is timed by its sweep and never needs one.
     timer: Option<Pin<Box<Sleep>>>,
     /// The armed deadline, kept here too: the `Sleep` is an allocation of
     /// its own, and reading its deadline on every poll was a cache miss per

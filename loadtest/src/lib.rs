@@ -21,11 +21,14 @@
 //! - [`clock`]: run time in ns and the mask-key generator.
 //! - [`conn`]: one connection's buffers and its single poll loop;
 //!   [`bufpool`]: the worker's buffers that connections borrow per read
-//!   and per write; [`direct`]: the worker's epoll loop that drives
-//!   closed-loop echo on plain TCP without a task per connection.
+//!   and per write.
 //! - [`engine`]: worker threads and the phases every connection follows
 //!   (connect, warm-up, counted window, drain); [`pacer`]: open loop's
-//!   microsecond send timing; [`scenario`]: echo, connect, idle, chat.
+//!   microsecond send timing; [`scenario`]: echo, connect, idle, chat, the
+//!   worker context they run in ([`scenario::WorkerCtx`],
+//!   [`scenario::Phases`]) and [`scenario::direct`], the worker's epoll
+//!   loop that drives closed-loop echo on plain TCP without a task per
+//!   connection.
 //! - [`run`]: the main thread (start, live line, samples); [`summary`]: from
 //!   merged figures to a report.
 //! - [`stats`]: mergeable per-thread counters and HDR histograms;
@@ -41,7 +44,6 @@ pub mod codec;
 pub mod conn;
 pub mod cpu;
 pub mod deflate;
-pub mod direct;
 pub mod engine;
 pub mod handshake;
 pub mod http2;

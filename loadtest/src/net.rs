@@ -28,7 +28,7 @@ pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     H2(Box<H2Stream>),
-    /// A plain socket lent to the worker's epoll loop ([`crate::direct`]),
+    /// A plain socket lent to the worker's epoll loop ([`crate::scenario::direct`]),
     /// which does its reads and writes until it gives it back.
     Lent,
     /// An in-memory peer for the connection loop's unit tests.

@@ -207,7 +207,7 @@ impl Plan {
     }
 
     /// Closed-loop echo on plain TCP goes to the worker's epoll loop
-    /// ([`crate::direct`]) unless `--driver tasks`.
+    /// ([`crate::scenario::direct`]) unless `--driver tasks`.
     pub fn direct(&self) -> bool {
         self.args.driver == crate::cli::Driver::Epoll
             && matches!(self.workload, Workload::Echo(Pace::Closed { .. }))

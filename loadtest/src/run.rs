@@ -13,11 +13,11 @@ use tokio::task::{JoinHandle, LocalSet};
 
 use crate::cli::Scenario;
 use crate::cpu;
-use crate::engine::{self, Phases, WorkerMsg, WorkerResult};
+use crate::engine::{self, WorkerResult};
 use crate::output::live;
 use crate::plan::Plan;
 use crate::report::Report;
-use crate::scenario::chat;
+use crate::scenario::{Phases, WorkerMsg, chat};
 use crate::summary::{self, Observed};
 
 const SECOND: u64 = 1_000_000_000;

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ThreadCpu};
-use crate::engine::{Phases, WORKER_THREAD_PREFIX};
+use crate::engine::WORKER_THREAD_PREFIX;
 use crate::plan::{Plan, Workload};
 use crate::report::{
     self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
     RunConfig, Server,
 };
+use crate::scenario::Phases;
 use crate::series::Collector;
 use crate::stats::{ErrorKind, Stats};
 

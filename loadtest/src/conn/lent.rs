@@ -1,4 +1,4 @@
-//! The socket lent to the worker's epoll loop ([`crate::direct`]), and the
+//! The socket lent to the worker's epoll loop ([`crate::scenario::direct`]), and the
 //! reads and writes that loop makes through the connection's buffers.
 
 use std::io;
@@ -7,7 +7,7 @@ use super::{Conn, Read};
 use crate::net::Stream;
 
 impl Conn {
-    /// The plain socket, lent to the worker's epoll loop ([`crate::direct`])
+    /// The plain socket, lent to the worker's epoll loop ([`crate::scenario::direct`])
     /// which then reads and writes with [`Conn::read_from`] and
     /// [`Conn::write_to`]; None (and nothing changes) for TLS or HTTP/2.
     pub fn lend_socket(&mut self) -> Option<tokio::net::TcpStream> {

@@ -5,9 +5,9 @@
 
 #![allow(clippy::print_stderr)]
 
-use crate::engine::Phases;
 use crate::output::{duration_us, mb_per_s, si};
 use crate::plan::Plan;
+use crate::scenario::Phases;
 use crate::series::Second;
 
 const SECOND: i64 = 1_000_000_000;

@@ -11,11 +11,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::conn::{Conn, Event, Msg};
-use crate::engine::{Phases, WorkerCtx};
 use crate::handshake::Upgrade;
 use crate::payload::{Corrupt, Layout};
 use crate::plan::Workload;
 use crate::scenario;
+use crate::scenario::{Phases, WorkerCtx};
 use crate::stats::{ErrorKind, Stats};
 
 /// Time between "everyone is connected" and the first message, for the

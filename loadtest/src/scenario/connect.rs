@@ -7,8 +7,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::engine::WorkerCtx;
 use crate::scenario;
+use crate::scenario::WorkerCtx;
 use crate::scenario::echo::{EchoLoop, End};
 
 /// After a failed attempt a slot waits this long, so a refusing server is

@@ -9,10 +9,10 @@ use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use crate::conn::{Conn, Event, Msg};
-use crate::engine::{Phases, WorkerCtx};
 use crate::payload::{Corrupt, Layout};
 use crate::plan::{Pace, Rate, Workload};
 use crate::scenario;
+use crate::scenario::{Phases, WorkerCtx};
 use crate::stats::{ErrorKind, Stats};
 use crate::window::{Echo, Window};
 

@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use crate::codec::ProtocolError;
 use crate::conn::{Conn, Event, Msg};
-use crate::engine::WorkerCtx;
 use crate::scenario;
+use crate::scenario::WorkerCtx;
 use crate::stats::ErrorKind;
 
 pub async fn connection(ctx: Rc<WorkerCtx>, id: u64) {

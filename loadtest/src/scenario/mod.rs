@@ -1,10 +1,18 @@
 //! Scenarios: what each connection does, and the steps they share (the
 //! dial ramp, opening a connection, bookkeeping of open connections).
+//! They run in their worker's context ([`WorkerCtx`], [`Phases`]), which
+//! holds the epoll loop ([`direct`]) that drives closed-loop echo; that
+//! loop drives an [`echo::EchoLoop`], which holds the context: the three
+//! refer to each other, so they live in this one module.
 
 pub mod chat;
 pub mod connect;
+mod ctx;
+pub mod direct;
 pub mod echo;
 pub mod idle;
+
+pub use ctx::{Phases, WorkerCtx, WorkerMsg};
 
 use std::future::Future;
 use std::rc::Rc;
@@ -13,7 +21,6 @@ use tokio::task::JoinSet;
 
 use crate::clock::Rng;
 use crate::conn::Conn;
-use crate::engine::WorkerCtx;
 use crate::handshake::Upgrade;
 use crate::http2::{OpenError, Opened};
 use crate::plan::{Plan, Workload};

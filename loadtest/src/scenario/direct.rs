@@ -27,7 +27,7 @@ use mio::{Events, Poll};
 use tokio::sync::oneshot;
 
 use crate::conn::{Conn, Event, Read};
-use crate::engine::WorkerCtx;
+use crate::scenario::WorkerCtx;
 use crate::scenario::echo::{EchoLoop, End};
 
 mod batch;

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use super::*;
 use crate::codec::{OP_BINARY, apply_mask};
-use crate::engine::{Phases, WorkerCtx};
+use crate::scenario::{Phases, WorkerCtx};
 
 /// A client frame of 20 bytes, as the server reads it: header, mask
 /// key, masked payload.
