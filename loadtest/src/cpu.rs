@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::WORKER_THREAD_PREFIX;
+/// How worker threads are named (`wsecho-load-1`...); the main thread,
+/// worker 0, is counted with them.
+pub const WORKER_THREAD_PREFIX: &str = "wsecho-load-";
 
 /// `/proc` counts CPU time in USER_HZ ticks, which the Linux ABI fixes at
 /// 100 per second (reading `sysconf(_SC_CLK_TCK)` would need unsafe FFI).

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
 use crate::cli::Scenario;
+use crate::cpu::WORKER_THREAD_PREFIX;
 use crate::pacer::Pacer;
 use crate::plan::Plan;
 use crate::scenario::{self, Phases, WorkerCtx, WorkerMsg, chat::PeerEnd};
@@ -60,10 +61,6 @@ pub fn spawn_workers(
         })
         .collect()
 }
-
-/// How worker threads are named (`wsecho-load-1`...); the main thread,
-/// worker 0, is counted with them.
-pub const WORKER_THREAD_PREFIX: &str = "wsecho-load-";
 
 /// A worker's runtime: single-threaded, run inside a [`LocalSet`].
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

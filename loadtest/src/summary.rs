@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ThreadCpu};
-use crate::engine::WORKER_THREAD_PREFIX;
+use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ThreadCpu, WORKER_THREAD_PREFIX};
 use crate::plan::{Plan, Workload};
 use crate::report::{
     self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
