@@ -11,7 +11,7 @@
 //! starts at twice the messages a connection keeps in flight and doubles
 //! only while a lost message holds its oldest slot, up to [`MAX_WINDOW`];
 //! past that the oldest message is given up as lost. A ring of up to
-//! [`INLINE`] slots lives inside the window itself: at one message in
+//! `INLINE` slots lives inside the window itself: at one message in
 //! flight and 1000 connections, a ring on the heap was one more cache miss
 //! per echo (perf at 1000 x 20 B).
 

@@ -12,7 +12,7 @@
 //! task lends the socket once its traffic starts ([`Direct::drive`]) and
 //! takes it back, with how the run ended, when the loop is through with
 //! it. The loop shares the thread with the worker's runtime: it blocks
-//! in epoll for at most [`SLICE`], then yields so that the runtime's own
+//! in epoll for at most `SLICE`, then yields so that the runtime's own
 //! timers and tasks (the per-second ticker, the main loop on worker 0)
 //! run. It runs only while it holds a connection.
 
