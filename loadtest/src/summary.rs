@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::cli::RunArgs;
 use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ThreadCpu, WORKER_THREAD_PREFIX};
 use crate::plan::{Plan, Workload};
 use crate::report::{
     self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
-    RunConfig, Server,
+    RunConfig, Sample, Server, StageFigures,
 };
 use crate::scenario::Phases;
 use crate::series::Collector;
@@ -46,31 +47,10 @@ pub fn build(
     let mut errors = stats.errors;
     *errors.get_mut(ErrorKind::Lost) += tail_drops;
     let cpu = own_cpu(seen);
-    let generator_bottleneck = match &cpu {
-        None => Bottleneck::Unknown,
-        Some((_, threads)) if threads.iter().any(|t| t.cpu_pct >= BOTTLENECK_PCT) => {
-            Bottleneck::Yes
-        }
-        Some(_) => Bottleneck::No,
-    };
+    let generator_bottleneck = bottleneck(&cpu);
     let (client_cpu_pct, client_threads) = cpu.unwrap_or_default();
-    let share = plan.own_connections() as f64 / plan.connections.max(1) as f64;
-    let series = seen.series.samples(duration_s, |t| {
-        plan.target_at(t).map(|target| target * share)
-    });
-    let stages = plan.stages().map(|st| {
-        let bounds: Vec<(u64, u64)> = (0..st.stages.len()).map(|i| st.bounds(i)).collect();
-        let targets: Vec<u64> = st
-            .stages
-            .iter()
-            .map(|s| (s.target as f64 * share).round() as u64)
-            .collect();
-        crate::series::stage_figures(&series, &bounds, &targets)
-    });
-    let (window_start_unix_ms, window_end_unix_ms) = seen.phases.map_or((0, 0), |p| {
-        let at = |ns: u64| (seen.epoch_unix_ms + ns as f64 / 1e6).round() as u64;
-        (at(p.window_start_ns), at(p.window_end_ns))
-    });
+    let (series, stages) = series_and_stages(plan, seen, duration_s);
+    let (window_start_unix_ms, window_end_unix_ms) = window_unix_ms(seen);
     let tls = plan.target.tls;
     Report {
         schema_version: report::SCHEMA_VERSION,
@@ -93,29 +73,14 @@ pub fn build(
         handshake_us: Percentiles::of(&stats.handshake),
         errors,
         error_details: error_details(stats, tail_drops),
-        close_codes: stats
-            .close_codes
-            .iter()
-            .map(|(c, n)| (c.to_string(), *n))
-            .collect(),
-        connections: Connections {
-            requested: plan.own_connections(),
-            opened: stats.opened,
-            failed: stats.errors.get(ErrorKind::Connect) + stats.errors.get(ErrorKind::Handshake),
-            held: (*workload == Workload::Idle).then_some(stats.held),
-        },
-        churn: (*workload == Workload::Connect).then(|| Churn {
-            handshakes: stats.cycles,
-            handshakes_per_s: per_s(stats.cycles, duration_s),
-        }),
+        close_codes: close_codes(stats),
+        connections: connections(plan, workload, stats),
+        churn: churn(workload, stats, duration_s),
         chat: workload
             .rooms()
             .map(|rooms| chat(rooms, stats, errors.get(ErrorKind::Lost), duration_s)),
         greetings: stats.greetings,
-        deflate: args
-            .deflate
-            .as_ref()
-            .map(|offer| crate::report::Deflate::of(&offer.header, &stats.deflate)),
+        deflate: deflate(args, stats),
         client_cpu_pct,
         generator_bottleneck,
         client_threads,
@@ -127,6 +92,78 @@ pub fn build(
         stages,
         window_overlap: None,
     }
+}
+
+/// Whether a worker thread was saturated; unknown without both samples.
+fn bottleneck(cpu: &Option<(f64, Vec<ThreadCpu>)>) -> Bottleneck {
+    match cpu {
+        None => Bottleneck::Unknown,
+        Some((_, threads)) if threads.iter().any(|t| t.cpu_pct >= BOTTLENECK_PCT) => {
+            Bottleneck::Yes
+        }
+        Some(_) => Bottleneck::No,
+    }
+}
+
+/// One sample per second of the window and, with stages, figures per
+/// stage; what the stages asked for is scaled to this process's share.
+fn series_and_stages(
+    plan: &Plan,
+    seen: &Observed,
+    duration_s: f64,
+) -> (Vec<Sample>, Option<Vec<StageFigures>>) {
+    let share = plan.own_connections() as f64 / plan.connections.max(1) as f64;
+    let series = seen.series.samples(duration_s, |t| {
+        plan.target_at(t).map(|target| target * share)
+    });
+    let stages = plan.stages().map(|st| {
+        let bounds: Vec<(u64, u64)> = (0..st.stages.len()).map(|i| st.bounds(i)).collect();
+        let targets: Vec<u64> = st
+            .stages
+            .iter()
+            .map(|s| (s.target as f64 * share).round() as u64)
+            .collect();
+        crate::series::stage_figures(&series, &bounds, &targets)
+    });
+    (series, stages)
+}
+
+/// The counted window in wall-clock time (ms since the Unix epoch).
+fn window_unix_ms(seen: &Observed) -> (u64, u64) {
+    seen.phases.map_or((0, 0), |p| {
+        let at = |ns: u64| (seen.epoch_unix_ms + ns as f64 / 1e6).round() as u64;
+        (at(p.window_start_ns), at(p.window_end_ns))
+    })
+}
+
+fn close_codes(stats: &Stats) -> BTreeMap<String, u64> {
+    stats
+        .close_codes
+        .iter()
+        .map(|(c, n)| (c.to_string(), *n))
+        .collect()
+}
+
+fn connections(plan: &Plan, workload: &Workload, stats: &Stats) -> Connections {
+    Connections {
+        requested: plan.own_connections(),
+        opened: stats.opened,
+        failed: stats.errors.get(ErrorKind::Connect) + stats.errors.get(ErrorKind::Handshake),
+        held: (*workload == Workload::Idle).then_some(stats.held),
+    }
+}
+
+fn churn(workload: &Workload, stats: &Stats, duration_s: f64) -> Option<Churn> {
+    (*workload == Workload::Connect).then(|| Churn {
+        handshakes: stats.cycles,
+        handshakes_per_s: per_s(stats.cycles, duration_s),
+    })
+}
+
+fn deflate(args: &RunArgs, stats: &Stats) -> Option<report::Deflate> {
+    args.deflate
+        .as_ref()
+        .map(|offer| crate::report::Deflate::of(&offer.header, &stats.deflate))
 }
 
 /// The whole process's CPU and its worker threads' over the window; None
