@@ -43,6 +43,15 @@ text-align:right}th:first-child,td:first-child{text-align:left}figure{margin:1.5
 /// One column per run.
 fn summary(runs: &[(String, Report)]) -> String {
     let mut o = String::from("<table id=\"summary\">\n<tr><th></th>");
+    header_row(&mut o, runs);
+    setup_rows(&mut o, runs);
+    result_rows(&mut o, runs);
+    o.push_str("</table>");
+    o
+}
+
+/// Each run's name beside its colour in the charts.
+fn header_row(o: &mut String, runs: &[(String, Report)]) {
     for (i, (name, _)) in runs.iter().enumerate() {
         let c = charts::colour(i);
         let _ = write!(
@@ -55,44 +64,56 @@ fn summary(runs: &[(String, Report)]) -> String {
         );
     }
     o.push_str("</tr>\n");
-    let row = |o: &mut String, label: &str, f: &dyn Fn(&Report) -> String| {
-        let _ = write!(o, "<tr><td>{label}</td>");
-        for (_, r) in runs {
-            let _ = write!(o, "<td>{}</td>", escape(&f(r)));
-        }
-        o.push_str("</tr>\n");
-    };
-    row(&mut o, "URL", &|r| r.url.clone());
-    row(&mut o, "scenario", &|r| r.scenario.to_string());
-    row(&mut o, "connections", &|r| r.config.connections.to_string());
-    row(&mut o, "payload", &|r| {
+}
+
+/// One row: `label`, then `f` of each run.
+fn row(o: &mut String, runs: &[(String, Report)], label: &str, f: &dyn Fn(&Report) -> String) {
+    let _ = write!(o, "<tr><td>{label}</td>");
+    for (_, r) in runs {
+        let _ = write!(o, "<td>{}</td>", escape(&f(r)));
+    }
+    o.push_str("</tr>\n");
+}
+
+/// What was run: target, scenario, load and window.
+fn setup_rows(o: &mut String, runs: &[(String, Report)]) {
+    row(o, runs, "URL", &|r| r.url.clone());
+    row(o, runs, "scenario", &|r| r.scenario.to_string());
+    row(o, runs, "connections", &|r| {
+        r.config.connections.to_string()
+    });
+    row(o, runs, "payload", &|r| {
         format!(
             "{} B {}",
             r.config.size,
             if r.config.text { "text" } else { "binary" }
         )
     });
-    row(&mut o, "verified", &|r| {
+    row(o, runs, "verified", &|r| {
         r.config.verify.describe().to_owned()
     });
-    row(&mut o, "window", &|r| format!("{:.1} s", r.duration_s));
-    row(&mut o, "runs merged", &|r| r.runs.to_string());
-    row(&mut o, "messages/s sent", &|r| {
+    row(o, runs, "window", &|r| format!("{:.1} s", r.duration_s));
+    row(o, runs, "runs merged", &|r| r.runs.to_string());
+}
+
+/// What came of it: rates, latency, errors and the generator's CPU.
+fn result_rows(o: &mut String, runs: &[(String, Report)]) {
+    row(o, runs, "messages/s sent", &|r| {
         si(r.rates.messages_sent_per_s)
     });
-    row(&mut o, "messages/s received", &|r| {
+    row(o, runs, "messages/s received", &|r| {
         si(r.rates.messages_received_per_s)
     });
-    row(&mut o, "payload received", &|r| {
+    row(o, runs, "payload received", &|r| {
         mb_per_s(r.rates.bytes_received_per_s)
     });
     for (label, q) in [("p50", 0), ("p90", 1), ("p99", 2), ("p99.9", 3), ("max", 4)] {
-        row(&mut o, &format!("latency {label}"), &move |r| {
+        row(o, runs, &format!("latency {label}"), &move |r| {
             let p = &r.latency_us;
             duration_us([p.p50, p.p90, p.p99, p.p999, p.max][q])
         });
     }
-    row(&mut o, "errors", &|r| {
+    row(o, runs, "errors", &|r| {
         let kinds: Vec<String> = r
             .errors
             .nonzero()
@@ -104,14 +125,12 @@ fn summary(runs: &[(String, Report)]) -> String {
             kinds.join(", ")
         }
     });
-    row(&mut o, "generator CPU", &|r| {
+    row(o, runs, "generator CPU", &|r| {
         format!("{:.1} %", r.client_cpu_pct)
     });
-    row(&mut o, "generator bottleneck", &|r| {
+    row(o, runs, "generator bottleneck", &|r| {
         r.generator_bottleneck.to_string()
     });
-    o.push_str("</table>");
-    o
 }
 
 fn escape(s: &str) -> String {
