@@ -77,6 +77,31 @@ pub async fn worker(
     tx: mpsc::UnboundedSender<WorkerMsg>,
     go: watch::Receiver<Option<Phases>>,
 ) -> WorkerResult {
+    let ctx = worker_ctx(plan, index, tx, go);
+    expect_dials(&ctx);
+    let ticker = tokio::task::spawn_local(ticker(ctx.clone()));
+    let pacer = ctx
+        .pacer
+        .clone()
+        .map(|p| tokio::task::spawn_local(async move { p.run().await }));
+    let peers = scenario::run(ctx.clone()).await;
+    ticker.abort();
+    last_tick(&ctx);
+    if let Some(p) = pacer {
+        p.abort();
+    }
+    let stats = take_stats(&ctx);
+    WorkerResult { stats, peers }
+}
+
+/// The worker's context, with the pacer, HTTP/2 pool and epoll loop its
+/// plan calls for.
+fn worker_ctx(
+    plan: Arc<Plan>,
+    index: usize,
+    tx: mpsc::UnboundedSender<WorkerMsg>,
+    go: watch::Receiver<Option<Phases>>,
+) -> Rc<WorkerCtx> {
     let scheduled = plan.workload.scheduled();
     // Without a timerfd (never seen on Linux) sends fall back to the
     // millisecond tokio timer, which only makes corrected latency coarser.
@@ -91,7 +116,7 @@ pub async fn worker(
         .direct()
         .then(|| crate::scenario::direct::Direct::new().ok())
         .flatten();
-    let ctx = Rc::new(WorkerCtx {
+    Rc::new(WorkerCtx {
         plan,
         index,
         stats: RefCell::new(Stats::default()),
@@ -102,7 +127,12 @@ pub async fn worker(
         go,
         pending: Cell::new(0),
         next_tick: Cell::new(i64::MIN),
-    });
+    })
+}
+
+/// How many dials the main thread waits for from this worker; none, and
+/// it is told at once.
+fn expect_dials(ctx: &WorkerCtx) {
     let pending = match ctx.plan.scenario() {
         // Churn and stages dial all the time: nothing to wait for.
         Scenario::Connect => 0,
@@ -113,29 +143,27 @@ pub async fn worker(
     if pending == 0 {
         let _ = ctx.tx.send(WorkerMsg::Ready);
     }
-    let ticker = tokio::task::spawn_local(ticker(ctx.clone()));
-    let pacer = ctx
-        .pacer
-        .clone()
-        .map(|p| tokio::task::spawn_local(async move { p.run().await }));
-    let peers = scenario::run(ctx.clone()).await;
-    ticker.abort();
-    // What happened since the last tick goes to the second that tick
-    // would have covered: a worker that ends just after the window
-    // must not take its last second's figures with it.
+}
+
+/// What happened since the last tick goes to the second that tick
+/// would have covered: a worker that ends just after the window
+/// must not take its last second's figures with it.
+fn last_tick(ctx: &WorkerCtx) {
     if ctx.next_tick.get() != i64::MIN {
         let tick = ctx.stats.borrow_mut().take_tick(ctx.next_tick.get());
         let _ = ctx.tx.send(WorkerMsg::Tick(Box::new(tick)));
     }
-    if let Some(p) = pacer {
-        p.abort();
-    }
+}
+
+/// The worker's figures, with the bytes its deflate streams counted on
+/// this thread.
+fn take_stats(ctx: &WorkerCtx) -> Stats {
     let mut stats = ctx.stats.replace(Stats::default());
     stats
         .deflate
         .bytes
         .add(&crate::deflate::Bytes::take_thread());
-    WorkerResult { stats, peers }
+    stats
 }
 
 /// Once a second, hands this thread's interval figures to the main thread.
