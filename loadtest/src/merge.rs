@@ -75,7 +75,33 @@ impl Hists {
 }
 
 fn add(acc: &mut Report, r: Report, run: usize) {
-    acc.window_overlap = Some(overlap(acc, &r));
+    add_setup(acc, &r);
+    add_counts(acc, &r);
+    add_window(acc, &r);
+    // What is left takes `r` apart (error details, close codes, threads),
+    // so it comes last.
+    acc.errors.add(&r.errors);
+    for (k, v) in r.error_details {
+        acc.error_details.entry(k).or_insert(v);
+    }
+    for (k, v) in r.close_codes {
+        *acc.close_codes.entry(k).or_default() += v;
+    }
+    acc.client_cpu_pct = acc.client_cpu_pct.max(r.client_cpu_pct);
+    acc.client_threads
+        .extend(r.client_threads.into_iter().map(|mut t| {
+            t.name = format!("run{run}/{}", t.name);
+            t
+        }));
+    acc.generator_bottleneck = acc.generator_bottleneck.combine(r.generator_bottleneck);
+    // Several servers' CPU and memory do not add up to one figure.
+    acc.server = None;
+}
+
+/// What was run: URLs, start, load, verification, window length (and how
+/// well the windows overlapped).
+fn add_setup(acc: &mut Report, r: &Report) {
+    acc.window_overlap = Some(overlap(acc, r));
     acc.runs += r.runs;
     if acc.url != r.url {
         acc.url = format!("{} + {}", acc.url, r.url);
@@ -86,17 +112,14 @@ fn add(acc: &mut Report, r: Report, run: usize) {
     // Merged runs are verified as their least-verified part.
     acc.config.verify = acc.config.verify.max(r.config.verify);
     acc.duration_s = acc.duration_s.max(r.duration_s);
+}
+
+/// Messages, bytes, connections and what each scenario counts.
+fn add_counts(acc: &mut Report, r: &Report) {
     acc.messages_sent += r.messages_sent;
     acc.messages_received += r.messages_received;
     acc.bytes_sent += r.bytes_sent;
     acc.bytes_received += r.bytes_received;
-    acc.errors.add(&r.errors);
-    for (k, v) in r.error_details {
-        acc.error_details.entry(k).or_insert(v);
-    }
-    for (k, v) in r.close_codes {
-        *acc.close_codes.entry(k).or_default() += v;
-    }
     let c = &mut acc.connections;
     c.requested += r.connections.requested;
     c.opened += r.connections.opened;
@@ -119,6 +142,10 @@ fn add(acc: &mut Report, r: Report, run: usize) {
         (None, Some(b)) => acc.deflate = Some(b.clone()),
         _ => {}
     }
+}
+
+/// The window in wall-clock time, its seconds and its stages.
+fn add_window(acc: &mut Report, r: &Report) {
     acc.window_start_unix_ms = acc.window_start_unix_ms.min(r.window_start_unix_ms);
     acc.window_end_unix_ms = acc.window_end_unix_ms.max(r.window_end_unix_ms);
     add_series(&mut acc.series, &r.series);
@@ -127,15 +154,6 @@ fn add(acc: &mut Report, r: Report, run: usize) {
             a.target += b.target;
         }
     }
-    acc.client_cpu_pct = acc.client_cpu_pct.max(r.client_cpu_pct);
-    acc.client_threads
-        .extend(r.client_threads.into_iter().map(|mut t| {
-            t.name = format!("run{run}/{}", t.name);
-            t
-        }));
-    acc.generator_bottleneck = acc.generator_bottleneck.combine(r.generator_bottleneck);
-    // Several servers' CPU and memory do not add up to one figure.
-    acc.server = None;
 }
 
 /// The share of the merged window that both windows cover (their
