@@ -325,4 +325,6 @@ impl Conn {
 }
 
 #[cfg(test)]
-mod tests;
+mod read_tests;
+#[cfg(test)]
+mod write_tests;
