@@ -1,5 +1,7 @@
-//! The run: worker threads, the phases every connection follows, and the
-//! main thread's part (live line, CPU samples, collecting the results).
+//! The workers of a run: their threads and runtimes, each worker's
+//! context and once-a-second tick, and the phases every connection follows
+//! (the main thread's part, from the live line to the report, is in
+//! [`crate::run`]).
 //!
 //! Threading: one single-threaded tokio runtime per worker thread, each
 //! connection pinned to one of them (connection `i` on thread `i % T`).

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
+use hyper::header::{CONNECTION, HeaderMap, HeaderValue, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::upgrade::downcast;
@@ -107,9 +107,20 @@ where
             *res.status_mut() = StatusCode::OK;
         }
     }
-    let h = res.headers_mut();
+    agreed(res.headers_mut(), shared, accepted.subprotocol, deflate);
+    Ok(res)
+}
+
+/// The headers every WebSocket answer carries, whichever the handshake:
+/// the server's name and what was agreed (subprotocol, deflate).
+fn agreed(
+    h: &mut HeaderMap,
+    shared: &Shared,
+    subprotocol: Option<HeaderValue>,
+    deflate: Option<Params>,
+) {
     h.insert("x-server", shared.server_name.clone());
-    if let Some(protocol) = accepted.subprotocol {
+    if let Some(protocol) = subprotocol {
         h.insert("sec-websocket-protocol", protocol);
     }
     if let Some(params) = deflate
@@ -117,7 +128,6 @@ where
     {
         h.insert("sec-websocket-extensions", value);
     }
-    Ok(res)
 }
 
 /// Runs the session once hyper has sent the 101. `slot` is the connection's
