@@ -6,8 +6,9 @@ first. For each case (connections x payload) the servers take turns, a fresh
 process per run, pinned to CPU 0, with the generator pinned to CPU 1; every
 case runs with both generators (wsecho-load, which verifies every echo, and
 fastwebsockets' C load_test on uSockets, which counts echoed bytes);
-repetitions interleave (A B C D A B C D ...) so machine noise spreads over
-all servers. Medians and min-max are reported. Also measured: server CPU time
+repetitions interleave, the order turning by one place each time
+(A B C D, B C D A, C D A B ...), so machine noise spreads over all servers
+and none always runs first. Medians and min-max are reported. Also measured: server CPU time
 per echoed message at saturation and at a fixed offered rate (open loop),
 RSS per idle connection at 10,000 and ~19,000 connections with the kernel's
 own per-socket memory, 1-connection latency, wsecho's chat rooms,
@@ -278,6 +279,16 @@ def load_test(spec: dict, server: Server, out: Path, conns: int, size: int, warm
     return result
 
 
+def turn(items: list, rep: int) -> list:
+    """`items` rotated by one place per repetition (`rep` counts from 1), so
+    that over the repetitions each server runs in each place of a case's
+    sequence: always going first, right after another case's last run, or
+    always following the same server would otherwise be a bias the ratios
+    carry. With as many repetitions as servers, each place once."""
+    k = (rep - 1) % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
 def measure(specs: list[dict], raw: Path, reps: int, cases: list[tuple[int, int]], parts: set[str],
             warmup: str, duration: str, lt_warm: int, lt_count: int) -> dict:
     """The throughput matrix with both generators, interleaved; returns
@@ -286,7 +297,7 @@ def measure(specs: list[dict], raw: Path, reps: int, cases: list[tuple[int, int]
     for rep in range(1, reps + 1):
         for conns, size in cases:
             case = f"{conns}x{size}"
-            for spec in specs:
+            for spec in turn(specs, rep):
                 if "echo" in parts:
                     out = raw / f"echo-{case}-{spec['name']}-r{rep}.json"
                     with Server(spec) as server:
@@ -305,7 +316,7 @@ def measure(specs: list[dict], raw: Path, reps: int, cases: list[tuple[int, int]
         if "rate" in parts:
             for conns, size in RATE_CASES:
                 case = f"{conns}x{size}"
-                for spec in specs:
+                for spec in turn(specs, rep):
                     out = raw / f"rate-{case}-{spec['name']}-r{rep}.json"
                     with Server(spec) as server:
                         r = load(spec, server, out, ["-c", str(conns), "-s", str(size), "--binary", "--rate", str(RATE),
@@ -314,7 +325,7 @@ def measure(specs: list[dict], raw: Path, reps: int, cases: list[tuple[int, int]
                     say(f"rep {rep} {case:>10} {spec['name']:<18} at {RATE:,}/s: "
                         f"{report.cpu_us_per_msg(r) or 0:.2f} µs server CPU per message")
         if "rtt" in parts:
-            for spec in specs:
+            for spec in turn(specs, rep):
                 out = raw / f"rtt-{spec['name']}-r{rep}.json"
                 with Server(spec) as server:
                     r = load(spec, server, out, ["-c", "1", "-s", "20", "--binary", "--warmup", warmup, "-d", duration])
@@ -432,7 +443,7 @@ def deflate(specs: list[dict], raw: Path, reps: int, warmup: str, duration: str,
     modes = (("deflate", ["--deflate"]), ("plain", []))
     found: dict = {"echo": {}, "idle": {}}
     for rep in range(1, reps + 1):
-        for spec in specs:
+        for spec in turn(specs, rep):
             for mode, extra in modes:
                 out = raw / f"deflate-{conns}x{size}-{mode}-{spec['name']}-r{rep}.json"
                 with Server(spec) as server:
