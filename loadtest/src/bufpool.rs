@@ -1,4 +1,5 @@
-//! Per-worker buffers that connections borrow for one read or one write.
+//! Per-worker buffers that connections borrow for one read, one write or
+//! one message put together.
 //!
 //! Why: a connection holds bytes only between a short read and the rest
 //! of its frame, or between a partial write and the rest of it; the rest
@@ -34,6 +35,11 @@ const MAX_KEPT: usize = 1 << 20;
 pub enum Pool {
     Read,
     Write,
+    /// A message put together: fragments joined, or a compressed message
+    /// inflated. Held only while the message is in the making or handed
+    /// out, so a thousand connections that once took a 1 MiB message do
+    /// not keep a thousand MiB.
+    Message,
 }
 
 /// One pool's spare buffers and their bytes in all.
@@ -45,6 +51,7 @@ struct Spare {
 thread_local! {
     static READ: RefCell<Spare> = const { RefCell::new(Spare { bufs: Vec::new(), bytes: 0 }) };
     static WRITE: RefCell<Spare> = const { RefCell::new(Spare { bufs: Vec::new(), bytes: 0 }) };
+    static MESSAGE: RefCell<Spare> = const { RefCell::new(Spare { bufs: Vec::new(), bytes: 0 }) };
 }
 
 impl Pool {
@@ -52,6 +59,7 @@ impl Pool {
         let key = match self {
             Pool::Read => &READ,
             Pool::Write => &WRITE,
+            Pool::Message => &MESSAGE,
         };
         key.with(|spare| f(&mut spare.borrow_mut()))
     }
@@ -63,7 +71,7 @@ impl Pool {
         let mut buf = self
             .with(|spare| {
                 let buf = spare.bufs.pop()?;
-                spare.bytes -= buf.len();
+                spare.bytes -= buf.capacity();
                 Some(buf)
             })
             .unwrap_or_default();
@@ -73,16 +81,24 @@ impl Pool {
         buf
     }
 
-    /// Hands a buffer back for the next connection.
+    /// An empty buffer to grow, with the capacity its last user left.
+    pub fn take_empty(self) -> Vec<u8> {
+        let mut buf = self.take(0);
+        buf.clear();
+        buf
+    }
+
+    /// Hands a buffer back for the next connection. Counted by capacity:
+    /// that is what it holds.
     pub fn give(self, buf: Vec<u8>) {
-        if buf.is_empty() || buf.len() > MAX_KEPT {
+        if buf.capacity() == 0 || buf.capacity() > MAX_KEPT {
             return;
         }
         self.with(|spare| {
             // One is kept whatever its size (up to MAX_KEPT), so a run of
             // 1 MiB frames still reuses its buffer.
-            if spare.bufs.is_empty() || spare.bytes + buf.len() <= MAX_SPARE_BYTES {
-                spare.bytes += buf.len();
+            if spare.bufs.is_empty() || spare.bytes + buf.capacity() <= MAX_SPARE_BYTES {
+                spare.bytes += buf.capacity();
                 spare.bufs.push(buf);
             }
         });

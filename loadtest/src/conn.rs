@@ -10,9 +10,11 @@
 //! task per connection. Queued frames go out in one `write` however many
 //! there are, and one `read` brings in as many echoes as have arrived.
 //!
-//! Both buffers are borrowed from the worker's [`crate::bufpool`] and given
+//! Its buffers are borrowed from the worker's [`crate::bufpool`] and given
 //! back as soon as they are empty: the read buffer once every complete
-//! message in it has been taken, the outbox once the socket took it all.
+//! message in it has been taken, the outbox once the socket took it all,
+//! and a message put together (fragments joined, deflate undone) at the
+//! next look for messages after it was handed out.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -94,7 +96,9 @@ pub struct Conn {
     /// Bytes needed from `rstart` to hold the frame being received.
     need: usize,
     out: Outbox,
-    /// A fragmented message being put together (other servers may fragment).
+    /// A fragmented message being put together (other servers may
+    /// fragment): borrowed from [`Pool::Message`] for the message and given
+    /// back once it has been handed out.
     frag: Vec<u8>,
     frag_opcode: Option<u8>,
     /// Made on the first arming: a connection in the worker's epoll loop

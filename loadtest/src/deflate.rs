@@ -14,6 +14,7 @@ use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+use crate::bufpool::Pool;
 use crate::codec::{self, OP_CONTINUATION, Parsed, ProtocolError};
 
 mod counts;
@@ -53,7 +54,9 @@ pub struct Session {
     params: Negotiated,
     tx: Option<Compress>,
     rx: Option<Decompress>,
-    /// The last message inflated (the caller verifies it from here).
+    /// The last message inflated (the caller verifies it from here):
+    /// borrowed from [`Pool::Message`], and given back by the connection
+    /// once the message has been handed out.
     pub inflated: Vec<u8>,
     /// The fragmented message being received is compressed.
     pub compressed_fragments: bool,
@@ -186,6 +189,9 @@ impl Session {
         // zlib inflates with at least 9 bits; a larger window than the
         // sender's reads the same stream.
         let make = || Decompress::new_with_window_bits(false, bits.max(9));
+        if self.inflated.capacity() == 0 {
+            self.inflated = Pool::Message.take_empty();
+        }
         let out = &mut self.inflated;
         if self.params.server_no_context_takeover {
             SHARED.with_borrow_mut(|shared| {

@@ -86,6 +86,71 @@ async fn a_partial_frame_keeps_its_buffer_until_the_rest_arrives() {
 }
 
 #[tokio::test]
+async fn a_message_put_together_is_held_only_until_it_has_been_handed_out() {
+    let (mut conn, mut server) = pair(Vec::new());
+    let big = vec![b'y'; 3000];
+    server
+        .write_all(&server_frame(false, OP_BINARY, &big))
+        .await
+        .unwrap();
+    assert!(matches!(conn.event().await, Event::Data));
+    assert!(drain(&mut conn).is_empty());
+    assert!(conn.frag.capacity() >= 3000, "held while in the making");
+    assert_eq!(Pool::Message.spare(), 0);
+    server
+        .write_all(&server_frame(true, OP_CONTINUATION, b"!"))
+        .await
+        .unwrap();
+    assert!(matches!(conn.event().await, Event::Data));
+    // `drain` looks once more after the message: its buffer goes back then.
+    assert_eq!(drain(&mut conn), [(OP_BINARY, [&big[..], b"!"].concat())]);
+    assert_eq!(conn.frag.capacity(), 0);
+    assert_eq!(Pool::Message.spare(), 1);
+    // The next fragmented message borrows it again.
+    server
+        .write_all(&server_frame(false, OP_TEXT, b"a"))
+        .await
+        .unwrap();
+    assert!(matches!(conn.event().await, Event::Data));
+    assert!(drain(&mut conn).is_empty());
+    assert_eq!(Pool::Message.spare(), 0);
+    assert!(conn.frag.capacity() >= 3001);
+}
+
+#[tokio::test]
+async fn an_inflated_message_is_held_only_until_it_has_been_handed_out() {
+    use flate2::{Compress, Compression, FlushCompress};
+    let (mut conn, mut server) = pair(Vec::new());
+    let offer = crate::deflate::Offer::parse(crate::deflate::DEFAULT_OFFER).unwrap();
+    let params = crate::deflate::accept(&offer, Some("permessage-deflate"))
+        .unwrap()
+        .unwrap();
+    conn.set_deflate(crate::deflate::Session::new(params));
+    let msg: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 13) as u8).collect();
+    let mut wire = Vec::with_capacity(msg.len());
+    Compress::new(Compression::fast(), false)
+        .compress_vec(&msg, &mut wire, FlushCompress::Sync)
+        .unwrap();
+    wire.truncate(wire.len() - 4); // the tail, as RFC 7692 sends it
+    // RSV1: compressed.
+    server
+        .write_all(&server_frame(true, OP_BINARY | 0x40, &wire))
+        .await
+        .unwrap();
+    assert!(matches!(conn.event().await, Event::Data));
+    match conn.next_message().unwrap() {
+        Some(Msg::Data { opcode, payload }) => {
+            assert_eq!((opcode, payload), (OP_BINARY, &msg[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(Pool::Message.spare(), 0, "lent while handed out");
+    assert!(conn.next_message().unwrap().is_none());
+    assert_eq!(Pool::Message.spare(), 1);
+    assert_eq!(conn.deflate.as_ref().unwrap().inflated.capacity(), 0);
+}
+
+#[tokio::test]
 async fn fragments_read_apart_come_out_as_one_message() {
     let (mut conn, mut server) = pair(Vec::new());
     for (fin, op, part) in [

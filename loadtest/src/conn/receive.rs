@@ -43,9 +43,23 @@ impl Conn {
         }
     }
 
+    /// Gives back the buffers of the message handed out last, if it was put
+    /// together (fragments joined, or inflated): its borrow has ended.
+    fn release_message(&mut self) {
+        if self.frag_opcode.is_none() && self.frag.capacity() > 0 {
+            Pool::Message.give(std::mem::take(&mut self.frag));
+        }
+        if let Some(z) = &mut self.deflate
+            && z.inflated.capacity() > 0
+        {
+            Pool::Message.give(std::mem::take(&mut z.inflated));
+        }
+    }
+
     /// The next complete message in the read buffer, if any. Pings are
     /// answered and fragments put together on the way.
     pub fn next_message(&mut self) -> Result<Option<Msg<'_>>, ProtocolError> {
+        self.release_message();
         loop {
             let buf = &mut self.rbuf[self.rstart..self.rend];
             let (parsed, compressed) = match self.deflate {
@@ -146,6 +160,9 @@ impl Conn {
         end: usize,
     ) -> Result<Option<u8>, ProtocolError> {
         if opcode != OP_CONTINUATION {
+            if self.frag.capacity() == 0 {
+                self.frag = Pool::Message.take_empty();
+            }
             self.frag.clear();
             self.frag_opcode = Some(opcode);
         }
