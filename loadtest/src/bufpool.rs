@@ -26,7 +26,7 @@ use std::cell::RefCell;
 /// buffers: `memset` alone was 300 ns per TCP segment). Small frames take
 /// small buffers, so a thousand 20-byte echoes fit too.
 const MAX_SPARE_BYTES: usize = 256 << 10;
-/// Larger buffers (a frame of many MiB) are freed rather than kept.
+/// Larger read and write buffers (a frame of many MiB) are freed rather than kept.
 const MAX_KEPT: usize = 1 << 20;
 
 /// Which pool: reads and writes never share a buffer, so a read buffer is
@@ -91,7 +91,12 @@ impl Pool {
     /// Hands a buffer back for the next connection. Counted by capacity:
     /// that is what it holds.
     pub fn give(self, buf: Vec<u8>) {
-        if buf.capacity() == 0 || buf.capacity() > MAX_KEPT {
+        // A message buffer is kept whatever its size, one at least: a
+        // connection's own used to be, and a run of 4 MiB messages echoed
+        // in fragments would otherwise allocate and grow one per message.
+        // One per worker, bounded by the message limit.
+        let too_big = buf.capacity() > MAX_KEPT && self != Pool::Message;
+        if buf.capacity() == 0 || too_big {
             return;
         }
         self.with(|spare| {
@@ -135,6 +140,16 @@ mod tests {
         Pool::Write.give(Vec::new());
         Pool::Write.give(vec![0; MAX_KEPT + 1]);
         assert_eq!(Pool::Write.spare(), 0);
+    }
+
+    #[test]
+    fn one_message_buffer_is_kept_whatever_its_size() {
+        let big = Vec::with_capacity(4 * MAX_KEPT);
+        Pool::Message.give(big);
+        Pool::Message.give(Vec::with_capacity(4 * MAX_KEPT));
+        assert_eq!(Pool::Message.spare(), 1, "the budget still holds");
+        let back = Pool::Message.take_empty();
+        assert_eq!((back.len(), back.capacity()), (0, 4 * MAX_KEPT));
     }
 
     #[test]
