@@ -88,20 +88,26 @@ impl Pool {
         buf
     }
 
+    /// The largest buffer this pool keeps. A message buffer is kept
+    /// whatever its size: a connection's own used to be, and a run of 4 MiB
+    /// messages echoed in fragments would otherwise allocate and grow one
+    /// per message. One per worker, bounded by the message limit.
+    fn max_kept(self) -> usize {
+        match self {
+            Pool::Read | Pool::Write => MAX_KEPT,
+            Pool::Message => usize::MAX,
+        }
+    }
+
     /// Hands a buffer back for the next connection. Counted by capacity:
     /// that is what it holds.
     pub fn give(self, buf: Vec<u8>) {
-        // A message buffer is kept whatever its size, one at least: a
-        // connection's own used to be, and a run of 4 MiB messages echoed
-        // in fragments would otherwise allocate and grow one per message.
-        // One per worker, bounded by the message limit.
-        let too_big = buf.capacity() > MAX_KEPT && self != Pool::Message;
-        if buf.capacity() == 0 || too_big {
+        if buf.capacity() == 0 || buf.capacity() > self.max_kept() {
             return;
         }
         self.with(|spare| {
-            // One is kept whatever its size (up to MAX_KEPT), so a run of
-            // 1 MiB frames still reuses its buffer.
+            // One is kept whatever its size (up to the pool's largest), so
+            // a run of 1 MiB frames still reuses its buffer.
             if spare.bufs.is_empty() || spare.bytes + buf.capacity() <= MAX_SPARE_BYTES {
                 spare.bytes += buf.capacity();
                 spare.bufs.push(buf);

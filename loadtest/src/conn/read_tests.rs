@@ -85,33 +85,37 @@ async fn a_partial_frame_keeps_its_buffer_until_the_rest_arrives() {
     assert_eq!(Pool::Read.spare(), 1);
 }
 
+/// The server sends `frame`, and the connection reads it.
+async fn arrive(conn: &mut Conn, server: &mut DuplexStream, frame: &[u8]) {
+    server.write_all(frame).await.unwrap();
+    assert!(matches!(conn.event().await, Event::Data));
+}
+
 #[tokio::test]
 async fn a_message_put_together_is_held_only_until_it_has_been_handed_out() {
     let (mut conn, mut server) = pair(Vec::new());
     let big = vec![b'y'; 3000];
-    server
-        .write_all(&server_frame(false, OP_BINARY, &big))
-        .await
-        .unwrap();
-    assert!(matches!(conn.event().await, Event::Data));
+    arrive(
+        &mut conn,
+        &mut server,
+        &server_frame(false, OP_BINARY, &big),
+    )
+    .await;
     assert!(drain(&mut conn).is_empty());
     assert!(conn.frag.capacity() >= 3000, "held while in the making");
     assert_eq!(Pool::Message.spare(), 0);
-    server
-        .write_all(&server_frame(true, OP_CONTINUATION, b"!"))
-        .await
-        .unwrap();
-    assert!(matches!(conn.event().await, Event::Data));
+    arrive(
+        &mut conn,
+        &mut server,
+        &server_frame(true, OP_CONTINUATION, b"!"),
+    )
+    .await;
     // `drain` looks once more after the message: its buffer goes back then.
     assert_eq!(drain(&mut conn), [(OP_BINARY, [&big[..], b"!"].concat())]);
     assert_eq!(conn.frag.capacity(), 0);
     assert_eq!(Pool::Message.spare(), 1);
     // The next fragmented message borrows it again.
-    server
-        .write_all(&server_frame(false, OP_TEXT, b"a"))
-        .await
-        .unwrap();
-    assert!(matches!(conn.event().await, Event::Data));
+    arrive(&mut conn, &mut server, &server_frame(false, OP_TEXT, b"a")).await;
     assert!(drain(&mut conn).is_empty());
     assert_eq!(Pool::Message.spare(), 0);
     assert!(conn.frag.capacity() >= 3001);
@@ -133,11 +137,12 @@ async fn an_inflated_message_is_held_only_until_it_has_been_handed_out() {
         .unwrap();
     wire.truncate(wire.len() - 4); // the tail, as RFC 7692 sends it
     // RSV1: compressed.
-    server
-        .write_all(&server_frame(true, OP_BINARY | 0x40, &wire))
-        .await
-        .unwrap();
-    assert!(matches!(conn.event().await, Event::Data));
+    arrive(
+        &mut conn,
+        &mut server,
+        &server_frame(true, OP_BINARY | 0x40, &wire),
+    )
+    .await;
     match conn.next_message().unwrap() {
         Some(Msg::Data { opcode, payload }) => {
             assert_eq!((opcode, payload), (OP_BINARY, &msg[..]));
