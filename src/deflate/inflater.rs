@@ -155,15 +155,7 @@ impl Inflater {
         out: &mut Vec<u8>,
         mut check: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), InflateError> {
-        let bits = self.window_bits;
-        let (ctx, _) = match &mut self.ctx {
-            Some(held) => held,
-            slot @ None if self.takeover => slot.insert((
-                Decompress::new_with_window_bits(false, bits),
-                pool::Live::new(),
-            )),
-            slot @ None => slot.insert((pool::take_inflater(), pool::Live::new())),
-        };
+        let ctx = context(&mut self.ctx, self.takeover, self.window_bits);
         // Our buffer never holds more than this message plus one byte past
         // the cap: Vec's doubling must not reserve twice the cap.
         let limit = out
@@ -214,6 +206,24 @@ impl Inflater {
         }
         Ok(())
     }
+}
+
+/// The context for this message: the one held, else a fresh one kept for
+/// the connection (context takeover), else one borrowed from the pool.
+fn context(
+    slot: &mut Option<(Decompress, pool::Live)>,
+    takeover: bool,
+    bits: u8,
+) -> &mut Decompress {
+    let (ctx, _) = match slot {
+        Some(held) => held,
+        None if takeover => slot.insert((
+            Decompress::new_with_window_bits(false, bits),
+            pool::Live::new(),
+        )),
+        None => slot.insert((pool::take_inflater(), pool::Live::new())),
+    };
+    ctx
 }
 
 /// Makes room for `room` more bytes in `out`, which may hold `limit` bytes
