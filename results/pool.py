@@ -9,7 +9,12 @@ repetitions say which side it is on. Per case and generator: each server's
 median over all repetitions and their ratio; the median of the ratios of
 the runs paired within a repetition (the two servers measured minutes
 apart, under the same generator build); and in how many repetitions wsecho
-used no more CPU per message than the other.
+used no more CPU per message than the other; and a 95 % interval for the
+median paired ratio that assumes nothing of the ratios' distribution (order
+statistics: the true median lies between the k-th smallest and k-th largest
+ratio unless at least n-k+1 of n fell on one side of it, a binomial(n, 1/2)
+tail), so a case whose interval holds 1.0 is level within what the
+repetitions can tell.
 
 It does not check that the runs measured the same builds: it prints each
 run's server versions, and pooling runs of different servers is the
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -54,6 +60,25 @@ def pool(runs: list[dict], section: str, other: str) -> dict[str, dict]:
     return out
 
 
+def median_interval(xs: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The distribution-free interval for the median of `xs` at confidence
+    of at least `level`: the k-th smallest and k-th largest, for the largest
+    k whose two binomial tails (fewer than k of n on one side) together
+    stay within 1 - `level`. None when n is too small for any k (n < 6 at
+    95 %)."""
+    n = len(xs)
+    tail, k = 0.0, 0
+    while k < n:
+        tail += math.comb(n, k) / 2**n  # P(fewer than k + 1 below the median)
+        if 2 * tail > 1 - level:
+            break
+        k += 1
+    if k == 0:
+        return None
+    ordered = sorted(xs)
+    return ordered[k - 1], ordered[n - k]
+
+
 def case_name(case: str) -> str:
     conns, size = (int(x) for x in case.split("x"))
     shown = f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
@@ -62,17 +87,20 @@ def case_name(case: str) -> str:
 
 def table(pooled: dict[str, dict], other: str) -> list[str]:
     lines = [
-        f"| case | wsecho µs | {other} µs | ratio of medians | median paired ratio | reps at or below |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| case | wsecho µs | {other} µs | ratio of medians | median paired ratio | its 95 % interval "
+        "| reps at or below |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for case, p in pooled.items():
         if not p["ours"] or not p["theirs"] or not p["paired"]:
             continue
         ours, theirs = statistics.median(p["ours"]), statistics.median(p["theirs"])
         won = sum(r <= 1.0 for r in p["paired"])
+        interval = median_interval(p["paired"])
+        shown = f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "–"
         lines.append(
             f"| {case_name(case)} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.3f} "
-            f"| {statistics.median(p['paired']):.3f} | {won} of {len(p['paired'])} |"
+            f"| {statistics.median(p['paired']):.3f} | {shown} | {won} of {len(p['paired'])} |"
         )
     return lines
 

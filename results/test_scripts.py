@@ -9,6 +9,7 @@ to check by hand. Standard library only; .ci/run runs them:
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import statistics
@@ -130,8 +131,21 @@ class Pooling(unittest.TestCase):
         self.assertEqual(p["paired"], [0.8, 1.2, 1.1, 0.9])
         [row] = pool.table({"500x16384": p}, "uWebSockets")[2:]
         cells = [c.strip() for c in row.strip("|").split("|")]
-        # Medians 5.0 and 5.0; paired ratios 0.8, 0.9, 1.1, 1.2: median 1.0, two at or below.
-        self.assertEqual(cells, ["500 × 16 KiB", "5.00", "5.00", "1.000", "1.000", "2 of 4"])
+        # Medians 5.0 and 5.0; paired ratios 0.8, 0.9, 1.1, 1.2: median 1.0,
+        # two at or below; four ratios are too few for a 95 % interval.
+        self.assertEqual(cells, ["500 × 16 KiB", "5.00", "5.00", "1.000", "1.000", "–", "2 of 4"])
+
+    def test_the_median_interval_is_the_order_statistics_the_binomial_allows(self) -> None:
+        # n = 12: P(at most 2 of 12 below the median) = 79/4096, twice that is
+        # under 5 %, and with 3 it is not: the 3rd smallest to the 3rd largest.
+        ratios = [0.90 + 0.01 * i for i in range(12)]
+        random.Random(7).shuffle(ratios)
+        low, high = pool.median_interval(ratios)
+        self.assertAlmostEqual(low, 0.92)
+        self.assertAlmostEqual(high, 0.99)
+        # n = 6: only the extremes, at 1 - 2/64.
+        self.assertEqual(pool.median_interval([3.0, 1.0, 2.0, 6.0, 5.0, 4.0]), (1.0, 6.0))
+        self.assertIsNone(pool.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]))
 
     def test_a_run_that_lost_a_sample_is_pooled_but_not_paired(self) -> None:
         # The second repetition of uWebSockets lost its sample: pairing by
