@@ -23,7 +23,8 @@ pub struct PeerState {
     slow: AtomicBool,
     /// Set once the session wrote its close frame: nothing may follow it.
     closed: AtomicBool,
-    /// Relayed messages and bytes written to this peer.
+    /// Relayed messages taken to be written to this peer, and their payload
+    /// bytes as the route saw them (before any compression).
     pub delivered: AtomicU64,
     pub delivered_bytes: AtomicU64,
 }
@@ -33,7 +34,7 @@ impl PeerState {
         self.slow.load(Ordering::Relaxed)
     }
 
-    /// Relayed messages and bytes written since the last call.
+    /// Relayed messages and their payload bytes since the last call.
     pub fn take_delivered(&self) -> (u64, u64) {
         (
             self.delivered.swap(0, Ordering::Relaxed),
@@ -49,7 +50,8 @@ impl PeerState {
 /// The producer side, held by the room.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Bytes>,
+    /// Each frame with its message's length before compression.
+    tx: mpsc::UnboundedSender<(Bytes, usize)>,
     state: Arc<PeerState>,
     limit: usize,
 }
@@ -57,7 +59,7 @@ pub struct Outbox {
 /// The consumer side, polled by the peer's session.
 #[derive(Debug)]
 pub struct Inbox {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<(Bytes, usize)>,
     state: Arc<PeerState>,
     /// Frames taken off the channel, not yet (fully) written; `offset` bytes
     /// of the first are out.
@@ -94,7 +96,9 @@ pub enum Offer {
 }
 
 impl Outbox {
-    pub fn offer(&self, frame: &Bytes) -> Offer {
+    /// `message`: the relayed message's length as the route saw it, which
+    /// the byte counters count (the frame may be compressed).
+    pub fn offer(&self, frame: &Bytes, message: usize) -> Offer {
         if self.state.is_slow() {
             return Offer::Skipped;
         }
@@ -105,11 +109,11 @@ impl Outbox {
         if queued > self.limit {
             self.state.slow.store(true, Ordering::Relaxed);
             // An empty frame wakes the peer's task to notice.
-            let _ = self.tx.send(Bytes::new());
+            let _ = self.tx.send((Bytes::new(), 0));
             return Offer::BecameSlow;
         }
         // Shares the encoded frame: a reference count, not a copy.
-        match self.tx.send(frame.clone()) {
+        match self.tx.send((frame.clone(), message)) {
             Ok(()) => Offer::Queued,
             Err(_) => Offer::Skipped,
         }
@@ -142,9 +146,9 @@ impl Inbox {
         }
         while self.pending.len() < iov.len() {
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(frame)) if !frame.is_empty() => {
+                Poll::Ready(Some((frame, message))) if !frame.is_empty() => {
                     self.state.delivered.fetch_add(1, Ordering::Relaxed);
-                    let len = frame.len() as u64;
+                    let len = message as u64;
                     self.state.delivered_bytes.fetch_add(len, Ordering::Relaxed);
                     self.pending.push_back(frame);
                 }
@@ -186,10 +190,10 @@ mod tests {
     fn a_peer_over_its_byte_limit_becomes_slow_and_gets_nothing_more() {
         let (out, _inbox) = channel(100);
         let frame = Bytes::from_static(&[0u8; 40]);
-        assert_eq!(out.offer(&frame), Offer::Queued);
-        assert_eq!(out.offer(&frame), Offer::Queued);
-        assert_eq!(out.offer(&frame), Offer::BecameSlow);
-        assert_eq!(out.offer(&frame), Offer::Skipped);
+        assert_eq!(out.offer(&frame, 38), Offer::Queued);
+        assert_eq!(out.offer(&frame, 38), Offer::Queued);
+        assert_eq!(out.offer(&frame, 38), Offer::BecameSlow);
+        assert_eq!(out.offer(&frame, 38), Offer::Skipped);
         assert!(out.state.is_slow());
     }
 
@@ -197,17 +201,17 @@ mod tests {
     fn written_bytes_make_room_again() {
         let (out, mut inbox) = channel(100);
         let frame = Bytes::from_static(&[1u8; 60]);
-        assert_eq!(out.offer(&frame), Offer::Queued);
+        assert_eq!(out.offer(&frame, 38), Offer::Queued);
         assert_eq!(batch(&mut inbox), [60]);
         inbox.consumed(60);
-        assert_eq!(out.offer(&frame), Offer::Queued);
+        assert_eq!(out.offer(&frame, 38), Offer::Queued);
     }
 
     #[test]
     fn a_backlog_goes_out_in_one_batch_and_partial_writes_resume_mid_frame() {
         let (out, mut inbox) = channel(1000);
         for i in 0..3u8 {
-            out.offer(&Bytes::from(vec![i; 10]));
+            out.offer(&Bytes::from(vec![i; 10]), 8);
         }
         assert_eq!(batch(&mut inbox), [10, 10, 10]);
         inbox.consumed(14);
@@ -216,6 +220,8 @@ mod tests {
         inbox.consumed(16);
         assert_eq!(inbox.unfinished(), None);
         assert!(batch(&mut inbox).is_empty());
+        // Counted as the messages the route relayed, not as their frames.
+        assert_eq!(inbox.state().take_delivered(), (3, 24));
     }
 
     /// The lengths of the slices the next batch would write.

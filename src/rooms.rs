@@ -1,5 +1,6 @@
 //! Chat rooms: who is in which room, and fan-out of each message to every
-//! other peer of its room, encoded once and shared (SPEC §1.3).
+//! other peer of its room, encoded once and shared (SPEC §1.3); compressed
+//! once, too, for the peers that agreed to permessage-deflate.
 //!
 //! A room exists while it has peers. The registry lock is taken only to join
 //! and leave; a broadcast locks just its room, so rooms do not contend with
@@ -10,10 +11,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::deflate::SharedDeflate;
 use crate::inbox::{self, Inbox, Offer, Outbox};
-use crate::metrics::{Limit, Metrics};
-use bytes::{Bytes, BytesMut};
-use fastwebsockets::{Frame, OpCode, Payload};
+use crate::metrics::{DeflateBytes, Limit, Metrics};
+use fastwebsockets::OpCode;
+use frames::Frames;
+
+mod frames;
 
 /// Why a peer could not join a room; the caller decides what to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +64,47 @@ pub struct Rooms {
 
 pub struct Room {
     name: Arc<str>,
-    members: Mutex<Vec<(u64, Outbox)>>,
+    members: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    list: Vec<Member>,
+    /// The compressors the peers agreed to, each with its number of peers:
+    /// what a message is compressed with before the room is locked to
+    /// relay it.
+    kinds: Vec<(SharedDeflate, usize)>,
+}
+
+struct Member {
+    id: u64,
+    outbox: Outbox,
+    /// How this peer takes compressed relays; None: plain ones.
+    deflate: Option<SharedDeflate>,
+}
+
+impl Members {
+    fn add(&mut self, member: Member) {
+        if let Some(kind) = member.deflate {
+            match self.kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, peers)) => *peers += 1,
+                None => self.kinds.push((kind, 1)),
+            }
+        }
+        self.list.push(member);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(i) = self.list.iter().position(|peer| peer.id == id) else {
+            return;
+        };
+        if let Some(kind) = self.list.remove(i).deflate {
+            self.kinds.retain_mut(|(k, peers)| {
+                *peers -= usize::from(*k == kind);
+                *peers > 0
+            });
+        }
+    }
 }
 
 /// A peer's place in a room; leaving is dropping it.
@@ -92,7 +136,12 @@ impl Rooms {
     }
 
     /// Joins `name`, creating the room if needed; refused past the limits.
-    pub fn join(self: &Arc<Self>, name: &str) -> Result<(Membership, Inbox), RoomError> {
+    /// `deflate`: how the peer takes compressed relays, if it does.
+    pub fn join(
+        self: &Arc<Self>,
+        name: &str,
+        deflate: Option<SharedDeflate>,
+    ) -> Result<(Membership, Inbox), RoomError> {
         let mut map = self.map.lock().unwrap();
         let room = match map.get(name) {
             Some(room) => room.clone(),
@@ -115,7 +164,7 @@ impl Rooms {
             }
         };
         let mut members = room.members.lock().unwrap();
-        if members.len() >= self.limits.max_peers {
+        if members.list.len() >= self.limits.max_peers {
             self.metrics.limit_hit(Limit::RoomPeers);
             drop(members);
             self.remove_if_empty(&mut map, &room);
@@ -123,7 +172,11 @@ impl Rooms {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (outbox, inbox) = inbox::channel(self.limits.queue_bytes);
-        members.push((id, outbox));
+        members.add(Member {
+            id,
+            outbox,
+            deflate,
+        });
         self.metrics.room_peers.inc();
         drop(members);
         Ok((
@@ -141,31 +194,43 @@ impl Rooms {
     pub fn deliver_remote(&self, name: &str, opcode: OpCode, payload: &[u8]) {
         let room = self.map.lock().unwrap().get(name).cloned();
         if let Some(room) = room {
-            self.fan_out(&room, &encode(opcode, payload), None);
+            self.fan_out(&room, opcode, payload, None);
         }
     }
 
-    fn fan_out(&self, room: &Room, frame: &Bytes, except: Option<u64>) {
+    fn fan_out(&self, room: &Room, opcode: OpCode, payload: &[u8], except: Option<u64>) {
+        let kinds: Vec<SharedDeflate> = room
+            .members
+            .lock()
+            .unwrap()
+            .kinds
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        // Compressing a large message takes a while: not while the room's
+        // other publishers wait on its lock.
+        let mut frames = Frames::new(opcode, payload, &kinds);
         let members = room.members.lock().unwrap();
-        for (id, outbox) in members.iter() {
-            if Some(*id) != except && outbox.offer(frame) == Offer::BecameSlow {
+        for peer in members.list.iter().filter(|peer| Some(peer.id) != except) {
+            if peer.outbox.offer(frames.get(peer.deflate), payload.len()) == Offer::BecameSlow {
                 self.metrics.slow_consumers.inc();
             }
+        }
+        drop(members);
+        if frames.deflated != DeflateBytes::default() {
+            self.metrics.add_deflate(frames.deflated);
         }
     }
 
     fn leave(&self, room: &Arc<Room>, id: u64) {
         let mut map = self.map.lock().unwrap();
-        room.members
-            .lock()
-            .unwrap()
-            .retain(|(member, _)| *member != id);
+        room.members.lock().unwrap().remove(id);
         self.metrics.room_peers.dec();
         self.remove_if_empty(&mut map, room);
     }
 
     fn remove_if_empty(&self, map: &mut HashMap<Arc<str>, Arc<Room>>, room: &Arc<Room>) {
-        if room.members.lock().unwrap().is_empty() && map.remove(&room.name).is_some() {
+        if room.members.lock().unwrap().list.is_empty() && map.remove(&room.name).is_some() {
             self.metrics.rooms.dec();
             if let Some(link) = self.link.get() {
                 link.unsubscribe(room.name.clone());
@@ -179,7 +244,7 @@ impl Membership {
     /// Redis, on the other instances.
     pub fn broadcast(&self, opcode: OpCode, payload: &[u8]) {
         self.rooms
-            .fan_out(&self.room, &encode(opcode, payload), Some(self.id));
+            .fan_out(&self.room, opcode, payload, Some(self.id));
         if let Some(link) = self.rooms.link.get() {
             link.publish(&self.room.name, opcode, payload);
         }
@@ -196,20 +261,10 @@ impl Drop for Membership {
     }
 }
 
-/// A whole unmasked message frame: the one copy of the payload a broadcast
-/// makes, shared by every recipient.
-fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
-    let mut head = [0u8; 16];
-    let n = Frame::new(true, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
-    let mut frame = BytesMut::with_capacity(n + payload.len());
-    frame.extend_from_slice(&head[..n]);
-    frame.extend_from_slice(payload);
-    frame.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deflate::{DeflatePolicy, Params};
 
     fn rooms(max_rooms: usize, max_peers: usize) -> Arc<Rooms> {
         let limits = RoomLimits {
@@ -232,8 +287,8 @@ mod tests {
     #[test]
     fn a_room_exists_while_it_has_peers() {
         let rooms = rooms(10, 10);
-        let a = rooms.join("r").unwrap();
-        let b = rooms.join("r").unwrap();
+        let a = rooms.join("r", None).unwrap();
+        let b = rooms.join("r", None).unwrap();
         assert_eq!(rooms.names().len(), 1);
         drop(a);
         assert_eq!(rooms.names().len(), 1);
@@ -244,17 +299,34 @@ mod tests {
     #[test]
     fn limits_refuse_joins() {
         let rooms = rooms(1, 1);
-        let _a = rooms.join("one").unwrap();
-        assert_eq!(rooms.join("one").err(), Some(RoomError::Full));
-        assert_eq!(rooms.join("two").err(), Some(RoomError::TooManyRooms));
+        let _a = rooms.join("one", None).unwrap();
+        assert_eq!(rooms.join("one", None).err(), Some(RoomError::Full));
+        assert_eq!(rooms.join("two", None).err(), Some(RoomError::TooManyRooms));
         assert_eq!(rooms.names().len(), 1);
     }
 
     #[test]
-    fn encoded_frames_are_final_and_unmasked() {
-        assert_eq!(&encode(OpCode::Text, b"hi")[..], &[0x81, 2, b'h', b'i']);
-        let big = encode(OpCode::Binary, &[0u8; 300]);
-        assert_eq!(&big[..4], &[0x82, 126, 1, 44]);
-        assert_eq!(big.len(), 304);
+    fn a_room_counts_the_compressors_its_peers_agreed_to() {
+        let rooms = rooms(1, 10);
+        let kind = |bits| {
+            let params = Params {
+                server_no_context_takeover: true,
+                server_max_window_bits: Some(bits),
+                ..Params::default()
+            };
+            SharedDeflate::new(&params, &DeflatePolicy::ON)
+        };
+        let (wide, narrow) = (kind(15).unwrap(), kind(10).unwrap());
+        let (a, _) = rooms.join("r", Some(wide)).unwrap();
+        let (b, _) = rooms.join("r", Some(wide)).unwrap();
+        let (c, _) = rooms.join("r", Some(narrow)).unwrap();
+        let (d, _) = rooms.join("r", None).unwrap();
+        let kinds = || a.room.members.lock().unwrap().kinds.clone();
+        assert_eq!(kinds(), [(wide, 2), (narrow, 1)]);
+        drop(b);
+        assert_eq!(kinds(), [(wide, 1), (narrow, 1)]);
+        drop(c);
+        drop(d);
+        assert_eq!(kinds(), [(wide, 1)]);
     }
 }

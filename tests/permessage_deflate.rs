@@ -380,9 +380,41 @@ async fn chat_relays_between_a_compressing_and_a_plain_peer() {
     assert!(!frame.rsv1, "a peer without deflate got RSV1");
     assert_eq!((frame.opcode, frame.fin), (TEXT, true));
     assert!(frame.payload == message);
+    // Four bytes do not shrink: relayed plain even to the compressing peer.
     plain.send(true, BINARY, b"back").await;
-    let (opcode, got) = recv_message(&mut zipped, &mut codec).await;
-    assert_eq!((opcode, &got[..]), (BINARY, &b"back"[..]));
+    let frame = zipped.recv().await.unwrap();
+    assert_eq!(
+        (frame.rsv1, frame.opcode, &frame.payload[..]),
+        (false, BINARY, &b"back"[..])
+    );
+    // A compressible message reaches it compressed, once for the room.
+    plain.send(true, TEXT, &message).await;
+    let frame = zipped.recv().await.unwrap();
+    assert!(frame.rsv1 && frame.fin && frame.opcode == TEXT);
+    assert!(
+        frame.payload.len() < message.len() / 4,
+        "{}",
+        frame.payload.len()
+    );
+    assert!(codec.inflate(&frame.payload) == message);
+    for mut ws in [zipped, plain] {
+        ws.send(true, 8, &1000u16.to_be_bytes()).await;
+        assert_eq!(ws.expect_close().await, Some(1000));
+    }
+    // Relays count as the route saw them, however they went out.
+    let relayed = (2 * message.len() + 4) as f64;
+    server
+        .await_metric("wsecho_sent_bytes_total", relayed)
+        .await;
+    let m = |name: &str| format!("wsecho_deflate_sent_{name}_bytes_total");
+    assert_eq!(
+        server.metric(&m("uncompressed")).await,
+        message.len() as f64
+    );
+    assert_eq!(
+        server.metric(&m("compressed")).await,
+        frame.payload.len() as f64
+    );
 }
 
 /// A zip bomb: `total` zeros as a raw deflate stream (tail stripped), built
@@ -527,9 +559,8 @@ async fn zip_bomb_gets_1009_and_costs_at_most_twice_the_limit() {
 /// The independent client: python-websockets (CPython's zlib) through every
 /// offer it can make, when it is importable (`WSECHO_PYTHON` names the
 /// interpreter, e.g. `.venv-deflate/bin/python`); `.ci/run` always runs it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(clippy::print_stderr)] // says why the test did nothing
-async fn python_websockets_client_echoes_compressed_messages() {
+/// False when it could not run.
+async fn python_client(server_args: &[&str], path: &str, client_args: &[&str]) -> bool {
     let python = std::env::var("WSECHO_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let importable = Command::new(&python)
         .args(["-c", "import websockets"])
@@ -537,28 +568,45 @@ async fn python_websockets_client_echoes_compressed_messages() {
         .status()
         .is_ok_and(|s| s.success());
     if !importable {
-        eprintln!("skipped: {python} cannot import websockets (see .ci/run)");
-        return;
+        return false;
     }
-    // --deflate takeover: the client's offers then decide each parameter.
-    let server = start(&["--deflate", "takeover"]).await;
-    let url = server.url("/");
+    let server = start(server_args).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/deflate/echo_client.py");
-    // 1 MiB here, for a debug build; .ci/run goes to 16 MiB.
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .args([script, &url, "--max-size", "1048576"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut args = vec![script.to_owned(), server.url(path)];
+    args.extend(client_args.iter().map(|a| (*a).to_owned()));
+    let out =
+        tokio::task::spawn_blocking(move || Command::new(python).args(args).output().unwrap())
+            .await
+            .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)] // says why the test did nothing
+async fn python_websockets_client_echoes_compressed_messages() {
+    // --deflate takeover: the client's offers then decide each parameter.
+    // 1 MiB here, for a debug build; .ci/run goes to 16 MiB.
+    let args = ["--max-size", "1048576"];
+    if !python_client(&["--deflate", "takeover"], "/", &args).await {
+        eprintln!("skipped: python cannot import websockets (see .ci/run)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)] // says why the test did nothing
+async fn python_websockets_clients_inflate_compressed_chat_relays() {
+    // The default policy: no server context takeover, so every offer is
+    // relayed compressed messages, each compressed once for the room.
+    let args = ["--chat", "--max-size", "65537"];
+    if !python_client(&[], "/chat/deflate", &args).await {
+        eprintln!("skipped: python cannot import websockets (see .ci/run)");
+    }
 }
 
 #[tokio::test]

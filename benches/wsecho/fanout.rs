@@ -21,8 +21,10 @@ pub fn bench(c: &mut Criterion) {
             queue_bytes: 64 << 20,
         };
         let rooms = Arc::new(Rooms::new(limits, Arc::default()));
-        let (sender, _own) = rooms.join("bench").unwrap();
-        let mut inboxes: Vec<_> = (0..peers).map(|_| rooms.join("bench").unwrap()).collect();
+        let (sender, _own) = rooms.join("bench", None).unwrap();
+        let mut inboxes: Vec<_> = (0..peers)
+            .map(|_| rooms.join("bench", None).unwrap())
+            .collect();
         let mut cx = Context::from_waker(Waker::noop());
         // Deliveries per second.
         group.throughput(Throughput::Elements(peers as u64));

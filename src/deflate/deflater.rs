@@ -138,6 +138,33 @@ impl Deflater {
     }
 }
 
+/// A compressor shared by every peer of a chat room that agreed to the same
+/// one: without server context takeover a message's compressed form depends
+/// only on the message and these settings, so the room compresses each
+/// relayed message once per kind, not once per peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedDeflate(DeflaterKind);
+
+impl SharedDeflate {
+    /// None under server context takeover: that peer's compressed stream is
+    /// its own, so it is relayed plain messages.
+    pub fn new(params: &Params, policy: &DeflatePolicy) -> Option<Self> {
+        let deflater = Deflater::new(params, policy);
+        (!deflater.takeover).then_some(SharedDeflate(deflater.kind))
+    }
+
+    /// Compresses a whole message with a pooled context, appending the
+    /// payload to `out`.
+    pub fn compress(self, message: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
+        Deflater {
+            ctx: None,
+            kind: self.0,
+            takeover: false,
+        }
+        .compress(message, out)
+    }
+}
+
 // zlib_rs::Deflate has no Debug; its state would not help anyone anyway.
 impl std::fmt::Debug for Deflater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

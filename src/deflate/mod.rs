@@ -9,7 +9,9 @@
 //!   offers, the first acceptable one, the response header.
 //! - [`Inflater`] (`inflater.rs`): a received message's payload pieces in,
 //!   its inflated bytes out, capped.
-//! - [`Deflater`] (`deflater.rs`): a message to send, compressed.
+//! - [`Deflater`] (`deflater.rs`): a message to send, compressed;
+//!   [`SharedDeflate`]: one chat relay compressed once for every peer that
+//!   agreed to the same compressor.
 //! - `pool.rs`: per-thread idle zlib contexts.
 //!
 //! # How a session uses it
@@ -32,6 +34,10 @@
 //!             send payload with RSV1 on its first frame, the same opcode;
 //!             if payload is not shorter and deflater.can_skip_compression(),
 //!             send the message as it came, RSV1 clear
+//! chat relay: SharedDeflate::new(&p, &policy) at the join (None under server
+//!             context takeover: relayed plain); per message and kind,
+//!             shared.compress(&message, &mut payload), sent with RSV1 only
+//!             when shorter
 //! ```
 //!
 //! The frame-size limit applies to compressed frames as they arrive; the
@@ -127,7 +133,7 @@ mod offer;
 mod policy;
 mod pool;
 
-pub use deflater::{DeflateError, Deflater};
+pub use deflater::{DeflateError, Deflater, SharedDeflate};
 pub use inflater::{InflateError, Inflater};
 pub use offer::{Params, negotiate};
 pub use policy::{DeflatePolicy, PolicyError};

@@ -33,7 +33,7 @@ use super::session_life::{Conn, Launch, Looped, Task};
 use super::state::Shared;
 use crate::chat::Chat;
 use crate::config::Driver;
-use crate::deflate::Params;
+use crate::deflate::{Params, SharedDeflate};
 use crate::echo::Echo;
 use crate::inbox::Inbox;
 use crate::metrics::{Limit, Protocol};
@@ -70,15 +70,16 @@ where
         shared.metrics.limit_hit(Limit::Connections);
         return Err(refusal::TOO_MANY);
     };
+    let deflate = accepted.deflate;
     let route = match accepted.target {
         Target::Echo => Route::Echo,
         Target::Tutorial => Route::Tutorial,
         Target::Chat(room) => {
-            let (member, inbox) = shared.rooms.join(&room)?;
+            let relays = deflate.and_then(|p| SharedDeflate::new(&p, &shared.ws.deflate));
+            let (member, inbox) = shared.rooms.join(&room, relays)?;
             Route::Chat(member, inbox)
         }
     };
-    let deflate = accepted.deflate;
     let mut res = Response::new(body::empty());
     match accepted.handshake {
         Handshake::Upgrade(accept) => {

@@ -12,11 +12,14 @@ deflate with an answer that honours the offer (RFC 7692 §7).
 
 Exit status 0 when every case passed, 1 otherwise. `--max-size` lowers the
 largest message (the server's --max-message-size must exceed the largest).
+With `--chat` the URL is a chat room: a second connection with the same
+offer sends each message, and the first must receive it relayed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -102,17 +105,23 @@ def check_negotiation(ws, kwargs: dict) -> str | None:
     return None
 
 
-def run_offer(url: str, name: str, kwargs: dict, sizes: list[int], timeout: float) -> list[str]:
-    """Runs one offer's echoes; returns the failures."""
+def run_offer(url: str, name: str, kwargs: dict, sizes: list[int], timeout: float,
+              chat: bool) -> list[str]:
+    """Runs one offer's echoes (or relays); returns the failures."""
     failures: list[str] = []
     rng = random.Random(name)
-    factory = ClientPerMessageDeflateFactory(**kwargs)
-    try:
+
+    def open_one():
         # No keepalive pings: a 16 MiB echo through a debug build may take
         # longer than a ping timeout; --timeout bounds each echo instead.
-        with connect(url, extensions=[factory], compression=None, max_size=None,
-                     ping_interval=None, open_timeout=timeout,
-                     close_timeout=timeout) as ws:
+        return connect(url, extensions=[ClientPerMessageDeflateFactory(**kwargs)],
+                       compression=None, max_size=None, ping_interval=None,
+                       open_timeout=timeout, close_timeout=timeout)
+
+    try:
+        with contextlib.ExitStack() as stack:
+            ws = stack.enter_context(open_one())
+            sender = stack.enter_context(open_one()) if chat else ws
             problem = check_negotiation(ws, kwargs)
             negotiated = ws.response.headers.get("Sec-WebSocket-Extensions")
             print(f"  negotiated: {negotiated}")
@@ -122,7 +131,7 @@ def run_offer(url: str, name: str, kwargs: dict, sizes: list[int], timeout: floa
                 for kind in ("text", "binary"):
                     data = text_payload(size, rng) if kind == "text" else binary_payload(size, rng)
                     for fragmented in (False, True):
-                        ws.send(fragments(data, rng) if fragmented else data)
+                        sender.send(fragments(data, rng) if fragmented else data)
                         echo = ws.recv(timeout=timeout)
                         if echo != data:
                             how = "fragmented" if fragmented else "whole"
@@ -140,6 +149,8 @@ def main() -> int:
                         help="largest message in bytes (default 16 MiB)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for the handshake or one echo")
+    parser.add_argument("--chat", action="store_true",
+                        help="the URL is a chat room: messages go from a second connection")
     args = parser.parse_args()
     sizes = [s for s in SIZES if s <= args.max_size]
 
@@ -147,7 +158,7 @@ def main() -> int:
     for name, kwargs in OFFERS:
         start = time.monotonic()
         print(f"{name}:")
-        failures = run_offer(args.url, name, kwargs, sizes, args.timeout)
+        failures = run_offer(args.url, name, kwargs, sizes, args.timeout, args.chat)
         for failure in failures:
             print(f"  FAIL {failure}")
         status = "FAIL" if failures else "ok"
