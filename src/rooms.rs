@@ -107,11 +107,25 @@ impl Members {
     }
 }
 
+impl Room {
+    /// The kinds of compressor a message from `from` goes out in: every one
+    /// a peer agreed to, but one only the sender has.
+    fn kinds_to_compress(&self, from: Option<&Membership>) -> Vec<SharedDeflate> {
+        let sender_only = |&(kind, peers): &(SharedDeflate, usize)| {
+            peers == 1 && from.is_some_and(|m| m.deflate == Some(kind))
+        };
+        let members = self.members.lock().unwrap();
+        let kinds = members.kinds.iter().filter(|k| !sender_only(k));
+        kinds.map(|(kind, _)| *kind).collect()
+    }
+}
+
 /// A peer's place in a room; leaving is dropping it.
 pub struct Membership {
     rooms: Arc<Rooms>,
     room: Arc<Room>,
     id: u64,
+    deflate: Option<SharedDeflate>,
 }
 
 impl Rooms {
@@ -184,6 +198,7 @@ impl Rooms {
                 rooms: self.clone(),
                 room,
                 id,
+                deflate,
             },
             inbox,
         ))
@@ -198,15 +213,10 @@ impl Rooms {
         }
     }
 
-    fn fan_out(&self, room: &Room, opcode: OpCode, payload: &[u8], except: Option<u64>) {
-        let kinds: Vec<SharedDeflate> = room
-            .members
-            .lock()
-            .unwrap()
-            .kinds
-            .iter()
-            .map(|(k, _)| *k)
-            .collect();
+    /// `from`: the local sender, who gets nothing back.
+    fn fan_out(&self, room: &Room, opcode: OpCode, payload: &[u8], from: Option<&Membership>) {
+        let except = from.map(|m| m.id);
+        let kinds = room.kinds_to_compress(from);
         // Compressing a large message takes a while: not while the room's
         // other publishers wait on its lock.
         let mut frames = Frames::new(opcode, payload, &kinds);
@@ -243,8 +253,7 @@ impl Membership {
     /// Sends a message to every other peer of the room, here and, with
     /// Redis, on the other instances.
     pub fn broadcast(&self, opcode: OpCode, payload: &[u8]) {
-        self.rooms
-            .fan_out(&self.room, opcode, payload, Some(self.id));
+        self.rooms.fan_out(&self.room, opcode, payload, Some(self));
         if let Some(link) = self.rooms.link.get() {
             link.publish(&self.room.name, opcode, payload);
         }
@@ -323,10 +332,17 @@ mod tests {
         let (d, _) = rooms.join("r", None).unwrap();
         let kinds = || a.room.members.lock().unwrap().kinds.clone();
         assert_eq!(kinds(), [(wide, 2), (narrow, 1)]);
+        // What goes out: not a kind only the sender has.
+        assert_eq!(a.room.kinds_to_compress(Some(&a)), [wide, narrow]);
+        assert_eq!(a.room.kinds_to_compress(Some(&c)), [wide]);
+        assert_eq!(a.room.kinds_to_compress(Some(&d)), [wide, narrow]);
+        assert_eq!(a.room.kinds_to_compress(None), [wide, narrow]);
         drop(b);
         assert_eq!(kinds(), [(wide, 1), (narrow, 1)]);
+        assert_eq!(a.room.kinds_to_compress(Some(&a)), [narrow]);
         drop(c);
         drop(d);
         assert_eq!(kinds(), [(wide, 1)]);
+        assert!(a.room.kinds_to_compress(Some(&a)).is_empty());
     }
 }
