@@ -71,8 +71,8 @@ pub struct Room {
 struct Members {
     list: Vec<Member>,
     /// The compressors the peers agreed to, each with its number of peers:
-    /// what a message is compressed with before the room is locked to
-    /// relay it.
+    /// what a message is compressed with, outside the lock, before it is
+    /// relayed.
     kinds: Vec<(SharedDeflate, usize)>,
 }
 
@@ -105,17 +105,14 @@ impl Members {
             });
         }
     }
-}
 
-impl Room {
     /// The kinds of compressor a message from `from` goes out in: every one
     /// a peer agreed to, but one only the sender has.
     fn kinds_to_compress(&self, from: Option<&Membership>) -> Vec<SharedDeflate> {
         let sender_only = |&(kind, peers): &(SharedDeflate, usize)| {
             peers == 1 && from.is_some_and(|m| m.deflate == Some(kind))
         };
-        let members = self.members.lock().unwrap();
-        let kinds = members.kinds.iter().filter(|k| !sender_only(k));
+        let kinds = self.kinds.iter().filter(|k| !sender_only(k));
         kinds.map(|(kind, _)| *kind).collect()
     }
 }
@@ -216,11 +213,17 @@ impl Rooms {
     /// `from`: the local sender, who gets nothing back.
     fn fan_out(&self, room: &Room, opcode: OpCode, payload: &[u8], from: Option<&Membership>) {
         let except = from.map(|m| m.id);
-        let kinds = room.kinds_to_compress(from);
-        // Compressing a large message takes a while: not while the room's
-        // other publishers wait on its lock.
-        let mut frames = Frames::new(opcode, payload, &kinds);
-        let members = room.members.lock().unwrap();
+        let mut frames = Frames::new(opcode, payload);
+        let mut members = room.members.lock().unwrap();
+        let kinds = members.kinds_to_compress(from);
+        if !kinds.is_empty() {
+            // Compressing a large message takes a while: not while the
+            // room's other publishers wait on its lock. A room without
+            // compressing peers takes the lock once, as before.
+            drop(members);
+            frames.compress(&kinds);
+            members = room.members.lock().unwrap();
+        }
         for peer in members.list.iter().filter(|peer| Some(peer.id) != except) {
             if peer.outbox.offer(frames.get(peer.deflate), payload.len()) == Offer::BecameSlow {
                 self.metrics.slow_consumers.inc();
@@ -331,18 +334,20 @@ mod tests {
         let (c, _) = rooms.join("r", Some(narrow)).unwrap();
         let (d, _) = rooms.join("r", None).unwrap();
         let kinds = || a.room.members.lock().unwrap().kinds.clone();
+        let to_compress =
+            |from: Option<&Membership>| a.room.members.lock().unwrap().kinds_to_compress(from);
         assert_eq!(kinds(), [(wide, 2), (narrow, 1)]);
         // What goes out: not a kind only the sender has.
-        assert_eq!(a.room.kinds_to_compress(Some(&a)), [wide, narrow]);
-        assert_eq!(a.room.kinds_to_compress(Some(&c)), [wide]);
-        assert_eq!(a.room.kinds_to_compress(Some(&d)), [wide, narrow]);
-        assert_eq!(a.room.kinds_to_compress(None), [wide, narrow]);
+        assert_eq!(to_compress(Some(&a)), [wide, narrow]);
+        assert_eq!(to_compress(Some(&c)), [wide]);
+        assert_eq!(to_compress(Some(&d)), [wide, narrow]);
+        assert_eq!(to_compress(None), [wide, narrow]);
         drop(b);
         assert_eq!(kinds(), [(wide, 1), (narrow, 1)]);
-        assert_eq!(a.room.kinds_to_compress(Some(&a)), [narrow]);
+        assert_eq!(to_compress(Some(&a)), [narrow]);
         drop(c);
         drop(d);
         assert_eq!(kinds(), [(wide, 1)]);
-        assert!(a.room.kinds_to_compress(Some(&a)).is_empty());
+        assert!(to_compress(Some(&a)).is_empty());
     }
 }

@@ -9,7 +9,7 @@ use crate::metrics::DeflateBytes;
 
 /// The frames of one relayed message, shared by every recipient: the plain
 /// one and one per compressor the room's peers agreed to (usually one kind:
-/// the same policy makes the same kind), made before the room is locked.
+/// the same policy makes the same kind), made outside the room's lock.
 pub(super) struct Frames<'a> {
     opcode: OpCode,
     payload: &'a [u8],
@@ -22,36 +22,30 @@ pub(super) struct Frames<'a> {
 }
 
 impl<'a> Frames<'a> {
-    /// `kinds`: the compressors to compress the message with now.
-    pub(super) fn new(opcode: OpCode, payload: &'a [u8], kinds: &[SharedDeflate]) -> Self {
-        let mut frames = Frames {
+    pub(super) fn new(opcode: OpCode, payload: &'a [u8]) -> Self {
+        Frames {
             opcode,
             payload,
             plain: encode(opcode, payload, false),
-            deflated_frames: Vec::with_capacity(kinds.len()),
+            deflated_frames: Vec::new(),
             deflated: DeflateBytes::default(),
-        };
-        for &kind in kinds {
-            let (frame, len) = frames.deflate(kind);
-            frames.deflated_frames.push((kind, frame, len));
         }
-        frames
+    }
+
+    /// Compresses the message for each of `kinds` ahead of [`Frames::get`].
+    pub(super) fn compress(&mut self, kinds: &[SharedDeflate]) {
+        for &kind in kinds {
+            self.deflated(kind);
+        }
     }
 
     /// The frame for a peer that takes `deflate` (None: plain); compressed
-    /// now for a peer whose kind joined since [`Frames::new`].
+    /// now for a peer whose kind joined since [`Frames::compress`].
     pub(super) fn get(&mut self, deflate: Option<SharedDeflate>) -> &Bytes {
         let Some(kind) = deflate else {
             return &self.plain;
         };
-        let i = match self.deflated_frames.iter().position(|(k, ..)| *k == kind) {
-            Some(i) => i,
-            None => {
-                let (frame, len) = self.deflate(kind);
-                self.deflated_frames.push((kind, frame, len));
-                self.deflated_frames.len() - 1
-            }
-        };
+        let i = self.deflated(kind);
         let (_, frame, len) = &self.deflated_frames[i];
         if let Some(len) = len {
             self.deflated.sent_uncompressed += self.payload.len() as u64;
@@ -60,17 +54,23 @@ impl<'a> Frames<'a> {
         frame
     }
 
-    /// The compressed frame when it is shorter; else the plain one, which
-    /// RFC 7692 allows without context takeover (and is what a failed
+    /// Where `kind`'s frame is in `deflated_frames`, made on first need: the
+    /// compressed frame when it is shorter; else the plain one, which RFC
+    /// 7692 allows without context takeover (and is what a failed
     /// compression, a bug, falls back to).
-    fn deflate(&self, kind: SharedDeflate) -> (Bytes, Option<usize>) {
+    fn deflated(&mut self, kind: SharedDeflate) -> usize {
+        if let Some(i) = self.deflated_frames.iter().position(|(k, ..)| *k == kind) {
+            return i;
+        }
         let mut out = Vec::new();
-        match kind.compress(self.payload, &mut out) {
+        let (frame, len) = match kind.compress(self.payload, &mut out) {
             Ok(()) if out.len() < self.payload.len() => {
                 (encode(self.opcode, &out, true), Some(out.len()))
             }
             _ => (self.plain.clone(), None),
-        }
+        };
+        self.deflated_frames.push((kind, frame, len));
+        self.deflated_frames.len() - 1
     }
 }
 
@@ -129,7 +129,8 @@ mod tests {
     #[test]
     fn a_relay_is_compressed_once_per_kind_when_that_shrinks_it() {
         let text = "{\"user\":\"a\",\"text\":\"hello room\"}".repeat(40);
-        let mut frames = Frames::new(OpCode::Text, text.as_bytes(), &[kind(15).unwrap()]);
+        let mut frames = Frames::new(OpCode::Text, text.as_bytes());
+        frames.compress(&[kind(15).unwrap()]);
         assert_eq!(
             frames.get(None),
             &encode(OpCode::Text, text.as_bytes(), false)
@@ -161,7 +162,8 @@ mod tests {
 
     #[test]
     fn a_relay_that_does_not_shrink_goes_plain_to_everyone() {
-        let mut frames = Frames::new(OpCode::Binary, b"abc", &[kind(15).unwrap()]);
+        let mut frames = Frames::new(OpCode::Binary, b"abc");
+        frames.compress(&[kind(15).unwrap()]);
         let plain = frames.get(None).clone();
         assert_eq!(frames.get(kind(15)).as_ptr(), plain.as_ptr());
         assert_eq!(frames.deflated, DeflateBytes::default());
