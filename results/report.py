@@ -112,6 +112,14 @@ def kernel_per_socket(idle: dict) -> dict:
             "measured_slab_bytes": slab, "bytes": max(objects, slab or 0)}
 
 
+def cpu_clock(meta: dict) -> str:
+    """How the run read the server's CPU time."""
+    if meta.get("server_cpu_clock") == "schedstat":
+        return ("the whole process: its threads' nanoseconds on a CPU, from /proc/PID/task/*/schedstat, or its "
+                "user + system ticks from /proc/PID/stat when a thread exited in the window")
+    return "user + system of the whole process, from /proc/PID/stat"
+
+
 def summarize(found: dict, meta: dict, names: list[str]) -> dict:
     rtt = {}
     for name, runs in found.get("rtt", {}).items():
@@ -374,7 +382,7 @@ def markdown(s: dict) -> str:
             ["", "![messages per second, load_test](throughput-load_test.svg)", ""]
     if s["throughput"] or s["throughput_load_test"]:
         out += ["## Server CPU per echoed message at saturation", "",
-                "Server CPU time (user + system of the whole process, from /proc/PID/stat) over the counted window "
+                f"Server CPU time ({cpu_clock(m)}) over the counted window "
                 "divided by the messages echoed in it, in µs; the lowest per case in bold; in brackets the ratio to "
                 "wsecho and the server's CPU use (100 % = its one core).", ""]
     if s["throughput"]:

@@ -9,6 +9,7 @@ to check by hand. Standard library only; .ci/run runs them:
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -16,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -24,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import matrix  # noqa: E402
 import pool  # noqa: E402
 import report  # noqa: E402
 
@@ -121,6 +124,28 @@ def summary_run(reps: int, ours: list[float], theirs: list[float]) -> dict:
     """A results.json with one case, only what pool.py reads."""
     servers = {"wsecho": {"cpu_us_per_msg_runs": ours}, "uWebSockets": {"cpu_us_per_msg_runs": theirs}}
     return {"meta": {"repetitions": reps}, "throughput": [{"case": "500x16384", "servers": servers}]}
+
+
+class ServerCpu(unittest.TestCase):
+    def test_cpu_time_is_nanoseconds_unless_a_thread_left_with_its_time(self) -> None:
+        tick = 1 / matrix.CLK_TCK
+        before = {"ticks": 1000, "ns": {"1": 5_000_000_000, "2": 1_000_000_000}}
+        after = {"ticks": 1000 + round(1.334 / tick), "ns": {"1": 6_234_000_000, "2": 1_000_000_000, "3": 100_000_000}}
+        self.assertAlmostEqual(matrix.cpu_seconds(before, after), 1.334)
+        # Thread 2 exited after 0.5 s more: only the ticks still hold it.
+        after = {"ticks": 1000 + round(1.834 / tick), "ns": {"1": 6_234_000_000, "3": 100_000_000}}
+        self.assertAlmostEqual(matrix.cpu_seconds(before, after), round(1.834 / tick) * tick)
+
+    def test_our_own_process_reads_the_same_in_nanoseconds_and_ticks(self) -> None:
+        before = matrix.cpu_reading(os.getpid())
+        spin = time.process_time()
+        while time.process_time() - spin < 0.05:
+            pass
+        after = matrix.cpu_reading(os.getpid())
+        secs = matrix.cpu_seconds(before, after)
+        self.assertGreater(secs, 0.04)
+        self.assertLess(abs(secs - (after["ticks"] - before["ticks"]) / matrix.CLK_TCK), 2 / matrix.CLK_TCK)
+        self.assertIsNone(matrix.cpu_reading(2**22 + 1))
 
 
 class Pooling(unittest.TestCase):

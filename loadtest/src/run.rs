@@ -181,9 +181,7 @@ fn sample(plan: &Plan, seen: &mut Observed, now: u64) {
     let pid = plan.args.server_pid;
     if seen.cpu_start.is_none() && now >= p.window_start_ns {
         seen.cpu_start = cpu::sample_self();
-        seen.server_ticks = pid
-            .and_then(cpu::process_ticks)
-            .map(|t| (Instant::now(), t));
+        seen.server_cpu = pid.and_then(cpu::process_cpu).map(|c| (Instant::now(), c));
     }
     while let Some((m, at)) = next_boundary(seen, &p)
         && now >= at
@@ -206,11 +204,12 @@ fn sample(plan: &Plan, seen: &mut Observed, now: u64) {
             let n = (p.window_end_ns - p.window_start_ns).div_ceil(SECOND) as i64;
             seen.series.cpu_mark(n, end.clone());
         }
-        if let (Some(pid), Some((at, before))) = (pid, seen.server_ticks)
-            && let Some(after) = cpu::process_ticks(pid)
+        if let (Some(pid), Some((at, before))) = (pid, &seen.server_cpu)
+            && let Some(after) = cpu::process_cpu(pid)
         {
             let secs = at.elapsed().as_secs_f64();
-            seen.server_cpu_pct = Some(cpu::pct_of_core(after.saturating_sub(before), secs));
+            let used = cpu::cpu_secs_between(before, &after);
+            seen.server_cpu_pct = Some(cpu::pct_of_core(used, secs));
         }
     }
 }

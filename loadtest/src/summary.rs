@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::cli::RunArgs;
-use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ThreadCpu, WORKER_THREAD_PREFIX};
+use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ProcessCpu, ThreadCpu, WORKER_THREAD_PREFIX};
 use crate::plan::{Plan, Workload};
 use crate::report::{
     self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
@@ -23,7 +23,7 @@ pub struct Observed {
     pub epoch_unix_ms: f64,
     pub cpu_start: Option<CpuSample>,
     pub cpu_end: Option<CpuSample>,
-    pub server_ticks: Option<(Instant, u64)>,
+    pub server_cpu: Option<(Instant, ProcessCpu)>,
     pub server_cpu_pct: Option<f64>,
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
