@@ -115,9 +115,9 @@ class QuickRun(unittest.TestCase):
         self.assertTrue(positive(self.s["kernel_per_socket"]["bytes"]))
 
     def test_chat_delivers_each_message_to_every_other_peer_in_its_room(self):
-        for peers, rooms in matrix.CHAT:
-            with self.subTest(peers=peers, rooms=rooms):
-                chat = self.s["chat"][f"{peers}x{rooms}"]
+        for peers, rooms, label, _ in matrix.CHAT:
+            with self.subTest(peers=peers, rooms=rooms, payload=label):
+                chat = self.s["chat"][matrix.chat_case(peers, rooms, label)]
                 self.assertEqual(chat["errors"], 0)
                 fan_out = peers // rooms - 1
                 self.assertAlmostEqual(chat["deliveries_per_s"] / (chat["sent_per_s"] * fan_out), 1, delta=0.05)

@@ -490,7 +490,18 @@ def deflate(specs: list[dict], raw: Path, reps: int, warmup: str, duration: str,
     return found
 
 
-CHAT = [(100, 1), (1000, 100)]  # peers, rooms; 10 messages/s per peer
+# peers, rooms, what else the case is (a suffix to its name) and the
+# generator's arguments for it; 10 messages/s per peer. The default payload
+# is 20 B of binary, which does not compress; the last two cases are 1 KiB of
+# JSON-ish text to one room, without permessage-deflate and with it (wsecho
+# compresses a relay once per room message for the peers that agreed to it).
+CHAT_JSON = ["-s", "1KiB", "--payload", "text-json"]
+CHAT = [(100, 1, "", []), (1000, 100, "", []),
+        (100, 1, "json", CHAT_JSON), (100, 1, "json-deflate", [*CHAT_JSON, "--deflate"])]
+
+
+def chat_case(peers: int, rooms: int, label: str) -> str:
+    return f"{peers}x{rooms}" + (f"-{label}" if label else "")
 
 
 def chat(spec: dict, raw: Path, reps: int, warmup: str, duration: str) -> dict:
@@ -500,15 +511,16 @@ def chat(spec: dict, raw: Path, reps: int, warmup: str, duration: str) -> dict:
     in three back-to-back runs), so one run per case says little."""
     found: dict = {}
     for rep in range(1, reps + 1):
-        for peers, rooms in CHAT:
-            case = f"{peers}x{rooms}"
+        for peers, rooms, label, extra in CHAT:
+            case = chat_case(peers, rooms, label)
             with Server(spec) as server:
                 r = load(spec, server, raw / f"chat-{case}-r{rep}.json",
-                         ["--scenario", "chat", "-c", str(peers), "--rooms", str(rooms),
+                         ["--scenario", "chat", "-c", str(peers), "--rooms", str(rooms), *extra,
                           "--warmup", warmup, "-d", duration])
             found.setdefault(case, []).append(r)
-            say(f"rep {rep} chat {case:>9} {r['rates']['messages_received_per_s']:>12,.0f} deliveries/s"
-                f"  p50 {r['latency_us']['p50']:,.0f} µs  errors {sum(r['errors'].values())}")
+            say(f"rep {rep} chat {case:>18} {r['rates']['messages_received_per_s']:>12,.0f} deliveries/s"
+                f"  p50 {r['latency_us']['p50']:,.0f} µs  errors {sum(r['errors'].values())}"
+                f"  load cpu {r['client_cpu_pct']:.0f}%")
     return found
 
 
@@ -570,6 +582,8 @@ def main() -> int:
     ap.add_argument("--cases", help="only these matrix cases, comma-separated (e.g. 100x20,500x16384)")
     ap.add_argument("--parts", default="echo,loadtest,rate,rtt,idle,chat,h2,deflate",
                     help="which measurements (default: all of echo,loadtest,rate,rtt,idle,chat,h2,deflate; "
+                         "chat: wsecho's rooms, 100 peers x 1 room and 1000 x 100 with 20 B binary, and "
+                         "100 x 1 with 1 KiB of JSON text without and with permessage-deflate; "
                          "h2: wsecho's 100 WebSockets on one HTTP/2 connection beside HTTP/1.1; "
                          "deflate: 100 x 1 KiB of --payload text-json with and without --deflate against the "
                          "servers that compress, and 10,000 idle connections with deflate negotiated and without)")

@@ -112,6 +112,10 @@ def kernel_per_socket(idle: dict) -> dict:
             "measured_slab_bytes": slab, "bytes": max(objects, slab or 0)}
 
 
+# What a chat case's name after its shape stands for (matrix.CHAT).
+CHAT_PAYLOADS = {"": "", "json": ", 1 KiB JSON text", "json-deflate": ", 1 KiB JSON text, permessage-deflate"}
+
+
 def cpu_clock(meta: dict) -> str:
     """How the run read the server's CPU time."""
     if meta.get("server_cpu_clock") == "schedstat":
@@ -151,10 +155,11 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
     chat = {}
     for case, runs in found.get("chat", {}).items():
         runs = runs if isinstance(runs, list) else [runs]  # runs before 2026-12-03-3: one per case
-        peers, rooms = (int(x) for x in case.split("x"))
+        shape, _, label = case.partition("-")
+        peers, rooms = (int(x) for x in shape.split("x"))
         cpus = [c for c in ((r.get("server") or {}).get("cpu_pct") for r in runs) if c is not None]
         chat[case] = {
-            "peers": peers, "rooms": rooms, "runs": len(runs),
+            "peers": peers, "rooms": rooms, "payload": label, "runs": len(runs),
             "sent_per_s": median([r["rates"]["messages_sent_per_s"] for r in runs]),
             "deliveries_per_s": median([r["rates"]["messages_received_per_s"] for r in runs]),
             "latency_us": {k: median([r["latency_us"][k] for r in runs]) for k in ("p50", "p99", "p999", "max")},
@@ -162,6 +167,7 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
                                  for k in ("p50", "p99")},
             "errors": sum(sum(r["errors"].values()) for r in runs),
             "server_cpu_pct": median(cpus) if cpus else None,
+            "load_cpu_pct": median([r.get("client_cpu_pct") or 0 for r in runs]),
         }
     http2 = {}
     for case, by_proto in found.get("http2", {}).items():
@@ -503,17 +509,18 @@ def markdown(s: dict) -> str:
                 "other peer. Latency is send → delivery (µs)"
                 + (f"; median of {runs} interleaved runs, min–max below p50 and p99: a core near saturation "
                    "makes these swing by several times from run to run." if runs > 1 else "; one run."), "",
-                "| peers × rooms | sent/s | deliveries/s | p50 | p99 | p99.9 | max | errors | server CPU |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "| peers × rooms | sent/s | deliveries/s | p50 | p99 | p99.9 | max | errors | server CPU | load CPU |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for v in s["chat"].values():
             l, span = v["latency_us"], v.get("latency_range_us")
             p50, p99 = f"{l['p50']:.0f}", f"{l['p99']:.0f}"
             if span and v.get("runs", 1) > 1:
                 p50 += f"<br>{span['p50'][0]:.0f}–{span['p50'][1]:.0f}"
                 p99 += f"<br>{span['p99'][0]:.0f}–{span['p99'][1]:.0f}"
-            out.append(f"| {v['peers']} × {v['rooms']} | {v['sent_per_s']:,.0f} | {v['deliveries_per_s']:,.0f} | "
-                       f"{p50} | {p99} | {l['p999']:.0f} | {l['max']:.0f} | {v['errors']} | "
-                       f"{v['server_cpu_pct'] or 0:.0f} % |")
+            payload = CHAT_PAYLOADS.get(v.get("payload", ""), v.get("payload", ""))
+            out.append(f"| {v['peers']} × {v['rooms']}{payload} | {v['sent_per_s']:,.0f} | "
+                       f"{v['deliveries_per_s']:,.0f} | {p50} | {p99} | {l['p999']:.0f} | {l['max']:.0f} | "
+                       f"{v['errors']} | {v['server_cpu_pct'] or 0:.0f} % | {v.get('load_cpu_pct') or 0:.0f} % |")
     if s.get("http2"):
         out += ["", "## WebSockets over HTTP/2 (wsecho)", "",
                 "The same WebSockets, closed loop with one message in flight each, opened over HTTP/1.1 (one TCP "
