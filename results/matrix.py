@@ -38,7 +38,6 @@ import report
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "target/release/wsecho-load"
 SERVER_CPU, LOAD_CPU = "0", "1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 MATRIX = [(100, 20), (10, 1024), (10, 16384), (200, 16384), (500, 16384), (1000, 20)]
 # Open loop, neither process saturated: the clean efficiency figure on 2 cores.
@@ -121,30 +120,15 @@ def say(msg: str) -> None:
     print(f"results: {msg}", flush=True)
 
 
-def cpu_reading(pid: int) -> dict | None:
-    """A process's CPU time so far, two ways: user + system of the whole
-    process in clock ticks (threads that exited included, but in 10 ms
-    steps), and each live thread's nanoseconds from its schedstat."""
+def cpu_seconds(pid: int) -> float | None:
+    """A whole process's CPU time so far, to the nanosecond: its CPU clock
+    (clock_getcpuclockid's id, ((~pid) << 3) | CPUCLOCK_SCHED), which counts
+    every thread, those that have exited included; /proc/PID/stat's ticks
+    count 10 ms steps."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        threads = {}
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                threads[task.name] = int((task / "schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
+        return time.clock_gettime(((~pid) << 3) | 2)
     except OSError:
         return None
-    return {"ticks": int(fields[11]) + int(fields[12]), "ns": threads}
-
-
-def cpu_seconds(before: dict, after: dict) -> float:
-    """CPU seconds between two readings: the threads' nanoseconds, unless
-    the ticks (which differ from them by under two ticks from truncation)
-    show more, which means a thread exited with its time in between."""
-    fine = sum(ns - before["ns"].get(tid, 0) for tid, ns in after["ns"].items()) / 1e9
-    coarse = (after["ticks"] - before["ticks"]) / CLK_TCK
-    return coarse if coarse > fine + 2 / CLK_TCK else fine
 
 
 def child_of(pid: int) -> int | None:
@@ -261,8 +245,8 @@ def load_test(spec: dict, server: Server, out: Path, conns: int, size: int, warm
             log.append(line.rstrip())
             if line.startswith("Msg/sec:"):
                 gen = gen or child_of(proc.pid)
-                samples.append({"t": time.monotonic(), "server": cpu_reading(server.proc.pid),
-                                "gen": cpu_reading(gen) if gen else None, "rate": float(line.split()[1])})
+                samples.append({"t": time.monotonic(), "server": cpu_seconds(server.proc.pid),
+                                "gen": cpu_seconds(gen) if gen else None, "rate": float(line.split()[1])})
                 if len(samples) >= warm + count:
                     break
     finally:
@@ -288,9 +272,9 @@ def load_test(spec: dict, server: Server, out: Path, conns: int, size: int, warm
         result.update(messages_received=messages, duration_s=wall,
                       rates={"messages_received_per_s": messages / wall if wall else 0.0})
         if first["server"] is not None and last["server"] is not None:
-            result["server"]["cpu_pct"] = cpu_seconds(first["server"], last["server"]) / wall * 100
+            result["server"]["cpu_pct"] = (last["server"] - first["server"]) / wall * 100
         if first["gen"] is not None and last["gen"] is not None:
-            result["client_cpu_pct"] = cpu_seconds(first["gen"], last["gen"]) / wall * 100
+            result["client_cpu_pct"] = (last["gen"] - first["gen"]) / wall * 100
             result["generator_bottleneck"] = result["client_cpu_pct"] >= 90
     out.write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -653,8 +637,9 @@ def main() -> int:
         "load_test_command": f"taskset -c {LOAD_CPU} timeout LIMIT load_test CONNS 127.0.0.1 PORT 0 0 SIZE "
                              f"(first {LOADTEST_PERIOD_S} s interval warm-up, then {lt_count} counted)",
         "rate": RATE,
-        # Runs before this key read whole-process ticks from /proc/PID/stat.
-        "server_cpu_clock": "schedstat",
+        # Runs before this key read whole-process ticks from /proc/PID/stat;
+        # 2026-12-06-6 summed threads' schedstat for load_test runs too.
+        "server_cpu_clock": "cpuclock",
         "rate_command": f"taskset -c {LOAD_CPU} wsecho-load ws://127.0.0.1:PORT/ --threads 1 --binary "
                         f"-c CONNS -s SIZE --rate {RATE} --warmup {warmup} -d {duration} --server-pid PID",
         "http2_command": f"taskset -c {LOAD_CPU} wsecho-load ws://127.0.0.1:PORT/ --threads 1 --binary "

@@ -112,15 +112,25 @@ def kernel_per_socket(idle: dict) -> dict:
             "measured_slab_bytes": slab, "bytes": max(objects, slab or 0)}
 
 
-# What a chat case's name after its shape stands for (matrix.CHAT).
-CHAT_PAYLOADS = {"": "", "json": ", 1 KiB JSON text", "json-deflate": ", 1 KiB JSON text, permessage-deflate"}
+# What a chat case's name after its shape stands for: matrix.CHAT names its
+# cases with these keys (the runs before them were all 20 B binary).
+CHAT_PAYLOADS = {"": ", 20 B binary", "json": ", 1 KiB JSON text",
+                 "json-deflate": ", 1 KiB JSON text, permessage-deflate"}
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0f} %"
 
 
 def cpu_clock(meta: dict) -> str:
     """How the run read the server's CPU time."""
-    if meta.get("server_cpu_clock") == "schedstat":
-        return ("the whole process: its threads' nanoseconds on a CPU, from /proc/PID/task/*/schedstat, or its "
-                "user + system ticks from /proc/PID/stat when a thread exited in the window")
+    threads = ("its threads' nanoseconds on a CPU summed (/proc/PID/task/*/schedstat), or its user + system ticks "
+               "(/proc/PID/stat) when more than two ticks went with threads that exited in the window")
+    clock = meta.get("server_cpu_clock")
+    if clock == "cpuclock":
+        return f"the whole process, in nanoseconds: its CPU clock for load_test runs; for wsecho-load runs {threads}"
+    if clock == "schedstat":
+        return f"the whole process: {threads}"
     return "user + system of the whole process, from /proc/PID/stat"
 
 
@@ -158,6 +168,7 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
         shape, _, label = case.partition("-")
         peers, rooms = (int(x) for x in shape.split("x"))
         cpus = [c for c in ((r.get("server") or {}).get("cpu_pct") for r in runs) if c is not None]
+        loads = [c for c in (r.get("client_cpu_pct") for r in runs) if c is not None]
         chat[case] = {
             "peers": peers, "rooms": rooms, "payload": label, "runs": len(runs),
             "sent_per_s": median([r["rates"]["messages_sent_per_s"] for r in runs]),
@@ -167,7 +178,7 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
                                  for k in ("p50", "p99")},
             "errors": sum(sum(r["errors"].values()) for r in runs),
             "server_cpu_pct": median(cpus) if cpus else None,
-            "load_cpu_pct": median([r.get("client_cpu_pct") or 0 for r in runs]),
+            "load_cpu_pct": median(loads) if loads else None,
         }
     http2 = {}
     for case, by_proto in found.get("http2", {}).items():
@@ -520,7 +531,7 @@ def markdown(s: dict) -> str:
             payload = CHAT_PAYLOADS.get(v.get("payload", ""), v.get("payload", ""))
             out.append(f"| {v['peers']} × {v['rooms']}{payload} | {v['sent_per_s']:,.0f} | "
                        f"{v['deliveries_per_s']:,.0f} | {p50} | {p99} | {l['p999']:.0f} | {l['max']:.0f} | "
-                       f"{v['errors']} | {v['server_cpu_pct'] or 0:.0f} % | {v.get('load_cpu_pct') or 0:.0f} % |")
+                       f"{v['errors']} | {v['server_cpu_pct'] or 0:.0f} % | {pct(v.get('load_cpu_pct'))} |")
     if s.get("http2"):
         out += ["", "## WebSockets over HTTP/2 (wsecho)", "",
                 "The same WebSockets, closed loop with one message in flight each, opened over HTTP/1.1 (one TCP "

@@ -127,25 +127,46 @@ def summary_run(reps: int, ours: list[float], theirs: list[float]) -> dict:
 
 
 class ServerCpu(unittest.TestCase):
-    def test_cpu_time_is_nanoseconds_unless_a_thread_left_with_its_time(self) -> None:
-        tick = 1 / matrix.CLK_TCK
-        before = {"ticks": 1000, "ns": {"1": 5_000_000_000, "2": 1_000_000_000}}
-        after = {"ticks": 1000 + round(1.334 / tick), "ns": {"1": 6_234_000_000, "2": 1_000_000_000, "3": 100_000_000}}
-        self.assertAlmostEqual(matrix.cpu_seconds(before, after), 1.334)
-        # Thread 2 exited after 0.5 s more: only the ticks still hold it.
-        after = {"ticks": 1000 + round(1.834 / tick), "ns": {"1": 6_234_000_000, "3": 100_000_000}}
-        self.assertAlmostEqual(matrix.cpu_seconds(before, after), round(1.834 / tick) * tick)
+    def test_a_process_cpu_time_counts_its_exited_threads_to_the_nanosecond(self) -> None:
+        code = ("import threading, time\n"
+                "def spin():\n"
+                "    t = time.thread_time()\n"
+                "    while time.thread_time() - t < 0.05: pass\n"
+                "th = threading.Thread(target=spin); th.start(); th.join()\n"
+                "print('done', flush=True); time.sleep(30)\n")
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        before = matrix.cpu_seconds(child.pid)
+        self.assertEqual(child.stdout.readline(), "done\n")
+        after = matrix.cpu_seconds(child.pid)
+        self.assertEqual(os.listdir(f"/proc/{child.pid}/task"), [str(child.pid)], "the spinning thread is gone")
+        self.assertGreaterEqual(after - before, 0.05)
+        self.assertIsNone(matrix.cpu_seconds(2**22 + 1))
 
-    def test_our_own_process_reads_the_same_in_nanoseconds_and_ticks(self) -> None:
-        before = matrix.cpu_reading(os.getpid())
-        spin = time.process_time()
-        while time.process_time() - spin < 0.05:
-            pass
-        after = matrix.cpu_reading(os.getpid())
-        secs = matrix.cpu_seconds(before, after)
-        self.assertGreater(secs, 0.04)
-        self.assertLess(abs(secs - (after["ticks"] - before["ticks"]) / matrix.CLK_TCK), 2 / matrix.CLK_TCK)
-        self.assertIsNone(matrix.cpu_reading(2**22 + 1))
+
+class ChatRows(unittest.TestCase):
+    @staticmethod
+    def run_(p50: int, load: float | None) -> dict:
+        return {"rates": {"messages_sent_per_s": 1000.0, "messages_received_per_s": 99000.0},
+                "latency_us": {"p50": p50, "p99": 2 * p50, "p999": 3 * p50, "max": 4 * p50},
+                "errors": {}, "server": {"cpu_pct": 28.0}, "client_cpu_pct": load}
+
+    def test_a_case_name_gives_its_shape_and_payload_and_old_names_read_as_20_b(self) -> None:
+        found = {"chat": {"100x1": [self.run_(200, 25.0)], "1000x100-json-deflate": [self.run_(370, None)]}}
+        meta = json.loads((readme_run() / "raw/found.json").read_text())["meta"]
+        s = report.summarize(found, meta, ["wsecho"])
+        old, new = s["chat"]["100x1"], s["chat"]["1000x100-json-deflate"]
+        self.assertEqual((old["peers"], old["rooms"], old["payload"], old["load_cpu_pct"]), (100, 1, "", 25.0))
+        self.assertEqual((new["peers"], new["rooms"], new["payload"], new["load_cpu_pct"]), (1000, 100, "json-deflate", None))
+        rows = [l for l in report.markdown(s).splitlines() if l.startswith(("| 100 ×", "| 1000 ×"))]
+        self.assertTrue(rows[0].startswith("| 100 × 1, 20 B binary |") and rows[0].endswith("| 25 % |"), rows[0])
+        self.assertTrue(rows[1].startswith("| 1000 × 100, 1 KiB JSON text, permessage-deflate |")
+                        and rows[1].endswith("| – |"), rows[1])
+
+    def test_every_chat_case_the_matrix_runs_has_a_label(self) -> None:
+        for peers, rooms, label, _ in matrix.CHAT:
+            self.assertIn(label, report.CHAT_PAYLOADS, matrix.chat_case(peers, rooms, label))
 
 
 class Pooling(unittest.TestCase):
