@@ -191,3 +191,19 @@ async fn rooms_cross_instances_through_redis_and_survive_a_restart() {
     bob.send(Message::text("after the restart")).await.unwrap();
     assert_eq!(next_text(&mut alice).await, "after the restart");
 }
+
+/// A second instance started on the first one's port is let in (SO_REUSEPORT,
+/// as an overlapping restart needs) and would split its rooms, so it says
+/// so; the first, alone on a free port, does not.
+#[tokio::test]
+async fn a_second_instance_on_a_taken_port_warns_that_it_shares_it() {
+    let warning = "another socket already listens here";
+    let first = Spawned::start(&[]).await;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"));
+    cmd.args(["--listen", &first.addr.to_string()]);
+    let second = Spawned::launch(cmd).await;
+    assert_eq!(second.addr, first.addr);
+    let logged = |s: &Spawned| s.log.lock().unwrap().iter().any(|l| l.contains(warning));
+    assert!(logged(&second), "{:?}", second.log.lock().unwrap());
+    assert!(!logged(&first), "{:?}", first.log.lock().unwrap());
+}

@@ -117,11 +117,41 @@ impl Server {
     }
 }
 
+/// Whether a socket already listens on `addr`'s port (port 0: never).
+/// SO_REUSEPORT lets a second process join that socket's group without an
+/// error and take a share of its connections; a socket bound without it
+/// (and not listening: no connection can land on it) is refused instead.
+fn port_taken(addr: SocketAddr) -> bool {
+    if addr.port() == 0 {
+        return false;
+    }
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    };
+    socket.is_ok_and(|socket| {
+        // SO_REUSEADDR, as the listeners have: a closed connection still in
+        // TIME_WAIT does not count.
+        socket.set_reuseaddr(true).is_ok()
+            && matches!(socket.bind(addr), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+    })
+}
+
 /// Binds `n` listeners to `addr` with SO_REUSEPORT, so the kernel spreads
 /// connections over worker threads. Binding port 0 gives all of them the port
 /// the first one got. Call inside a tokio runtime; the listeners come back as
 /// std listeners, ready to move to each worker's own runtime.
 pub fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    // Still allowed: an overlapping restart needs the old process's
+    // listeners and the new one's side by side for a moment.
+    if port_taken(addr) {
+        warn!(
+            %addr,
+            "another socket already listens here: with SO_REUSEPORT this process shares its \
+             connections (and, without --redis-url, splits every chat room); is another wsecho running?"
+        );
+    }
     let mut addr = addr;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
@@ -139,4 +169,45 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::ne
         out.push(listener.into_std()?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_port_with_a_listener_is_taken_and_reuseport_would_share_it() {
+        let first = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        assert!(port_taken(addr));
+        // The hazard the check warns of: a second group member, no error.
+        let second = bind_reuseport(addr, 1).unwrap();
+        assert_eq!(second[0].local_addr().unwrap(), addr);
+        drop((first, second));
+        assert!(!port_taken(addr));
+        assert!(!port_taken("127.0.0.1:0".parse().unwrap()));
+        let plain = TcpListener::bind("[::1]:0").unwrap();
+        assert!(port_taken(plain.local_addr().unwrap()));
+    }
+
+    /// The listener closed its side first, so the port holds a connection
+    /// in TIME_WAIT: a restart on it is not another process listening.
+    #[test]
+    fn a_connection_in_time_wait_does_not_take_the_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        accepted.write_all(b"x").unwrap();
+        drop(accepted);
+        let mut buf = [0; 2];
+        assert_eq!(client.read(&mut buf).unwrap(), 1);
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        drop(client);
+        drop(listener);
+        assert!(!port_taken(addr));
+    }
 }
