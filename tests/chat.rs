@@ -193,17 +193,23 @@ async fn rooms_cross_instances_through_redis_and_survive_a_restart() {
 }
 
 /// A second instance started on the first one's port is let in (SO_REUSEPORT,
-/// as an overlapping restart needs) and would split its rooms, so it says
-/// so; the first, alone on a free port, does not.
+/// as an overlapping restart needs), so it would split its rooms: it starts
+/// and says so.
 #[tokio::test]
 async fn a_second_instance_on_a_taken_port_warns_that_it_shares_it() {
-    let warning = "another socket already listens here";
     let first = Spawned::start(&[]).await;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"));
     cmd.args(["--listen", &first.addr.to_string()]);
     let second = Spawned::launch(cmd).await;
+    let log = || second.log.lock().unwrap().clone();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !log().iter().any(|l| l.contains("wsecho listening")) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", log());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(second.addr, first.addr);
-    let logged = |s: &Spawned| s.log.lock().unwrap().iter().any(|l| l.contains(warning));
-    assert!(logged(&second), "{:?}", second.log.lock().unwrap());
-    assert!(!logged(&first), "{:?}", first.log.lock().unwrap());
+    let warned = log()
+        .iter()
+        .any(|l| l.contains("another socket already listens here"));
+    assert!(warned, "{:?}", log());
 }

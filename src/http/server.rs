@@ -143,15 +143,12 @@ fn port_taken(addr: SocketAddr) -> bool {
 /// the first one got. Call inside a tokio runtime; the listeners come back as
 /// std listeners, ready to move to each worker's own runtime.
 pub fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    // Still allowed: an overlapping restart needs the old process's
-    // listeners and the new one's side by side for a moment.
-    if port_taken(addr) {
-        warn!(
-            %addr,
-            "another socket already listens here: with SO_REUSEPORT this process shares its \
-             connections (and, without --redis-url, splits every chat room); is another wsecho running?"
-        );
-    }
+    // Probed before our own listeners exist, told after they are bound: a
+    // bind that then fails explains itself, and this is no error anyway,
+    // since an overlapping restart needs the old process's listeners and
+    // the new one's side by side for a moment.
+    let taken = port_taken(addr);
+    let listen = addr;
     let mut addr = addr;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
@@ -167,6 +164,13 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::ne
         let listener = socket.listen(4096)?;
         addr = listener.local_addr()?;
         out.push(listener.into_std()?);
+    }
+    if taken {
+        warn!(
+            %listen,
+            "another socket already listens here: with SO_REUSEPORT this process shares its \
+             connections (and, without --redis-url, splits every chat room); is another wsecho running?"
+        );
     }
     Ok(out)
 }
@@ -189,8 +193,10 @@ mod tests {
         drop((first, second));
         assert!(!port_taken(addr));
         assert!(!port_taken("127.0.0.1:0".parse().unwrap()));
-        let plain = TcpListener::bind("[::1]:0").unwrap();
-        assert!(port_taken(plain.local_addr().unwrap()));
+        // A listener without SO_REUSEPORT, over IPv6 where the host has it.
+        if let Ok(plain) = TcpListener::bind("[::1]:0") {
+            assert!(port_taken(plain.local_addr().unwrap()));
+        }
     }
 
     /// The listener closed its side first, so the port holds a connection
