@@ -133,12 +133,23 @@ pub fn process_cpu(pid: u32) -> Option<ProcessCpu> {
     Some(ProcessCpu { ticks, threads_ns })
 }
 
+/// Which reading a process's CPU figure came from, so that a figure only
+/// as fine as a tick says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuClock {
+    /// The threads' nanoseconds.
+    Ns,
+    /// The whole process's 10 ms ticks: a thread exited with its time.
+    Ticks,
+}
+
 /// Seconds of CPU a process used between two readings: its threads'
 /// nanoseconds (a thread born in between counts whole). A thread that
 /// exited in between takes its time out of that sum; the ticks still hold
 /// it and, truncated at both ends, differ from the sum by less than two
 /// ticks otherwise, so more than that means the ticks are the figure.
-pub fn cpu_secs_between(before: &ProcessCpu, after: &ProcessCpu) -> f64 {
+pub fn cpu_secs_between(before: &ProcessCpu, after: &ProcessCpu) -> (f64, CpuClock) {
     let ns: u64 = after
         .threads_ns
         .iter()
@@ -150,9 +161,9 @@ pub fn cpu_secs_between(before: &ProcessCpu, after: &ProcessCpu) -> f64 {
     let fine = ns as f64 / 1e9;
     let coarse = after.ticks.saturating_sub(before.ticks) as f64 / TICKS_PER_SEC;
     if coarse > fine + 2.0 / TICKS_PER_SEC {
-        coarse
+        (coarse, CpuClock::Ticks)
     } else {
-        fine
+        (fine, CpuClock::Ns)
     }
 }
 
@@ -347,10 +358,12 @@ mod tests {
             1133,
             &[(1, 6_234_000_000), (2, 1_000_000_000), (3, 100_000_000)],
         );
-        assert!((cpu_secs_between(&before, &after) - 1.334).abs() < 1e-9);
+        let (secs, clock) = cpu_secs_between(&before, &after);
+        assert!((secs - 1.334).abs() < 1e-9 && clock == CpuClock::Ns);
         // Thread 2 exited after using 0.5 s more: only the ticks know.
         let after = process(1184, &[(1, 6_234_000_000), (3, 100_000_000)]);
-        assert!((cpu_secs_between(&before, &after) - 1.84).abs() < 1e-9);
+        let (secs, clock) = cpu_secs_between(&before, &after);
+        assert!((secs - 1.84).abs() < 1e-9 && clock == CpuClock::Ticks);
     }
 
     /// Our own process read from outside: the nanosecond reading follows
@@ -366,7 +379,7 @@ mod tests {
             std::hint::black_box(x);
         }
         let after = process_cpu(pid).unwrap();
-        let secs = cpu_secs_between(&before, &after);
+        let (secs, _) = cpu_secs_between(&before, &after);
         assert!(secs > 0.0, "{before:?} {after:?}");
         let ticks = after.ticks.saturating_sub(before.ticks) as f64 / TICKS_PER_SEC;
         assert!(

@@ -208,8 +208,9 @@ fn sample(plan: &Plan, seen: &mut Observed, now: u64) {
             && let Some(after) = cpu::process_cpu(pid)
         {
             let secs = at.elapsed().as_secs_f64();
-            let used = cpu::cpu_secs_between(before, &after);
+            let (used, clock) = cpu::cpu_secs_between(before, &after);
             seen.server_cpu_pct = Some(cpu::pct_of_core(used, secs));
+            seen.server_cpu_clock = Some(clock);
         }
     }
 }

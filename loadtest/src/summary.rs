@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::cli::RunArgs;
-use crate::cpu::{self, BOTTLENECK_PCT, CpuSample, ProcessCpu, ThreadCpu, WORKER_THREAD_PREFIX};
+use crate::cpu::{
+    self, BOTTLENECK_PCT, CpuClock, CpuSample, ProcessCpu, ThreadCpu, WORKER_THREAD_PREFIX,
+};
 use crate::plan::{Plan, Workload};
 use crate::report::{
     self, Bottleneck, Chat, Churn, Connections, Histograms, Percentiles, Protocol, Rates, Report,
@@ -25,6 +27,7 @@ pub struct Observed {
     pub cpu_end: Option<CpuSample>,
     pub server_cpu: Option<(Instant, ProcessCpu)>,
     pub server_cpu_pct: Option<f64>,
+    pub server_cpu_clock: Option<CpuClock>,
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
     /// The end-of-window samples were taken (or tried).
@@ -275,6 +278,7 @@ fn server(pid: u32, stats: &Stats, seen: &Observed) -> Server {
     Server {
         pid,
         cpu_pct: seen.server_cpu_pct,
+        cpu_clock: seen.server_cpu_clock,
         rss_before_kib: seen.rss_before_kib,
         rss_after_kib: seen.rss_after_kib,
         rss_per_connection_bytes: per_connection,

@@ -84,6 +84,13 @@ async fn idle_holds_its_connections_and_reports_server_memory() {
         server["rss_before_kib"].as_u64().is_some() && server["rss_after_kib"].as_u64().is_some()
     );
     assert!(server["rss_per_connection_bytes"].is_number());
+    // Nanoseconds unless a thread left with its time: this process's other
+    // tests come and go on threads of their own.
+    assert!(server["cpu_pct"].is_number(), "{server}");
+    assert!(
+        ["ns", "ticks"].contains(&server["cpu_clock"].as_str().unwrap_or_default()),
+        "{server}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

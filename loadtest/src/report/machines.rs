@@ -41,6 +41,9 @@ pub struct Server {
     pub pid: u32,
     /// Over the window, % of one core.
     pub cpu_pct: Option<f64>,
+    /// What `cpu_pct` was read from (absent in reports from before it).
+    #[serde(default)]
+    pub cpu_clock: Option<crate::cpu::CpuClock>,
     /// Before the first connection was dialled.
     pub rss_before_kib: Option<u64>,
     /// Just before the end of the window.
