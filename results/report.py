@@ -134,6 +134,36 @@ def cpu_clock(meta: dict) -> str:
     return "user + system of the whole process, from /proc/PID/stat"
 
 
+def cpu_clocks(found) -> dict:
+    """How many of the run's wsecho-load results read the server's CPU in
+    nanoseconds and how many fell back to ticks (their server.cpu_clock;
+    results from before that field count as neither)."""
+    counts = {"ns": 0, "ticks": 0}
+    stack = [found]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            server = item.get("server")
+            if isinstance(server, dict) and server.get("cpu_clock") in counts:
+                counts[server["cpu_clock"]] += 1
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return counts
+
+
+def clock_count(meta: dict) -> str:
+    """A sentence on how many wsecho-load results fell back to ticks."""
+    c = meta.get("cpu_clocks")
+    if not c:
+        return ""
+    total = c["ns"] + c["ticks"]
+    if not c["ticks"]:
+        return f" All {total} wsecho-load results of this run that read the server's CPU read it in nanoseconds."
+    return (f" {c['ticks']} of this run's {total} wsecho-load results fell back to ticks "
+            "(a server thread that exited in the window took work with it).")
+
+
 def summarize(found: dict, meta: dict, names: list[str]) -> dict:
     rtt = {}
     for name, runs in found.get("rtt", {}).items():
@@ -191,6 +221,9 @@ def summarize(found: dict, meta: dict, names: list[str]) -> dict:
                     "errors": sum(sum(r["errors"].values()) for r in runs),
                     "exit_statuses": [r["exit_status"] for r in runs]}
             for proto, runs in by_proto.items()}}
+    clocks = cpu_clocks(found)
+    # Only where results recorded their clock: older runs remake unchanged.
+    meta = {**meta, "cpu_clocks": clocks} if any(clocks.values()) else meta
     return {"meta": meta, "servers": names,
             "throughput": rows(found.get("echo", {}), names),
             "throughput_load_test": rows(found.get("loadtest", {}), names),
@@ -401,7 +434,7 @@ def markdown(s: dict) -> str:
         out += ["## Server CPU per echoed message at saturation", "",
                 f"Server CPU time ({cpu_clock(m)}) over the counted window "
                 "divided by the messages echoed in it, in µs; the lowest per case in bold; in brackets the ratio to "
-                "wsecho and the server's CPU use (100 % = its one core).", ""]
+                f"wsecho and the server's CPU use (100 % = its one core).{clock_count(m)}", ""]
     if s["throughput"]:
         out += ["### wsecho-load", ""] + cpu_table(s, "throughput") + \
             ["", "![server CPU per message, wsecho-load](cpu.svg)", ""]

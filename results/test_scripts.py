@@ -119,6 +119,23 @@ class Arithmetic(unittest.TestCase):
         self.assertIsNone(row["servers"]["wsecho"]["cpu_us_per_msg"])
         self.assertIsNone(row["servers"]["uWebSockets"]["cpu_ratio"])
 
+    def test_the_summary_counts_the_wsecho_load_results_that_fell_back_to_ticks(self) -> None:
+        def clocked(clock: str | None) -> dict:
+            run = echo_run(1000, 1.0, 50.0)
+            run["server"]["cpu_clock"] = clock
+            return run
+        found = {"echo": {"100x20": {"wsecho": [clocked("ns"), clocked("ticks")],
+                                     "uWebSockets": [clocked("ns"), echo_run(1000, 1.0, 50.0)]}},
+                 "rate": {"100x20": {"wsecho": [clocked(None)]}}}
+        self.assertEqual(report.cpu_clocks(found), {"ns": 2, "ticks": 1})
+        self.assertIn("1 of this run's 3 wsecho-load results fell back to ticks",
+                      report.clock_count({"cpu_clocks": report.cpu_clocks(found)}))
+        self.assertIn("All 2", report.clock_count({"cpu_clocks": {"ns": 2, "ticks": 0}}))
+        # Results from before the field: nothing to say, and the meta as it was.
+        self.assertEqual(report.cpu_clocks({"echo": {"100x20": {"wsecho": [echo_run(1000, 1.0, 50.0)]}}}),
+                         {"ns": 0, "ticks": 0})
+        self.assertEqual(report.clock_count({}), "")
+
 
 def summary_run(reps: int, ours: list[float], theirs: list[float]) -> dict:
     """A results.json with one case, only what pool.py reads."""
