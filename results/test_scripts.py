@@ -150,10 +150,15 @@ class ServerCpu(unittest.TestCase):
                 "    t = time.thread_time()\n"
                 "    while time.thread_time() - t < 0.05: pass\n"
                 "th = threading.Thread(target=spin); th.start(); th.join()\n"
+                # join() returns before the kernel has reaped the thread.
+                "import os\n"
+                "gone_by = time.monotonic() + 5\n"
+                "while len(os.listdir('/proc/self/task')) > 1 and time.monotonic() < gone_by: time.sleep(0.001)\n"
                 "print('done', flush=True); time.sleep(30)\n")
         child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         self.addCleanup(child.wait)
         self.addCleanup(child.kill)
+        self.addCleanup(child.stdout.close)
         before = matrix.cpu_seconds(child.pid)
         self.assertEqual(child.stdout.readline(), "done\n")
         after = matrix.cpu_seconds(child.pid)
