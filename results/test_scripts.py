@@ -230,16 +230,24 @@ class Pooling(unittest.TestCase):
         self.assertEqual(pool.pool([run], "throughput", "uWebSockets"), {})
 
 class PooledTable(unittest.TestCase):
-    """The README's pooled table is what the pool.py command above it
-    prints: each cell's ratio of medians (to the decimals shown) and its
-    count of repetitions at or below."""
+    """Each pooled table in README.md and results/README.md is what the
+    pool.py command above it prints: each cell's ratio of medians (to the
+    decimals shown) and its count of repetitions at or below."""
 
-    def test_the_readmes_pooled_table_is_pool_py_on_the_runs_it_names(self) -> None:
-        text = (ROOT / "README.md").read_text()
-        command = re.search(r"`python3 results/pool\.py ([^`]+)`", text)
-        self.assertIsNotNone(command, "the README names no pool.py command")
-        runs = [json.loads((ROOT / d / "results.json").read_text()) for d in command.group(1).split()]
-        after = text[command.end():]
+    def test_every_pooled_table_is_pool_py_on_the_runs_it_names(self) -> None:
+        checked = 0
+        for doc in (ROOT / "README.md", ROOT / "results/README.md"):
+            text = doc.read_text()
+            commands = list(re.finditer(r"`python3 results/pool\.py ([^`]+)`", text))
+            self.assertTrue(commands, f"{doc.name} names no pool.py command")
+            for command in commands:
+                with self.subTest(doc=str(doc.relative_to(ROOT)), at=command.start()):
+                    checked += self.check_table(command.group(1).split(), text[command.end():])
+        self.assertGreater(checked, 0)
+
+    def check_table(self, dirs: list[str], after: str) -> int:
+        """Checks the first table after a command; returns its cells."""
+        runs = [json.loads((ROOT / d / "results.json").read_text()) for d in dirs]
         lines = after[after.index("\n| case |") + 1:].split("\n\n", 1)[0].splitlines()
         columns = [c.strip() for c in lines[0].strip("|").split("|")][1:]
         sections = {"wsecho-load": "throughput", "load_test": "throughput_load_test"}
@@ -261,8 +269,7 @@ class PooledTable(unittest.TestCase):
                 won = sum(r <= 1.0 for r in p["paired"])
                 self.assertEqual((won, len(p["paired"])), (int(shown.group(3)), int(shown.group(4))), f"{label}, {column}")
                 checked += 1
-        self.assertGreater(checked, 0)
-
+        return checked
 
 if __name__ == "__main__":
     unittest.main()
