@@ -266,12 +266,49 @@ fn parse(b: &[u8], allow_rsv1: bool) -> Result<Parsed, FrameError> {
 /// build targets baseline x86-64, so it ran with SSE2: 5.0 % of the
 /// server's CPU at 500 x 16 KiB, its largest item in user space (3.0 % with
 /// AVX-512; `scripts/server-profile.sh`).
+///
+/// Below [`SHORT_PAYLOAD`] bytes a plain loop over 8-byte words does it:
+/// there the vectorised loop's set-up and the feature check cost more than
+/// the bytes (`scripts/user-instructions.sh` at 100 x 20 B: 74
+/// instructions per payload through them; the server's own instructions
+/// per echo 1,538 before, 1,506 after).
 fn unmask(buf: &mut [u8], mask: [u8; 4]) {
+    if buf.len() < SHORT_PAYLOAD {
+        unmask_short(buf, mask);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if wide::unmask(buf, mask) {
         return;
     }
     fastwebsockets::unmask(buf, mask)
+}
+
+/// At most eight words and a remainder.
+const SHORT_PAYLOAD: usize = 64;
+
+fn unmask_short(buf: &mut [u8], mask: [u8; 4]) {
+    let [a, b, c, d] = mask;
+    let word = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut rest = buf;
+    while rest.len() >= 8 {
+        let (w, tail) = std::mem::take(&mut rest)
+            .split_first_chunk_mut::<8>()
+            .expect("8 bytes");
+        *w = (u64::from_ne_bytes(*w) ^ word).to_ne_bytes();
+        rest = tail;
+    }
+    // What is left starts at a multiple of 8, so at the mask's first byte.
+    if rest.len() >= 4 {
+        let (w, tail) = std::mem::take(&mut rest)
+            .split_first_chunk_mut::<4>()
+            .expect("4 bytes");
+        *w = (u32::from_ne_bytes(*w) ^ u32::from_ne_bytes(mask)).to_ne_bytes();
+        rest = tail;
+    }
+    for (byte, m) in rest.iter_mut().zip(mask) {
+        *byte ^= m;
+    }
 }
 
 /// Calling a `#[target_feature]` function is `unsafe`: each call below

@@ -254,7 +254,7 @@ fn arbitrary_bytes_parse_the_same_whatever_the_split() {
 }
 
 #[test]
-fn wide_and_portable_unmask_agree_at_every_length_and_alignment() {
+fn unmask_agrees_with_the_portable_one_at_every_length_and_alignment() {
     let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
     let mask = [0x12, 0x34, 0x56, 0x78];
     for offset in 0..8 {
