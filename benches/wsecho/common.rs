@@ -108,7 +108,7 @@ pub fn limits() -> Limits {
 }
 
 /// wsecho's echo path on a stream that has completed its handshake.
-pub async fn wsecho_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S) {
+pub async fn wsecho_echo<S: AsyncRead + AsyncWrite + Unpin + 'static>(io: S) {
     let env = Arc::new(Env {
         limits: limits(),
         liveness: None,

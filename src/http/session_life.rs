@@ -227,7 +227,7 @@ impl<H: Handler + Send + 'static> Driven for InLoop<H> {
 #[allow(clippy::manual_async_fn)]
 pub fn serve<S, H>(conn: Conn, mut session: Session<S>, mut route: H) -> impl Future<Output = ()>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
     H: Handler,
 {
     async move {
@@ -256,7 +256,7 @@ async fn resume<H: Handler>(
 /// After the close handshake: the TCP shutdown, the metrics, the log line.
 async fn ended<S, H>(conn: Conn, session: Session<S>, route: H, end: End)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
     H: Handler,
 {
     // Leave a chat room before the last writes: nothing more is relayed.

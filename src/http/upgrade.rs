@@ -220,7 +220,7 @@ fn start_session<S>(
 }
 
 /// Builds the route's session on `io` and launches it where `launch` says.
-fn dispatch<S: AsyncRead + AsyncWrite + Unpin, L: Launch<S>>(
+fn dispatch<S: AsyncRead + AsyncWrite + Unpin + 'static, L: Launch<S>>(
     conn: Conn,
     io: S,
     replay: Bytes,

@@ -14,6 +14,7 @@
 //! drain), `relay` (a chat peer's room traffic) and `closing` (the close
 //! handshake and the TCP shutdown).
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
@@ -26,6 +27,7 @@ use fastwebsockets::{Frame, OpCode, Payload};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::compressed::Compression;
+use super::direct::Lent;
 use super::out::{GATHER_MAX, Spill, Writer};
 use super::proto::{Proto, Stop};
 use super::route::Handler;
@@ -84,6 +86,18 @@ fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> R {
     })
 }
 
+/// Whether the last read emptied the socket, so that another would only
+/// be `Pending`. Known only for the worker loop's own socket ([`Lent`]),
+/// whose short read says so. Any other stream (TLS, an HTTP/2 stream, a
+/// task's `TcpStream`) is read until it says `Pending` itself: that read is
+/// what registers the task's waker with it. The type test is decided at
+/// compile time.
+fn read_drained<S: 'static>(io: &S) -> bool {
+    (io as &dyn Any)
+        .downcast_ref::<Lent>()
+        .is_some_and(Lent::read_drained)
+}
+
 pub struct Session<S> {
     io: S,
     spill: Spill,
@@ -107,7 +121,7 @@ pub struct Session<S> {
     env: Arc<Env>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     /// `deflate`: the permessage-deflate parameters the handshake agreed to.
     pub fn new(
         io: S,
@@ -249,6 +263,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Poll::Ready(Some(stop)) => return Poll::Ready(stop),
                 Poll::Ready(None) => {}
                 Poll::Pending => return self.wait(cx),
+            }
+            // The read emptied the loop's socket: write what the pass left
+            // and sleep until the next edge, without a pass that would only
+            // find it empty (1,506 -> 1,392 instructions per echo at
+            // 100 x 20 B, `scripts/user-instructions.sh`). A chat peer takes
+            // the usual way round, past its relay queue.
+            if self.inbox.is_none() && self.spill.is_empty() && read_drained(&self.io) {
+                return match self.poll_drain(cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Stop::Dropped(e.kind())),
+                    _ => self.wait(cx),
+                };
             }
         }
     }

@@ -44,6 +44,12 @@ impl Lent {
         self.closed |= edge.closed;
     }
 
+    /// The last read came back short: the socket is empty until its next
+    /// edge, and another read would only say `Pending`.
+    pub fn read_drained(&self) -> bool {
+        self.read_drained
+    }
+
     pub fn into_std(self) -> std::net::TcpStream {
         self.tcp
     }

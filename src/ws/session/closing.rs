@@ -14,7 +14,7 @@ use super::{End, Session, with_worker};
 use crate::close;
 use crate::metrics::Counts;
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     /// Ends the TCP connection after the close handshake: the server closes
     /// first (§7.1.1), so the client does not hold TIME_WAIT. Returns the
     /// session's final counts.

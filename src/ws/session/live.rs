@@ -32,7 +32,7 @@ pub(super) struct Live {
     pub(super) stalled: u32,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     /// Before the task sleeps: make sure the sweep wakes it, then look at
     /// the drain flag once more (it may have been raised before we were
     /// registered).

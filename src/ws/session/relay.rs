@@ -17,7 +17,7 @@ const RELAY_BATCH: usize = 64;
 /// starve its own input.
 const RELAY_BUDGET: usize = 64 << 10;
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     pub(super) fn relay_unfinished(&self) -> bool {
         self.inbox
             .as_ref()

@@ -269,3 +269,51 @@ async fn backlog_of_a_non_reading_large_frame_sender_is_capped() {
     // What the server took in: its backlog, one read, and the pipe.
     assert!(sent < (256 << 10) + 2 * RECV_SIZE + (64 << 10), "{sent}");
 }
+
+/// On the loop's own socket a pass whose read came back short ends the
+/// poll, with no second pass to find the socket empty; a frame that arrives
+/// after it waits for the next readable edge, and is answered then.
+#[tokio::test]
+async fn on_the_loops_socket_a_short_read_ends_the_poll_until_the_next_edge() {
+    use std::io::{Read, Write};
+    use std::task::Waker;
+
+    use crate::ws::direct::Edge;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (ours, _) = listener.accept().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut session = Session::new(Lent::new(ours), Bytes::new(), None, None, env(None));
+    let mut cx = Context::from_waker(Waker::noop());
+    let readable = Edge {
+        readable: true,
+        ..Edge::default()
+    };
+    let mut echo = [0u8; 5];
+    for word in [b"one", b"two"] {
+        peer.write_all(&client_frame(0x82, word)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        session.io_mut().edge(readable);
+        assert!(session.poll_session(&mut cx, &mut Echo).is_pending());
+        peer.read_exact(&mut echo).unwrap();
+        assert_eq!(echo[..2], [0x82, 3]);
+        assert_eq!(&echo[2..], word);
+        assert!(session.io_mut().read_drained());
+    }
+    // No edge: the session does not look, so the frame waits unanswered.
+    peer.write_all(&client_frame(0x82, b"end")).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(session.poll_session(&mut cx, &mut Echo).is_pending());
+    peer.set_nonblocking(true).unwrap();
+    assert_eq!(
+        peer.read(&mut echo).map_err(|e| e.kind()),
+        Err(io::ErrorKind::WouldBlock)
+    );
+    peer.set_nonblocking(false).unwrap();
+    session.io_mut().edge(readable);
+    assert!(session.poll_session(&mut cx, &mut Echo).is_pending());
+    peer.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo[2..], b"end");
+}
