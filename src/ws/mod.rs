@@ -2,7 +2,8 @@
 //! protocol rules, and the session that drives a connection with per-worker
 //! buffers and one shared timer.
 //!
-//! - [`reader`]: bytes in, frame heads and unmasked payload pieces out.
+//! - [`reader`]: bytes in, whole frames (or heads and payload pieces)
+//!   out, unmasked in place.
 //! - [`proto`]: fragmentation, limits, UTF-8, control frames, cut-through.
 //! - `route`: what a route sees of its data ([`Piece`]) and answers ([`Reply`]).
 //! - `compressed`: permessage-deflate messages in and out, when negotiated.

@@ -117,6 +117,15 @@ impl Proto {
                 }
             };
             match item {
+                Item::Frame { head, start, end } => {
+                    self.on_head(head, limits, metrics)?;
+                    self.on_payload(&mut buf[..end], start, true, w, h, limits, metrics)?;
+                    // The reader is between frames: with the read used up,
+                    // asking it again would only say so.
+                    if end == buf.len() {
+                        return Ok(());
+                    }
+                }
                 Item::Head(head) => self.on_head(head, limits, metrics)?,
                 Item::Payload { start, end, last } => {
                     self.on_payload(&mut buf[..end], start, last, w, h, limits, metrics)?
@@ -136,7 +145,11 @@ impl Proto {
         let mut pos = 0;
         loop {
             match self.reader.next(buf, &mut pos) {
-                Ok(Some(Item::Head(head))) if head.opcode == OpCode::Close => return true,
+                Ok(Some(Item::Head(head) | Item::Frame { head, .. }))
+                    if head.opcode == OpCode::Close =>
+                {
+                    return true;
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => return false,
                 Err(_) => {

@@ -6,8 +6,8 @@
 //! issue #127), it is not cancel-safe (#64), and it rejects RSV1, which
 //! permessage-deflate needs. This reader is a plain state machine, no I/O and
 //! no `async`: the session reads into a receive buffer shared by the worker
-//! thread, hands the bytes here, and gets back frame heads and payload pieces
-//! unmasked in place. Between reads a connection keeps at most a 14-byte
+//! thread, hands the bytes here, and gets back whole frames, or frame heads
+//! and payload pieces when a frame spans reads, unmasked in place. Between reads a connection keeps at most a 14-byte
 //! header spill and a few counters, whatever the frame size.
 //!
 //! Every header rule is checked from the header alone, before any payload
@@ -33,7 +33,16 @@ pub struct Head {
 /// What the next bytes were.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    /// A complete header; its payload follows as [`Item::Payload`] pieces.
+    /// A whole frame in this input: its header and its payload, bytes
+    /// `start..end` of the input, unmasked in place. The common case, one
+    /// item where a head and a piece would take two calls.
+    Frame {
+        head: Head,
+        start: usize,
+        end: usize,
+    },
+    /// A complete header whose payload is not all in this input; it follows
+    /// as [`Item::Payload`] pieces.
     Head(Head),
     /// Payload bytes `start..end` of the input, unmasked in place. `last`:
     /// the frame's payload ends here. A frame with an empty payload still
@@ -131,9 +140,21 @@ impl FrameReader {
             && let Some(size) = head_size(input)
             && input.len() >= size
         {
-            let head = parse(&input[..size], self.allow_rsv1)?;
-            *pos += size;
-            return self.start(head).map(Some);
+            let parsed = parse(&input[..size], self.allow_rsv1)?;
+            let start = *pos + size;
+            let len = parsed.head.len;
+            if len <= (input.len() - size) as u64 && len <= self.max_frame {
+                let end = start + len as usize;
+                unmask(&mut buf[start..end], parsed.mask);
+                *pos = end;
+                return Ok(Some(Item::Frame {
+                    head: parsed.head,
+                    start,
+                    end,
+                }));
+            }
+            *pos = start;
+            return self.start(parsed).map(Some);
         }
         // A header split across reads: gather it here, at most 14 bytes.
         loop {

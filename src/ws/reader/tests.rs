@@ -31,6 +31,9 @@ fn parse_split(input: &[u8], cuts: &[usize], max_frame: u64, rsv1: bool) -> Pars
         let mut pos = 0;
         loop {
             match reader.next(&mut piece, &mut pos) {
+                Ok(Some(Item::Frame { head, start, end })) => {
+                    out.frames.push((head, piece[start..end].to_vec()));
+                }
                 Ok(Some(Item::Head(head))) => out.frames.push((head, Vec::new())),
                 Ok(Some(Item::Payload { start, end, .. })) => {
                     let (_, payload) = out.frames.last_mut().expect("a head first");
@@ -53,48 +56,94 @@ fn parse(input: &[u8]) -> Parsed {
 }
 
 #[test]
-fn small_frame_in_one_read_is_one_head_and_one_unmasked_piece() {
+fn small_frame_in_one_read_is_one_item_unmasked_in_place() {
     let mut input = frame(0x81, b"hello");
+    input.extend(frame(0x82, b"")); // an empty frame whole in the read too
     let mut reader = FrameReader::new(1 << 20);
     let mut pos = 0;
-    let head = reader.next(&mut input, &mut pos).unwrap().unwrap();
+    let text = Head {
+        fin: true,
+        rsv1: false,
+        opcode: OpCode::Text,
+        len: 5,
+    };
     assert_eq!(
-        head,
-        Item::Head(Head {
-            fin: true,
-            rsv1: false,
-            opcode: OpCode::Text,
-            len: 5
-        })
-    );
-    let piece = reader.next(&mut input, &mut pos).unwrap().unwrap();
-    assert_eq!(
-        piece,
-        Item::Payload {
+        reader.next(&mut input, &mut pos),
+        Ok(Some(Item::Frame {
+            head: text,
             start: 6,
-            end: 11,
-            last: true
-        }
+            end: 11
+        }))
     );
     assert_eq!(&input[6..11], b"hello");
     assert!(reader.at_boundary());
+    let empty = Head {
+        opcode: OpCode::Binary,
+        len: 0,
+        ..text
+    };
+    assert_eq!(
+        reader.next(&mut input, &mut pos),
+        Ok(Some(Item::Frame {
+            head: empty,
+            start: 17,
+            end: 17
+        }))
+    );
     assert_eq!(reader.next(&mut input, &mut pos), Ok(None));
 }
 
 #[test]
-fn empty_frame_still_ends_with_a_last_piece() {
-    let mut input = frame(0x82, b"");
-    let mut reader = FrameReader::new(10);
+fn a_frame_cut_by_the_read_is_a_head_then_pieces_each_unmasked() {
+    let input = frame(0x82, b"abcdefg");
+    let mut reader = FrameReader::new(1 << 20);
+    // The header and three payload bytes, then the rest.
+    let (mut first, mut second) = (input[..9].to_vec(), input[9..].to_vec());
     let mut pos = 0;
     assert!(matches!(
-        reader.next(&mut input, &mut pos),
+        reader.next(&mut first, &mut pos),
+        Ok(Some(Item::Head(Head { len: 7, .. })))
+    ));
+    assert_eq!(
+        reader.next(&mut first, &mut pos),
+        Ok(Some(Item::Payload {
+            start: 6,
+            end: 9,
+            last: false
+        }))
+    );
+    assert_eq!(&first[6..9], b"abc");
+    assert_eq!(reader.next(&mut first, &mut pos), Ok(None));
+    let mut pos = 0;
+    assert_eq!(
+        reader.next(&mut second, &mut pos),
+        Ok(Some(Item::Payload {
+            start: 0,
+            end: 4,
+            last: true
+        }))
+    );
+    assert_eq!(second, b"defg", "the mask carried on where it stopped");
+    assert!(reader.at_boundary());
+}
+
+#[test]
+fn an_empty_frame_after_a_split_header_still_ends_with_a_last_piece() {
+    let input = frame(0x82, b"");
+    let mut reader = FrameReader::new(10);
+    let (mut first, mut second) = (input[..3].to_vec(), input[3..].to_vec());
+    let mut pos = 0;
+    assert_eq!(reader.next(&mut first, &mut pos), Ok(None));
+    let mut pos = 0;
+    assert!(matches!(
+        reader.next(&mut second, &mut pos),
         Ok(Some(Item::Head(_)))
     ));
     assert_eq!(
-        reader.next(&mut input, &mut pos),
+        reader.next(&mut second, &mut pos),
         Ok(Some(Item::Payload {
-            start: 6,
-            end: 6,
+            start: 3,
+            end: 3,
             last: true
         }))
     );
