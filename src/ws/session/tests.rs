@@ -286,6 +286,8 @@ async fn on_the_loops_socket_a_short_read_ends_the_poll_until_the_next_edge() {
     let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (ours, _) = listener.accept().unwrap();
     ours.set_nonblocking(true).unwrap();
+    // A second handle on the session's socket, to see a frame arrive.
+    let probe = ours.try_clone().unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut session = Session::new(Lent::new(ours), Bytes::new(), None, None, env(None));
     let mut cx = Context::from_waker(Waker::noop());
@@ -296,7 +298,7 @@ async fn on_the_loops_socket_a_short_read_ends_the_poll_until_the_next_edge() {
     let mut echo = [0u8; 5];
     for word in [b"one", b"two"] {
         peer.write_all(&client_frame(0x82, word)).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        arrived(&probe, 9);
         session.io_mut().edge(readable);
         assert!(session.poll_session(&mut cx, &mut Echo).is_pending());
         peer.read_exact(&mut echo).unwrap();
@@ -306,7 +308,7 @@ async fn on_the_loops_socket_a_short_read_ends_the_poll_until_the_next_edge() {
     }
     // No edge: the session does not look, so the frame waits unanswered.
     peer.write_all(&client_frame(0x82, b"end")).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    arrived(&probe, 9);
     assert!(session.poll_session(&mut cx, &mut Echo).is_pending());
     peer.set_nonblocking(true).unwrap();
     assert_eq!(
@@ -318,4 +320,17 @@ async fn on_the_loops_socket_a_short_read_ends_the_poll_until_the_next_edge() {
     assert!(session.poll_session(&mut cx, &mut Echo).is_pending());
     peer.read_exact(&mut echo).unwrap();
     assert_eq!(&echo[2..], b"end");
+}
+
+/// Waits (up to 5 s) until `len` bytes sit unread on a non-blocking socket.
+fn arrived(socket: &std::net::TcpStream, len: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; len];
+    while !matches!(socket.peek(&mut buf), Ok(n) if n >= len) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{len} bytes never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
