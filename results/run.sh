@@ -46,6 +46,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=../scripts/lib.sh
+source scripts/lib.sh
 step() { printf '\n==> %s\n' "$*"; }
 
 BUILD=1
@@ -150,14 +152,9 @@ if [ -n "${UWS_DIR:-}" ]; then
 
     step "build uSockets and uWebSockets' examples/EchoServer.cpp (no SSL, no zlib; not for --parts deflate alone) from UWS_DIR"
     SCRATCH="$SCRATCH_ROOT/uWebSockets"
-    rm -rf "$SCRATCH" && cp -r "$UWS_DIR" "$SCRATCH"
-    # It listens on port 9001 on every address; here on 127.0.0.1:9904. Nothing else changes.
-    sed -i 's/\.listen(9001, /.listen("127.0.0.1", 9904, /' "$SCRATCH/examples/EchoServer.cpp"
-    grep -q 'listen("127.0.0.1", 9904' "$SCRATCH/examples/EchoServer.cpp" || { echo "EchoServer.cpp: listen call not found" >&2; exit 2; }
-    make -C "$SCRATCH/uSockets"  # no WITH_OPENSSL: LIBUS_NO_SSL
+    prepare_uws "$UWS_DIR" "$SCRATCH" || exit 2
     if [ "$ONLY_DEFLATE" = 0 ]; then
-    (cd "$SCRATCH" && g++ -march=native -O3 -std=c++2b -flto=auto -DUWS_NO_ZLIB -Isrc -IuSockets/src \
-        examples/EchoServer.cpp uSockets/*.o -o "$PEERS/EchoServer")
+    build_uws_echo "$SCRATCH" native "$PEERS/EchoServer"
     export UWS_ECHO_BIN="$PEERS/EchoServer"
     fi
 

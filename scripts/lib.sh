@@ -71,3 +71,25 @@ start_load_test() {
     gen_pid=$!
     pids+=("$gen_pid")
 }
+
+# Copies UWS_DIR (a uWebSockets checkout with its uSockets submodule) to
+# SCRATCH, makes examples/EchoServer.cpp listen on 127.0.0.1:9904 (it
+# listens on port 9001 on every address; nothing else changes) and builds
+# uSockets without SSL. results/run.sh and scripts/user-instructions.sh
+# build their EchoServer from it.
+prepare_uws() {
+    local src=$1 scratch=$2
+    rm -rf "$scratch" && cp -r "$src" "$scratch"
+    sed -i 's/\.listen(9001, /.listen("127.0.0.1", 9904, /' "$scratch/examples/EchoServer.cpp"
+    grep -q 'listen("127.0.0.1", 9904' "$scratch/examples/EchoServer.cpp" ||
+        { echo "EchoServer.cpp: listen call not found" >&2; return 2; }
+    make -C "$scratch/uSockets" # no WITH_OPENSSL: LIBUS_NO_SSL
+}
+
+# Builds SCRATCH's EchoServer (after prepare_uws) for -march=MARCH, without
+# zlib, into OUT.
+build_uws_echo() {
+    local scratch=$1 march=$2 out=$3
+    (cd "$scratch" && g++ -march="$march" -O3 -std=c++2b -flto=auto -DUWS_NO_ZLIB -Isrc -IuSockets/src \
+        examples/EchoServer.cpp uSockets/*.o -o "$out")
+}

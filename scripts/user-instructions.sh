@@ -33,12 +33,9 @@ uws_binary() {
     local bin=target/peers/EchoServer-valgrind
     if [ ! -x "$bin" ]; then
         [ -n "${UWS_DIR:-}" ] || { echo "uws needs UWS_DIR (see results/run.sh)" >&2; exit 2; }
-        cp -r "$UWS_DIR" "$work/uws"
-        sed -i 's/\.listen(9001, /.listen("127.0.0.1", 9904, /' "$work/uws/examples/EchoServer.cpp"
-        make -s -C "$work/uws/uSockets" >/dev/null
+        prepare_uws "$UWS_DIR" "$work/uws" >/dev/null || exit 2
         mkdir -p target/peers
-        (cd "$work/uws" && g++ -march=x86-64-v3 -O3 -std=c++2b -flto=auto -DUWS_NO_ZLIB -Isrc -IuSockets/src \
-            examples/EchoServer.cpp uSockets/*.o -o "$OLDPWD/$bin")
+        build_uws_echo "$work/uws" x86-64-v3 "$PWD/$bin"
     fi
     echo "$bin"
 }
