@@ -88,7 +88,8 @@ fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> R {
 
 /// Whether the last read emptied the socket, so that another would only
 /// be `Pending`. Known only for the worker loop's own socket ([`Lent`]),
-/// whose short read says so. Any other stream (TLS, an HTTP/2 stream, a
+/// whose short read says so (and whose writes need no flush: `poll_run`
+/// relies on both). Any other stream (TLS, an HTTP/2 stream, a
 /// task's `TcpStream`) is read until it says `Pending` itself: that read is
 /// what registers the task's waker with it. The type test is decided at
 /// compile time.
@@ -264,16 +265,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
                 Poll::Ready(None) => {}
                 Poll::Pending => return self.wait(cx),
             }
-            // The read emptied the loop's socket: write what the pass left
-            // and sleep until the next edge, without a pass that would only
-            // find it empty (1,506 -> 1,392 instructions per echo at
-            // 100 x 20 B, `scripts/user-instructions.sh`). A chat peer takes
-            // the usual way round, past its relay queue.
+            // The read emptied the loop's socket: sleep until the next edge,
+            // without a pass that would only find it empty (1,506 -> 1,392
+            // instructions per echo at 100 x 20 B,
+            // `scripts/user-instructions.sh`). Nothing is left to write:
+            // the spill is empty, and the loop's socket (`Lent`) has no
+            // buffer to flush. A chat peer takes the usual way round, past
+            // its relay queue.
             if self.inbox.is_none() && self.spill.is_empty() && read_drained(&self.io) {
-                return match self.poll_drain(cx) {
-                    Poll::Ready(Err(e)) => Poll::Ready(Stop::Dropped(e.kind())),
-                    _ => self.wait(cx),
-                };
+                self.needs_flush = false;
+                return self.wait(cx);
             }
         }
     }
