@@ -7,8 +7,9 @@
 //! permessage-deflate needs. This reader is a plain state machine, no I/O and
 //! no `async`: the session reads into a receive buffer shared by the worker
 //! thread, hands the bytes here, and gets back whole frames, or frame heads
-//! and payload pieces when a frame spans reads, unmasked in place. Between reads a connection keeps at most a 14-byte
-//! header spill and a few counters, whatever the frame size.
+//! and payload pieces when a frame spans reads, unmasked in place. Between
+//! reads a connection keeps at most a 14-byte header spill and a few
+//! counters, whatever the frame size.
 //!
 //! Every header rule is checked from the header alone, before any payload
 //! arrives (RFC 6455 §5.2): reserved bits and opcodes, the client mask,
