@@ -63,6 +63,8 @@ pub enum FrameError {
     Unmasked,
     FragmentedControl,
     ControlTooLong,
+    /// A 64-bit length with its most significant bit set (§5.2).
+    LengthTopBit,
     TooBig,
 }
 
@@ -75,6 +77,7 @@ impl FrameError {
             FrameError::Unmasked => "unmasked frame",
             FrameError::FragmentedControl => "fragmented control frame",
             FrameError::ControlTooLong => "control frame over 125 bytes",
+            FrameError::LengthTopBit => "64-bit length with the top bit set",
             FrameError::TooBig => "frame too big",
         }
     }
@@ -266,9 +269,12 @@ fn parse(b: &[u8], allow_rsv1: bool) -> Result<Parsed, FrameError> {
     let opcode = check_first_bytes(b[0], b[1], allow_rsv1)?;
     let len = match b[1] & 0x7f {
         126 => u16::from_be_bytes([b[2], b[3]]) as u64,
-        // §5.2: the most significant bit MUST be 0; such a length is over
-        // any frame limit (a usize), so it fails as too big, with 1009.
-        127 => u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")),
+        // §5.2: the most significant bit MUST be 0. A protocol error,
+        // whatever the frame limit (a usize can exceed 2^63).
+        127 => match u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) {
+            n if n >> 63 != 0 => return Err(FrameError::LengthTopBit),
+            n => n,
+        },
         n => n as u64,
     };
     let mask = b[b.len() - 4..].try_into().expect("4 mask bytes");

@@ -187,7 +187,7 @@ fn header_rules_fail_with_their_close_codes() {
 #[test]
 fn too_big_fails_from_the_header_alone_with_1009() {
     let mut head = vec![0x82, 0xff];
-    head.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    head.extend_from_slice(&(1u64 << 62).to_be_bytes());
     head.extend_from_slice(&MASK);
     let got = parse_split(&head, &[3, 7], 1 << 20, false);
     assert_eq!(got.error, Some(FrameError::TooBig));
@@ -197,6 +197,20 @@ fn too_big_fails_from_the_header_alone_with_1009() {
         parse_split(&over[..8], &[], 10, false).error,
         Some(FrameError::TooBig)
     );
+}
+
+/// §5.2: the top bit of a 64-bit length MUST be 0. Refused as a protocol
+/// error, not as too big: a limit of 2^63 or more would otherwise let it in.
+#[test]
+fn a_length_with_the_top_bit_set_is_a_protocol_error_whatever_the_limit() {
+    let mut head = vec![0x82, 0xff];
+    head.extend_from_slice(&(1u64 << 63 | 5).to_be_bytes());
+    head.extend_from_slice(&MASK);
+    for cuts in [&[][..], &[3, 7], &[10]] {
+        let got = parse_split(&head, cuts, u64::MAX, false);
+        assert_eq!(got.error, Some(FrameError::LengthTopBit), "cuts {cuts:?}");
+    }
+    assert_eq!(FrameError::LengthTopBit.close_code(), 1002);
 }
 
 #[test]
