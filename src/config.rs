@@ -38,7 +38,8 @@ pub struct Config {
 
     /// Largest single frame accepted (bytes, suffixes as above), checked
     /// from its header (1009 past it). A policy, not a memory bound: frames
-    /// are read in pieces. Capped at --max-message-size.
+    /// are read in pieces. A frame over --max-message-size fails as a
+    /// message too big.
     #[arg(long, env = "WSECHO_MAX_FRAME_SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_frame_size: usize,
 
@@ -187,11 +188,6 @@ impl Config {
             (None, Some(port)) => SocketAddr::from(([0, 0, 0, 0], port)),
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 9900)),
         }
-    }
-
-    /// The frame limit: never above the message limit.
-    pub fn frame_limit(&self) -> usize {
-        self.max_frame_size.min(self.max_message_size)
     }
 
     pub fn server_name(&self) -> String {

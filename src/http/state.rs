@@ -58,7 +58,7 @@ impl Shared {
             .unwrap_or_else(|_| HeaderValue::from_static("wsecho"));
         let limits = Limits {
             max_message: config.max_message_size,
-            max_frame: config.frame_limit(),
+            max_frame: config.max_frame_size,
             max_backlog: config.max_backlog,
             close_timeout: config.close_timeout,
             max_ping_rate: config.max_ping_rate,

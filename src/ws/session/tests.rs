@@ -138,6 +138,28 @@ async fn invalid_utf8_inside_a_large_frame_fails_before_the_frame_ends() {
     assert_eq!(task.await.unwrap().0.code(), 1007);
 }
 
+/// With `--max-frame-size` above `--max-message-size`, one frame over the
+/// message limit fails as a message too big, from its header, and counts
+/// as one.
+#[tokio::test]
+async fn a_frame_over_the_message_limit_fails_as_a_message_too_big() {
+    let mut env = env(None);
+    Arc::get_mut(&mut env).unwrap().limits.max_message = 1000;
+    let metrics = env.metrics.clone();
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let task = start_echo(server, env);
+    client.write_all(&client_head(0x82, 2000)).await.unwrap();
+    let (b0, payload) = read_frame(&mut client).await.expect("our close");
+    assert_eq!(b0, 0x88);
+    assert_eq!(payload[..2], 1009u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"message too big");
+    drop(client);
+    assert_eq!(task.await.unwrap().0.code(), 1009);
+    let text = metrics.render();
+    assert!(text.contains(r#"limit="message_size"} 1"#), "{text}");
+    assert!(!text.contains(r#"limit="frame_size""#), "{text}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn silent_peer_gets_pings_then_closes_with_1001() {
     let (mut client, server) = tokio::io::duplex(1 << 16);
