@@ -64,13 +64,24 @@ pub(crate) struct Proto {
     pings: (u32, u32),
     /// permessage-deflate, when negotiated (boxed: most sessions have none).
     pub(crate) deflate: Option<Box<Compression>>,
-    /// The reader failed: the rest of the input is not frames.
-    pub(crate) spent: bool,
+    /// What the peer's input is, once a frame failed.
+    pub(crate) input: Input,
     pub(crate) counts: Counts,
     flushed: Counts,
 }
 
 type Flow = Result<(), Stop>;
+
+/// How much of the peer's input is still frames: the close handshake
+/// after a failure reads on for the peer's close only while it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    Frames,
+    /// The reader failed: the rest is not frames.
+    Spent,
+    /// The peer's close came, behind a frame we failed.
+    Closed,
+}
 
 impl Proto {
     pub(crate) fn new(limits: &Limits, deflate: Option<Box<Compression>>) -> Self {
@@ -88,7 +99,7 @@ impl Proto {
             utf8: Utf8Stream::default(),
             held: None,
             pings: (0, 0),
-            spent: false,
+            input: Input::Frames,
             counts: Counts::default(),
             flushed: Counts::default(),
         }
@@ -104,12 +115,36 @@ impl Proto {
         metrics: &Metrics,
     ) -> Flow {
         let mut pos = 0;
+        let flow = self.frames(buf, &mut pos, w, h, limits, metrics);
+        if let Err(Stop::Fail(..)) = flow {
+            // Our close goes out next, and the handshake waits for the
+            // peer's. A peer may have sent its close right behind the frame
+            // we failed: the rest of this read is looked at now, with the
+            // reader still in step, or the close would be lost with it and
+            // the wait run to its timeout.
+            self.find_close(&mut buf[pos..]);
+        }
+        flow
+    }
+
+    /// [`Proto::process`] up to the first failure, `pos` left where the
+    /// reader stopped.
+    #[inline(always)]
+    fn frames<S: AsyncWrite + Unpin, H: Handler>(
+        &mut self,
+        buf: &mut [u8],
+        pos: &mut usize,
+        w: &mut Writer<'_, '_, S>,
+        h: &mut H,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Flow {
         loop {
-            let item = match self.reader.next(buf, &mut pos) {
+            let item = match self.reader.next(buf, pos) {
                 Ok(Some(item)) => item,
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    self.spent = true;
+                    self.input = Input::Spent;
                     if e == super::reader::FrameError::TooBig {
                         metrics.limit_hit(Limit::FrameSize);
                     }
@@ -140,24 +175,22 @@ impl Proto {
     }
 
     /// Looks for the peer's close after ours: true once it came (or the
-    /// input stopped making sense).
+    /// input stopped making sense, or already had).
     pub(crate) fn find_close(&mut self, buf: &mut [u8]) -> bool {
         let mut pos = 0;
-        loop {
+        while self.input == Input::Frames {
             match self.reader.next(buf, &mut pos) {
                 Ok(Some(Item::Head(head) | Item::Frame { head, .. }))
                     if head.opcode == OpCode::Close =>
                 {
-                    return true;
+                    self.input = Input::Closed;
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return false,
-                Err(_) => {
-                    self.spent = true;
-                    return true;
-                }
+                Err(_) => self.input = Input::Spent,
             }
         }
+        true
     }
 
     fn on_head(&mut self, head: Head, limits: &Limits, metrics: &Metrics) -> Flow {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use fastwebsockets::OpCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::super::proto::Stop;
+use super::super::proto::{Input, Stop};
 use super::{End, Session, with_worker};
 use crate::close;
 use crate::metrics::Counts;
@@ -74,10 +74,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     /// end of the connection, or the close timeout. After a framing error
     /// the input is not frames any more: then wait for the peer to hang up.
     pub(super) async fn await_peer_close(&mut self) {
-        let timeout = self.env.limits.close_timeout;
-        if self.proto.spent {
+        let spent = match self.proto.input {
+            Input::Closed => return,
+            input => input == Input::Spent,
+        };
+        // One deadline for both steps: a TLS shutdown writes close_notify,
+        // which waits as long as the peer reads nothing.
+        let deadline = tokio::time::Instant::now() + self.env.limits.close_timeout;
+        if spent {
             let io = &mut self.io;
-            let _ = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await;
+            let shutdown = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx));
+            if tokio::time::timeout_at(deadline, shutdown).await.is_err() {
+                return;
+            }
         }
         let wait = poll_fn(|cx| {
             with_worker(|worker| {
@@ -85,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
                     match self.fill(cx, &mut worker.recv) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
                         Poll::Ready(Ok(n)) => {
-                            if !self.proto.spent && self.proto.find_close(&mut worker.recv[..n]) {
+                            if !spent && self.proto.find_close(&mut worker.recv[..n]) {
                                 return Poll::Ready(());
                             }
                         }
@@ -94,6 +103,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
                 }
             })
         });
-        let _ = tokio::time::timeout(timeout, wait).await;
+        let _ = tokio::time::timeout_at(deadline, wait).await;
     }
 }

@@ -138,6 +138,37 @@ async fn invalid_utf8_inside_a_large_frame_fails_before_the_frame_ends() {
     assert_eq!(task.await.unwrap().0.code(), 1007);
 }
 
+/// A peer may send its close right behind a frame the server fails, in the
+/// same read: the handshake then ends once our close is out, without
+/// waiting out the close timeout. The reader stays in step through the
+/// failed frame's payload (a binary frame inside a fragmented message) to
+/// find it.
+#[tokio::test(start_paused = true)]
+async fn a_close_in_the_same_read_as_a_failed_frame_ends_the_handshake_at_once() {
+    let bad_text = client_frame(0x81, b"\xff");
+    let mut inside = client_frame(0x01, b"a");
+    inside.extend(client_frame(0x82, b"abcd"));
+    for (mut read, code) in [(bad_text, 1007u16), (inside, 1002)] {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let task = start_echo(server, env(None));
+        read.extend(client_frame(0x88, &[0x03, 0xe8]));
+        client.write_all(&read).await.unwrap();
+        // Past the echo of the fragment before it, if any.
+        let close = loop {
+            if let (0x88, payload) = read_frame(&mut client).await.expect("our close") {
+                break payload;
+            }
+        };
+        assert_eq!(close[..2], code.to_be_bytes());
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(task.await.unwrap().0.code(), code);
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "waited out the close timeout"
+        );
+    }
+}
+
 /// With `--max-frame-size` above `--max-message-size`, one frame over the
 /// message limit fails as a message too big, from its header, and counts
 /// as one.
@@ -158,6 +189,62 @@ async fn a_frame_over_the_message_limit_fails_as_a_message_too_big() {
     let text = metrics.render();
     assert!(text.contains(r#"limit="message_size"} 1"#), "{text}");
     assert!(!text.contains(r#"limit="frame_size""#), "{text}");
+}
+
+/// A stream whose shutdown never completes, as a TLS shutdown whose
+/// close_notify waits on a peer that reads nothing.
+struct NoShutdown(DuplexStream);
+
+impl AsyncRead for NoShutdown {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NoShutdown {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+/// After a framing error the server shuts its side down and waits for the
+/// peer to hang up: both within the close timeout, even when the shutdown
+/// itself cannot complete.
+#[tokio::test(start_paused = true)]
+async fn the_wait_after_a_framing_error_ends_even_if_shutdown_never_does() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let task = tokio::spawn(async move {
+        let mut session = Session::new(NoShutdown(server), Bytes::new(), None, None, env(None));
+        session.run(&mut Echo).await
+    });
+    // RSV2 set: a framing error, after which the input is not frames.
+    client.write_all(&client_frame(0xa2, b"x")).await.unwrap();
+    let (b0, payload) = read_frame(&mut client).await.expect("our close");
+    assert_eq!(
+        (b0, payload[..2].to_vec()),
+        (0x88, 1002u16.to_be_bytes().to_vec())
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the close handshake hung")
+        .unwrap();
+    assert_eq!(end.code(), 1002);
 }
 
 #[tokio::test(start_paused = true)]
