@@ -48,12 +48,21 @@ impl Spill {
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            self.0
-                .get_or_insert_default()
-                .bytes
-                .extend_from_slice(bytes);
+        if bytes.is_empty() {
+            return;
         }
+        let w = self.0.get_or_insert_default();
+        // A peer that reads, but never all of it, keeps the spill from
+        // emptying (reading behind a large frame, up to --max-backlog):
+        // kept, the written front would grow with everything it is sent.
+        // Dropped once it is as long as what waits, so a byte is moved at
+        // most once on average and the buffer stays under twice what waits
+        // plus this push.
+        if w.written > 0 && w.written >= w.bytes.len() - w.written {
+            w.bytes.drain(..w.written);
+            w.written = 0;
+        }
+        w.bytes.extend_from_slice(bytes);
     }
 
     /// Writes the spill out; frees it once empty, so an idle connection
@@ -258,5 +267,81 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
         // Hand the (empty) allocation back to the worker.
         *self.cork = cork;
         self.cork.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+
+    /// A peer that takes 1 KiB, then nothing until it is asked again.
+    #[derive(Default)]
+    struct Trickle {
+        got: Vec<u8>,
+        full: bool,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.full = !self.full;
+            if !self.full {
+                return Poll::Pending;
+            }
+            let n = buf.len().min(1 << 10);
+            self.got.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A peer that reads, but never all of what waits, does not make the
+    /// spill grow with what it is sent: the written front is dropped. Its
+    /// bytes still leave whole and in order.
+    #[test]
+    fn a_spill_that_never_empties_stays_within_twice_what_waits() {
+        const WAIT: usize = 256 << 10;
+        const PIECE: usize = 64 << 10;
+        let mut spill = Spill::default();
+        let mut peer = Trickle::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut sent = Vec::new();
+        let mut most = 0;
+        for round in 0..5_000u32 {
+            while spill.len() < WAIT {
+                let piece: Vec<u8> = (0..PIECE).map(|i| (i as u32 ^ round) as u8).collect();
+                spill.push(&piece);
+                sent.extend_from_slice(&piece);
+            }
+            let mut wrote = false;
+            assert!(
+                spill
+                    .poll_drain(&mut peer, &mut cx, &mut wrote)
+                    .is_pending()
+            );
+            assert!(wrote);
+            let w = spill.0.as_ref().unwrap();
+            most = most.max(w.bytes.capacity());
+        }
+        assert_eq!(peer.got.len(), 5_000 << 10, "1 KiB a round");
+        assert!(most <= 4 * (WAIT + PIECE), "the spill grew to {most} bytes");
+        while spill
+            .poll_drain(&mut peer, &mut cx, &mut false)
+            .is_pending()
+        {}
+        assert!(spill.is_empty() && spill.0.is_none());
+        assert!(peer.got == sent, "the same bytes, in order");
     }
 }
