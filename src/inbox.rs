@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
 
 /// What producer and consumer share about one peer.
@@ -23,6 +24,11 @@ pub struct PeerState {
     slow: AtomicBool,
     /// Set once the session wrote its close frame: nothing may follow it.
     closed: AtomicBool,
+    /// The session, while it waits: woken when the peer turns slow. The
+    /// queue's own wake-up will not do: a session whose socket is full
+    /// (the peer reads nothing) stops taking frames off it, and with that
+    /// stops registering there.
+    session: AtomicWaker,
     /// Relayed messages taken to be written to this peer, and their payload
     /// bytes as the route saw them (before any compression).
     pub delivered: AtomicU64,
@@ -31,7 +37,7 @@ pub struct PeerState {
 
 impl PeerState {
     pub fn is_slow(&self) -> bool {
-        self.slow.load(Ordering::Relaxed)
+        self.slow.load(Ordering::Acquire)
     }
 
     /// Relayed messages and their payload bytes since the last call.
@@ -44,6 +50,11 @@ impl PeerState {
 
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Wakes `waker` when the peer turns slow.
+    pub fn wake_if_slow(&self, waker: &std::task::Waker) {
+        self.session.register(waker);
     }
 }
 
@@ -107,9 +118,10 @@ impl Outbox {
         crate::wake::woke_a_task();
         let queued = self.state.queued.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
         if queued > self.limit {
-            self.state.slow.store(true, Ordering::Relaxed);
-            // An empty frame wakes the peer's task to notice.
-            let _ = self.tx.send((Bytes::new(), 0));
+            // Release, as the waker's own ordering: the woken session sees
+            // the flag.
+            self.state.slow.store(true, Ordering::Release);
+            self.state.session.wake();
             return Offer::BecameSlow;
         }
         // Shares the encoded frame: a reference count, not a copy.
@@ -146,13 +158,12 @@ impl Inbox {
         }
         while self.pending.len() < iov.len() {
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some((frame, message))) if !frame.is_empty() => {
+                Poll::Ready(Some((frame, message))) => {
                     self.state.delivered.fetch_add(1, Ordering::Relaxed);
                     let len = message as u64;
                     self.state.delivered_bytes.fetch_add(len, Ordering::Relaxed);
                     self.pending.push_back(frame);
                 }
-                Poll::Ready(Some(_)) => {}
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }

@@ -228,7 +228,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     fn poll_run<H: Handler>(&mut self, cx: &mut Context<'_>, h: &mut H) -> Poll<Stop> {
         let mut passes = 0;
         loop {
-            if let Some(stop) = self.check_live() {
+            if let Some(stop) = self.check_live().or_else(|| self.slow()) {
                 return Poll::Ready(stop);
             }
             // The large frame ended: the next one starts with the usual

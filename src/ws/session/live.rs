@@ -33,12 +33,16 @@ pub(super) struct Live {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
-    /// Before the task sleeps: make sure the sweep wakes it, then look at
-    /// the drain flag once more (it may have been raised before we were
+    /// Before the task sleeps: make sure the sweep (and, for a chat peer,
+    /// its room turning it slow) wakes it, then look at the drain and slow
+    /// flags once more (either may have been raised before we were
     /// registered).
     pub(super) fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Stop> {
         self.live.ticket.register(cx.waker());
-        match self.check_live() {
+        if let Some(inbox) = &self.inbox {
+            inbox.state().wake_if_slow(cx.waker());
+        }
+        match self.check_live().or_else(|| self.slow()) {
             Some(stop) => Poll::Ready(stop),
             None => Poll::Pending,
         }

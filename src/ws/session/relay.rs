@@ -24,6 +24,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
             .is_some_and(|i| i.unfinished().is_some())
     }
 
+    /// A chat peer that fell too far behind its room. Checked before
+    /// anything is written: a peer that reads nothing leaves the writes
+    /// pending, and it must not be left waiting for them.
+    pub(super) fn slow(&self) -> Option<Stop> {
+        let inbox = self.inbox.as_ref()?;
+        // 1008: the peer broke the policy of reading its room's messages in
+        // time (1013 would invite a retry).
+        (!inbox.is_closed() && inbox.state().is_slow()).then_some(Stop::Fail(
+            code::POLICY,
+            "slow consumer: too many unread messages",
+        ))
+    }
+
     /// Writes a chat peer's relayed frames, within the budget.
     pub(super) fn relay(&mut self, cx: &mut Context<'_>) -> Result<(), Stop> {
         let Some(inbox) = &mut self.inbox else {
@@ -31,14 +44,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
         };
         if inbox.is_closed() {
             return Ok(());
-        }
-        if inbox.state().is_slow() {
-            // 1008: the peer broke the policy of reading its room's messages
-            // in time (1013 would invite a retry).
-            return Err(Stop::Fail(
-                code::POLICY,
-                "slow consumer: too many unread messages",
-            ));
         }
         let mut budget = RELAY_BUDGET;
         while inbox.unfinished().is_none() {

@@ -191,6 +191,39 @@ async fn a_frame_over_the_message_limit_fails_as_a_message_too_big() {
     assert!(!text.contains(r#"limit="frame_size""#), "{text}");
 }
 
+/// A chat peer that reads nothing is cut off once its room turns it slow,
+/// with a relayed frame half on the wire and no keep-alive to poll it: its
+/// writes wait on a full socket, and it no longer takes frames off its
+/// queue (where it would have registered for the queue's wake-up).
+#[tokio::test(start_paused = true)]
+async fn a_chat_peer_that_reads_nothing_is_cut_off_once_slow() {
+    use crate::inbox::{Offer, channel};
+
+    let (_client, server) = tokio::io::duplex(4 << 10);
+    let (outbox, inbox) = channel(64 << 10);
+    let task = tokio::spawn(async move {
+        let mut session = Session::new(server, Bytes::new(), Some(inbox), None, env(None));
+        session.run(&mut Echo).await
+    });
+    let frame = Bytes::from(vec![0x82; 3000]);
+    let mut offers = 0;
+    loop {
+        // The session writes what the pipe takes before the next offer.
+        tokio::task::yield_now().await;
+        offers += 1;
+        if outbox.offer(&frame, 3000) == Offer::BecameSlow {
+            break;
+        }
+    }
+    assert!(offers > 3, "slow only once the pipe was full");
+    let end = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the slow peer is still connected")
+        .unwrap();
+    // Its 1008 could not be written either (close timeout: 2 s).
+    assert!(matches!(end, End::Stalled), "{end:?}");
+}
+
 /// A stream whose shutdown never completes, as a TLS shutdown whose
 /// close_notify waits on a peer that reads nothing.
 struct NoShutdown(DuplexStream);
