@@ -232,8 +232,13 @@ impl Loop {
             // again; only here: a poll for a socket event leaves the flag,
             // and the token it stands for, to this pass (a spare poll at
             // worst), rather than touch the waker's cache line per event.
+            // A swap, not a store: a waker whose swap still found the flag
+            // set (and queued nothing) then synchronises with this one, so
+            // the poll sees what it changed before waking (the drain's flag,
+            // read relaxed). A plain store may wait in the store buffer
+            // past the poll's reads, and that wake-up would be lost.
             if let Some(e) = self.entries.get(token) {
-                e.token.queued.store(false, Ordering::Release);
+                e.token.queued.swap(false, Ordering::AcqRel);
             }
             poll_entry(
                 &mut self.entries,
