@@ -86,6 +86,14 @@ prepare_uws() {
     make -C "$scratch/uSockets" # no WITH_OPENSSL: LIBUS_NO_SSL
 }
 
+# One line naming the uWebSockets and uSockets sources in SRC (a digest of
+# every file a build of EchoServer reads), to tell a cached build's
+# sources from others.
+uws_sources() {
+    (cd "$1" && find src uSockets/src examples/EchoServer.cpp -type f -print0 | sort -z |
+        xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
 # Builds SCRATCH's EchoServer (after prepare_uws) for -march=MARCH, without
 # zlib, into OUT.
 build_uws_echo() {

@@ -29,13 +29,20 @@ LOAD=target/release/wsecho-load
 [ -x "$LOAD" ] || cargo build --release -q -p wsecho-load
 with_scratch
 
+# The cached build is used while UWS_DIR holds the sources it was built
+# from (or when UWS_DIR is unset); other sources are built afresh.
 uws_binary() {
-    local bin=target/peers/EchoServer-valgrind
+    local bin=target/peers/EchoServer-valgrind sources=
+    if [ -n "${UWS_DIR:-}" ]; then
+        sources=$(uws_sources "$UWS_DIR")
+        [ "$(cat "$bin.sources" 2>/dev/null)" = "$sources" ] || rm -f "$bin"
+    fi
     if [ ! -x "$bin" ]; then
-        [ -n "${UWS_DIR:-}" ] || { echo "uws needs UWS_DIR (see results/run.sh)" >&2; exit 2; }
+        [ -n "$sources" ] || { echo "uws needs UWS_DIR (see results/run.sh)" >&2; exit 2; }
         prepare_uws "$UWS_DIR" "$work/uws" >/dev/null || exit 2
         mkdir -p target/peers
         build_uws_echo "$work/uws" x86-64-v3 "$PWD/$bin"
+        echo "$sources" >"$bin.sources"
     fi
     echo "$bin"
 }
