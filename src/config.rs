@@ -90,7 +90,9 @@ pub struct Config {
     pub ping_interval: Duration,
 
     /// A peer that sends nothing (not even a pong) for this long, or reads
-    /// nothing we send for this long, is disconnected (0: never).
+    /// nothing we send for this long, is disconnected (0: never). Checked
+    /// once a ping interval (a quarter of this with pings off), so up to
+    /// that much later.
     #[arg(long, env = "WSECHO_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 

@@ -99,15 +99,17 @@ impl Shared {
     }
 }
 
-/// Keep-alive ticks from the flags: a tick per ping interval (or per idle
-/// timeout when pings are off), and as many silent ticks as fit in the idle
-/// timeout.
+/// Keep-alive ticks from the flags: a tick per ping interval (or per
+/// quarter of the idle timeout when pings are off), and as many silent
+/// ticks as fit in the idle timeout. Silence is counted in whole ticks, so
+/// a peer goes up to one tick after the timeout: a tick of the whole
+/// timeout would let it stay for twice that.
 fn liveness(c: &Config) -> Option<Liveness> {
     let (idle, ping) = (c.idle_timeout, c.ping_interval);
     let interval = match (idle.is_zero(), ping.is_zero()) {
         (true, true) => return None,
         (true, false) => ping,
-        (false, true) => idle,
+        (false, true) => idle / 4,
         (false, false) => ping.min(idle),
     };
     let limit_ticks = if idle.is_zero() {
@@ -138,4 +140,39 @@ pub struct TlsInfo {
     pub version: &'static str,
     /// The protocol ALPN selected (`h2`, `http/1.1`), if any.
     pub alpn: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+
+    fn ticks(args: &[&str]) -> Option<(Duration, u32)> {
+        let config = Config::parse_from([&["wsecho"], args].concat());
+        liveness(&config).map(|l| (l.interval, l.limit_ticks))
+    }
+
+    /// A silent peer is dropped between the idle timeout and one tick
+    /// after it: with pings off, a quarter of the timeout late at most.
+    #[test]
+    fn the_idle_timeout_is_kept_to_within_a_tick() {
+        let secs = Duration::from_secs;
+        assert_eq!(ticks(&[]), Some((secs(30), 3)));
+        assert_eq!(
+            ticks(&["--ping-interval", "0"]),
+            Some((Duration::from_millis(22_500), 4))
+        );
+        assert_eq!(
+            ticks(&["--ping-interval", "0", "--idle-timeout", "0"]),
+            None
+        );
+        assert_eq!(ticks(&["--idle-timeout", "0"]), Some((secs(30), u32::MAX)));
+        assert_eq!(
+            ticks(&["--ping-interval", "2m", "--idle-timeout", "60s"]),
+            Some((secs(60), 1))
+        );
+    }
 }
