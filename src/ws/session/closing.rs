@@ -74,10 +74,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     /// end of the connection, or the close timeout. After a framing error
     /// the input is not frames any more: then wait for the peer to hang up.
     pub(super) async fn await_peer_close(&mut self) {
-        let spent = match self.proto.input {
-            Input::Closed => return,
-            input => input == Input::Spent,
-        };
+        if self.proto.input == Input::Closed {
+            return;
+        }
+        let spent = self.proto.input == Input::Spent;
         // One deadline for both steps: a TLS shutdown writes close_notify,
         // which waits as long as the peer reads nothing.
         let deadline = tokio::time::Instant::now() + self.env.limits.close_timeout;
