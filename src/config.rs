@@ -91,8 +91,7 @@ pub struct Config {
 
     /// A peer that sends nothing (not even a pong) for this long, or reads
     /// nothing we send for this long, is disconnected (0: never). Checked
-    /// once a ping interval (a quarter of this with pings off), so up to
-    /// that much later.
+    /// every quarter of this or more often, so up to a quarter later.
     #[arg(long, env = "WSECHO_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 

@@ -99,30 +99,35 @@ impl Shared {
     }
 }
 
-/// Keep-alive ticks from the flags: a tick per ping interval (or per
-/// quarter of the idle timeout when pings are off), and as many silent
-/// ticks as fit in the idle timeout. Silence is counted in whole ticks, so
-/// a peer goes up to one tick after the timeout: a tick of the whole
-/// timeout would let it stay for twice that.
+/// Keep-alive ticks from the flags. Silence is counted in whole ticks, so
+/// a peer goes up to one tick after the idle timeout: the tick is at most a
+/// quarter of it, and divides the ping interval so that pings keep their
+/// cadence (30 s pings and a 90 s timeout: a tick every 15 s, a ping every
+/// second silent tick, dropped after six).
 fn liveness(c: &Config) -> Option<Liveness> {
     let (idle, ping) = (c.idle_timeout, c.ping_interval);
-    let interval = match (idle.is_zero(), ping.is_zero()) {
+    let quarter = idle / 4;
+    let (interval, ping_ticks) = match (idle.is_zero(), ping.is_zero()) {
         (true, true) => return None,
-        (true, false) => ping,
-        (false, true) => idle / 4,
-        (false, false) => ping.min(idle),
+        (true, false) => (ping, 1),
+        (false, true) => (quarter, 0),
+        (false, false) => {
+            let parts = ping.as_nanos().div_ceil(quarter.as_nanos().max(1));
+            let parts = parts.clamp(1, u32::MAX as u128) as u32;
+            (ping / parts, parts)
+        }
     };
     let limit_ticks = if idle.is_zero() {
         u32::MAX
     } else {
-        idle.as_millis()
-            .div_ceil(interval.as_millis().max(1))
+        idle.as_nanos()
+            .div_ceil(interval.as_nanos().max(1))
             .clamp(1, u32::MAX as u128) as u32
     };
     Some(Liveness {
         interval,
         limit_ticks,
-        ping: !ping.is_zero(),
+        ping_ticks,
     })
 }
 
@@ -150,29 +155,43 @@ mod tests {
 
     use super::*;
 
-    fn ticks(args: &[&str]) -> Option<(Duration, u32)> {
+    fn ticks(args: &[&str]) -> Option<(Duration, u32, u32)> {
         let config = Config::parse_from([&["wsecho"], args].concat());
-        liveness(&config).map(|l| (l.interval, l.limit_ticks))
+        liveness(&config).map(|l| (l.interval, l.limit_ticks, l.ping_ticks))
     }
 
     /// A silent peer is dropped between the idle timeout and one tick
-    /// after it: with pings off, a quarter of the timeout late at most.
+    /// after it, a quarter of the timeout late at most, and pinged once a
+    /// ping interval.
     #[test]
-    fn the_idle_timeout_is_kept_to_within_a_tick() {
+    fn the_idle_timeout_is_kept_to_within_a_quarter() {
         let secs = Duration::from_secs;
-        assert_eq!(ticks(&[]), Some((secs(30), 3)));
+        assert_eq!(ticks(&[]), Some((secs(15), 6, 2)));
         assert_eq!(
             ticks(&["--ping-interval", "0"]),
-            Some((Duration::from_millis(22_500), 4))
+            Some((Duration::from_millis(22_500), 4, 0))
         );
         assert_eq!(
             ticks(&["--ping-interval", "0", "--idle-timeout", "0"]),
             None
         );
-        assert_eq!(ticks(&["--idle-timeout", "0"]), Some((secs(30), u32::MAX)));
+        assert_eq!(
+            ticks(&["--idle-timeout", "0"]),
+            Some((secs(30), u32::MAX, 1))
+        );
+        assert_eq!(
+            ticks(&["--ping-interval", "10s", "--idle-timeout", "60s"]),
+            Some((secs(10), 6, 1))
+        );
+        // Pings rarer than the timeout: the peer is gone before the first.
         assert_eq!(
             ticks(&["--ping-interval", "2m", "--idle-timeout", "60s"]),
-            Some((secs(60), 1))
+            Some((secs(15), 4, 8))
+        );
+        // An interval that the quarter does not divide: a tick of a third.
+        assert_eq!(
+            ticks(&["--ping-interval", "25s", "--idle-timeout", "40s"]),
+            Some((Duration::from_nanos(8_333_333_333), 5, 3))
         );
     }
 }

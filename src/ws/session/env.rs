@@ -10,13 +10,14 @@ use super::super::sweep::Sweep;
 use crate::deflate::DeflatePolicy;
 use crate::metrics::Metrics;
 
-/// Keep-alive settings: a tick every `interval`; a ping after each silent
-/// tick; a silent (or write-stalled) peer is cut off after `limit_ticks`.
+/// Keep-alive settings: a tick every `interval`; a ping after every
+/// `ping_ticks` silent ticks (0: never); a silent (or write-stalled) peer
+/// is cut off after `limit_ticks`.
 #[derive(Debug, Clone, Copy)]
 pub struct Liveness {
     pub interval: Duration,
     pub limit_ticks: u32,
-    pub ping: bool,
+    pub ping_ticks: u32,
 }
 
 /// What every session of a server shares.

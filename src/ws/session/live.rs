@@ -66,6 +66,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
         live.seen = tick;
         let heard = std::mem::take(&mut live.heard);
         let wrote = std::mem::take(&mut live.wrote);
+        let was_silent = live.silent;
         live.silent = if heard {
             0
         } else {
@@ -82,7 +83,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
         if live.silent >= liveness.limit_ticks {
             return Some(Stop::Fail(code::GOING_AWAY, "idle timeout"));
         }
-        if liveness.ping && live.silent > 0 && !blocked {
+        // A ping each time the silence passes another ping interval (ticks
+        // may come several at once to a session polled late).
+        let pings = |silent: u32| silent.checked_div(liveness.ping_ticks).unwrap_or(0);
+        if pings(live.silent) > pings(was_silent) && !blocked {
             self.queue_frame(OpCode::Ping, &[]);
         }
         None

@@ -286,7 +286,7 @@ async fn silent_peer_gets_pings_then_closes_with_1001() {
     let liveness = Liveness {
         interval: Duration::from_secs(10),
         limit_ticks: 3,
-        ping: true,
+        ping_ticks: 1,
     };
     let task = start_echo(server, env(Some(liveness)));
     assert_eq!(read_frame(&mut client).await, Some((0x89, vec![])));
@@ -299,13 +299,38 @@ async fn silent_peer_gets_pings_then_closes_with_1001() {
     assert_eq!(task.await.unwrap().0.code(), 1001);
 }
 
+/// Ticks finer than the ping interval (a quarter of the idle timeout at
+/// most, `http::state`) leave the pings at their own cadence.
+#[tokio::test(start_paused = true)]
+async fn pings_keep_their_interval_between_finer_ticks() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let liveness = Liveness {
+        interval: Duration::from_secs(5),
+        limit_ticks: 6,
+        ping_ticks: 2,
+    };
+    let start = tokio::time::Instant::now();
+    let task = start_echo(server, env(Some(liveness)));
+    for n in 1..=2 {
+        assert_eq!(read_frame(&mut client).await, Some((0x89, vec![])));
+        let at = start.elapsed().as_secs();
+        assert!((10 * n..10 * n + 5).contains(&at), "ping {n} at {at} s");
+    }
+    let (b0, _) = read_frame(&mut client).await.unwrap();
+    assert_eq!(b0, 0x88, "no third ping before the close");
+    let at = start.elapsed().as_secs();
+    assert!((30..35).contains(&at), "closed at {at} s");
+    client.write_all(&client_frame(0x88, &[])).await.unwrap();
+    assert_eq!(task.await.unwrap().0.code(), 1001);
+}
+
 #[tokio::test(start_paused = true)]
 async fn peer_that_never_reads_is_cut_off_with_bounded_memory() {
     let (client, server) = tokio::io::duplex(4 << 10);
     let liveness = Liveness {
         interval: Duration::from_secs(1),
         limit_ticks: 2,
-        ping: false,
+        ping_ticks: 0,
     };
     let task = start_echo(server, env(Some(liveness)));
     let (_rx, mut tx) = tokio::io::split(client);
@@ -388,7 +413,7 @@ async fn backlog_of_a_non_reading_large_frame_sender_is_capped() {
     let mut env = env(Some(Liveness {
         interval: Duration::from_secs(1),
         limit_ticks: 2,
-        ping: false,
+        ping_ticks: 0,
     }));
     Arc::get_mut(&mut env).unwrap().limits.max_backlog = 256 << 10;
     let task = start_echo(server, env);
