@@ -225,6 +225,11 @@ fn start() -> io::Result<Loop> {
 impl Loop {
     /// Polls the sessions woken by something other than their socket.
     fn poll_woken(&mut self) {
+        // Nearly every turn: nothing woken. One flag read, not the batch's
+        // take and put back.
+        if !self.woken.any() {
+            return;
+        }
         let mut batch = std::mem::take(&mut self.batch);
         self.woken.take(&mut batch);
         for token in batch.drain(..) {
