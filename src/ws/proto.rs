@@ -115,6 +115,7 @@ impl Proto {
         metrics: &Metrics,
     ) -> Flow {
         let mut pos = 0;
+        w.answering(buf.len());
         let flow = self.frames(buf, &mut pos, w, h, limits, metrics);
         if let Err(Stop::Fail(..)) = flow {
             // Our close goes out next, and the handshake waits for the
