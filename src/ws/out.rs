@@ -213,16 +213,24 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
             }
             return;
         }
-        let mut iov = [IoSlice::new(&[]); 2];
-        for (slot, part) in iov.iter_mut().zip(parts) {
-            *slot = IoSlice::new(part);
-        }
-        let Some(mut n) = self.write_vectored(&iov[..parts.len().min(2)]) else {
+        let written = match parts {
+            [one] => self.write_vectored(&[IoSlice::new(one)]),
+            _ => {
+                let mut iov = [IoSlice::new(&[]); 2];
+                for (slot, part) in iov.iter_mut().zip(parts) {
+                    *slot = IoSlice::new(part);
+                }
+                self.write_vectored(&iov[..parts.len().min(2)])
+            }
+        };
+        let Some(mut n) = written else {
             return self.large(parts);
         };
         for part in parts {
             let taken = n.min(part.len());
-            self.spill.push(&part[taken..]);
+            if taken < part.len() {
+                self.spill.push(&part[taken..]);
+            }
             n -= taken;
         }
     }
@@ -260,10 +268,16 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
     }
 
     /// Writes the cork out; what the socket does not take moves to the spill.
+    /// Inlined for the empty cork of most calls (a read's lone frame went
+    /// out in place).
+    #[inline]
     pub(crate) fn flush(&mut self) {
-        if self.cork.is_empty() {
-            return;
+        if !self.cork.is_empty() {
+            self.flush_cork();
         }
+    }
+
+    fn flush_cork(&mut self) {
         if self.blocked() {
             if self.error.is_none() {
                 self.spill.push(self.cork);

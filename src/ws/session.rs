@@ -239,7 +239,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
             }
             match self.poll_drain(cx) {
                 Poll::Ready(Ok(())) => {
-                    if let Err(stop) = self.relay(cx) {
+                    // Asked here, not only inside: most sessions have no
+                    // relay queue, and the call costs more than the answer.
+                    if self.inbox.is_some()
+                        && let Err(stop) = self.relay(cx)
+                    {
                         return Poll::Ready(stop);
                     }
                     if !self.spill.is_empty() || self.relay_unfinished() {
