@@ -224,12 +224,17 @@ fn start() -> io::Result<Loop> {
 
 impl Loop {
     /// Polls the sessions woken by something other than their socket.
+    #[inline]
     fn poll_woken(&mut self) {
         // Nearly every turn: nothing woken. One flag read, not the batch's
-        // take and put back.
-        if !self.woken.any() {
-            return;
+        // take and put back, nor a call.
+        if self.woken.any() {
+            self.poll_woken_batch();
         }
+    }
+
+    #[inline(never)]
+    fn poll_woken_batch(&mut self) {
         let mut batch = std::mem::take(&mut self.batch);
         self.woken.take(&mut batch);
         for token in batch.drain(..) {

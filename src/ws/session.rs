@@ -298,8 +298,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     }
 
     /// Writes what waits: the rest of a relayed frame, then the spill, then
-    /// a TLS flush.
+    /// a TLS flush. Inlined to its first test: before every read, and
+    /// nearly always with nothing waiting.
+    #[inline]
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.inbox.is_none() && self.spill.is_empty() && !self.needs_flush {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_drain_waiting(cx)
+    }
+
+    #[inline(never)]
+    fn poll_drain_waiting(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(inbox) = &mut self.inbox {
             while let Some(rest) = inbox.unfinished() {
                 match std::task::ready!(Pin::new(&mut self.io).poll_write(cx, rest))? {

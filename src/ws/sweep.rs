@@ -134,7 +134,18 @@ impl Ticket {
     }
 
     /// Makes sure the next tick (or the drain) wakes `waker`.
+    ///
+    /// Inlined to its first test: every wait of every session asks, and
+    /// nearly always with the waker it gave last time.
+    #[inline]
     pub fn register(&mut self, waker: &Waker) {
+        if !matches!(&self.slot, Some((_, have)) if have.will_wake(waker)) {
+            self.register_new(waker);
+        }
+    }
+
+    #[inline(never)]
+    fn register_new(&mut self, waker: &Waker) {
         match &mut self.slot {
             Some((_, have)) if have.will_wake(waker) => {}
             Some((key, have)) => {
