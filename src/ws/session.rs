@@ -226,10 +226,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     }
 
     fn poll_run<H: Handler>(&mut self, cx: &mut Context<'_>, h: &mut H) -> Poll<Stop> {
+        match self.passes(cx, h) {
+            Some(stop) => Poll::Ready(stop),
+            None => self.wait(cx),
+        }
+    }
+
+    /// Drains, relays and reads until the session stops (`Some`) or has
+    /// nothing to do until it is woken (`None`: then [`Session::wait`],
+    /// called from one place so that it can be inlined there).
+    #[inline]
+    fn passes<H: Handler>(&mut self, cx: &mut Context<'_>, h: &mut H) -> Option<Stop> {
         let mut passes = 0;
         loop {
             if let Some(stop) = self.check_live().or_else(|| self.slow()) {
-                return Poll::Ready(stop);
+                return Some(stop);
             }
             // The large frame ended: the next one starts with the usual
             // backpressure and a fresh grace period.
@@ -244,30 +255,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
                     if self.inbox.is_some()
                         && let Err(stop) = self.relay(cx)
                     {
-                        return Poll::Ready(stop);
+                        return Some(stop);
                     }
                     if !self.spill.is_empty() || self.relay_unfinished() {
                         continue;
                     }
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Stop::Dropped(e.kind())),
+                Poll::Ready(Err(e)) => return Some(Stop::Dropped(e.kind())),
                 // Backpressure: a peer that does not read gets nothing more
                 // read from it. Except in the middle of a large frame: a
                 // client that sends a whole message before reading its echo
                 // cannot read until it is done, so its echo is held (up to
                 // --max-backlog) while the rest arrives.
                 Poll::Pending if self.read_behind(cx) => {}
-                Poll::Pending => return self.wait(cx),
+                Poll::Pending => return None,
             }
             if passes == PASSES_PER_POLL {
                 cx.waker().wake_by_ref();
-                return self.wait(cx);
+                return None;
             }
             passes += 1;
             match self.read_pass(cx, h) {
-                Poll::Ready(Some(stop)) => return Poll::Ready(stop),
+                Poll::Ready(Some(stop)) => return Some(stop),
                 Poll::Ready(None) => {}
-                Poll::Pending => return self.wait(cx),
+                Poll::Pending => return None,
             }
             // The read emptied the loop's socket: sleep until the next edge,
             // without a pass that would only find it empty (1,506 -> 1,392
@@ -278,7 +289,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
             // its relay queue.
             if self.inbox.is_none() && self.spill.is_empty() && read_drained(&self.io) {
                 self.needs_flush = false;
-                return self.wait(cx);
+                return None;
             }
         }
     }

@@ -37,6 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Session<S> {
     /// its room turning it slow) wakes it, then look at the drain and slow
     /// flags once more (either may have been raised before we were
     /// registered).
+    #[inline(always)]
     pub(super) fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Stop> {
         self.live.ticket.register(cx.waker());
         if let Some(inbox) = &self.inbox {
