@@ -213,13 +213,18 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
     /// importing the iovec) costs more for the same bytes.
     fn whole(&mut self, frame: &[u8]) {
         self.flush();
-        let polled = if self.blocked() {
-            None
-        } else {
-            let polled = Pin::new(&mut *self.io).poll_write(self.cx, frame);
-            self.written(polled)
-        };
-        self.keep_unwritten(frame, polled.unwrap_or(0));
+        self.send(frame);
+    }
+
+    /// One `send` of `bytes` unless something waits before them; what the
+    /// socket does not take goes to the spill.
+    fn send(&mut self, bytes: &[u8]) {
+        let mut n = 0;
+        if !self.blocked() {
+            let polled = Pin::new(&mut *self.io).poll_write(self.cx, bytes);
+            n = self.written(polled).unwrap_or(0);
+        }
+        self.keep_unwritten(bytes, n);
     }
 
     /// Writes a large frame given as header and payload, straight from
@@ -283,17 +288,8 @@ impl<'a, 'c, S: AsyncWrite + Unpin> Writer<'a, 'c, S> {
     }
 
     fn flush_cork(&mut self) {
-        if self.blocked() {
-            if self.error.is_none() {
-                self.spill.push(self.cork);
-            }
-            self.cork.clear();
-            return;
-        }
         let cork = std::mem::take(self.cork);
-        let polled = Pin::new(&mut *self.io).poll_write(self.cx, &cork);
-        let n = self.written(polled).unwrap_or(0);
-        self.keep_unwritten(&cork, n);
+        self.send(&cork);
         // Hand the (empty) allocation back to the worker.
         *self.cork = cork;
         self.cork.clear();
