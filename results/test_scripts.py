@@ -271,5 +271,42 @@ class PooledTable(unittest.TestCase):
                 checked += 1
         return checked
 
+class HistoryTable(unittest.TestCase):
+    """Each row of results/README.md's table of full runs is what that
+    run's results.json says: wsecho's CPU per message ÷ uWebSockets' per
+    generator (lowest and highest, to the decimals shown), at the two fixed
+    rates, and how many of the fourteen cells are at or below 1.0."""
+
+    ROW = re.compile(r"^\| \[[^\]]+\]\(([^)]+)/summary\.md\) \| .* \| ([^|]+) \| ([^|]+) \| ([^|]+) \| (\d+) of 14 \|$",
+                     re.MULTILINE)
+
+    def assert_shown(self, shown: str, values: list[float], where: str) -> None:
+        numbers = re.findall(r"\d+\.(\d+)", shown)
+        figures = re.findall(r"\d+\.\d+", shown)
+        self.assertEqual(len(figures), len(values), f"{where}: {shown!r}")
+        for figure, decimals, value in zip(figures, numbers, values):
+            self.assertEqual(f"{value:.{len(decimals)}f}", figure, where)
+
+    def test_every_run_row_is_its_results_json(self) -> None:
+        rows = list(self.ROW.finditer((HERE / "README.md").read_text()))
+        self.assertGreater(len(rows), 0)
+        for row in rows:
+            run, by_load, by_load_test, fixed, count = row.groups()
+            with self.subTest(run=run):
+                summary = json.loads((HERE / run / "results.json").read_text())
+                ratios = {}
+                for key in ("throughput", "throughput_load_test", "rate"):
+                    ratios[key] = []
+                    for case in summary.get(key) or []:
+                        ours, theirs = case["servers"].get("wsecho"), case["servers"].get("uWebSockets")
+                        if ours and theirs and ours["cpu_us_per_msg"] and theirs["cpu_us_per_msg"]:
+                            ratios[key].append(ours["cpu_us_per_msg"] / theirs["cpu_us_per_msg"])
+                for shown, key in ((by_load, "throughput"), (by_load_test, "throughput_load_test")):
+                    self.assert_shown(shown, [min(ratios[key]), max(ratios[key])], f"{run} {key}")
+                self.assert_shown(fixed, ratios["rate"], f"{run} rate")
+                cells = [r for key in ratios for r in ratios[key]]
+                self.assertEqual((sum(r <= 1.0 for r in cells), len(cells)), (int(count), 14), run)
+
+
 if __name__ == "__main__":
     unittest.main()
