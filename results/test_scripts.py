@@ -275,7 +275,8 @@ class HistoryTable(unittest.TestCase):
     """Each row of results/README.md's table of full runs is what that
     run's results.json says: wsecho's CPU per message ÷ uWebSockets' per
     generator (lowest and highest, to the decimals shown), at the two fixed
-    rates, and how many of the fourteen cells are at or below 1.0."""
+    rates, and how many of the fourteen cells are at or below 1.0; and each
+    row of its permessage-deflate table."""
 
     ROW = re.compile(r"^\| \[[^\]]+\]\(([^)]+)/summary\.md\) \| .* \| ([^|]+) \| ([^|]+) \| ([^|]+) \| (\d+) of 14 \|$",
                      re.MULTILINE)
@@ -306,6 +307,18 @@ class HistoryTable(unittest.TestCase):
                 self.assert_shown(fixed, ratios["rate"], f"{run} rate")
                 cells = [r for key in ratios for r in ratios[key]]
                 self.assertEqual((sum(r <= 1.0 for r in cells), len(cells)), (int(count), 14), run)
+
+    def test_every_deflate_row_is_its_results_json(self) -> None:
+        rows = re.findall(r"^\| \[[^\]]+\]\(([^)]+)/summary\.md#permessage-deflate\)[^|]* \| (.+) \|$",
+                          (HERE / "README.md").read_text(), re.MULTILINE)
+        self.assertGreater(len(rows), 0)
+        for run, shown in rows:
+            with self.subTest(run=run):
+                deflate = json.loads((HERE / run / "results.json").read_text())["deflate"]
+                ours, theirs = (deflate["echo"][s]["deflate"]["cpu_us_per_msg"] for s in ("wsecho", "uWebSockets"))
+                idle = deflate["idle"]["wsecho"]
+                kib = [idle[mode]["bytes_per_connection"] / 1024 for mode in ("deflate", "plain")]
+                self.assertEqual(shown, f"{ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}× | {kib[0]:.2f} / {kib[1]:.2f}")
 
 
 if __name__ == "__main__":
