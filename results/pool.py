@@ -20,7 +20,7 @@ It does not check that the runs measured the same builds: it prints each
 run's server versions, and pooling runs of different servers is the
 caller's mistake to avoid (`git diff A B -- src` between the commits named).
 
-    python3 results/pool.py results/2026-12-05-2 results/2026-12-05-5 [--against uWebSockets]
+    python3 results/pool.py results/2026-12-05-2 results/2026-12-05-5 [--against uWebSockets] [--each]
 """
 
 from __future__ import annotations
@@ -105,10 +105,20 @@ def table(pooled: dict[str, dict], other: str) -> list[str]:
     return lines
 
 
+def each(pooled: dict[str, dict]) -> list[str]:
+    """The paired ratios themselves, repetition by repetition, run after run."""
+    lines = ["| case | paired ratios, in repetition order |", "|---|---|"]
+    for case, p in pooled.items():
+        if p["paired"]:
+            lines.append(f"| {case_name(case)} | {', '.join(f'{r:.3f}' for r in p['paired'])} |")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="results/<date> directories (each with results.json)")
     ap.add_argument("--against", default="uWebSockets", help="the server wsecho is compared with")
+    ap.add_argument("--each", action="store_true", help="also print every paired ratio, in repetition order")
     args = ap.parse_args()
     runs = []
     for d in args.runs:
@@ -128,6 +138,8 @@ def main() -> int:
         if pooled:
             print(f"\nServer CPU per echoed message, {title}, {len(runs)} runs pooled:\n")
             print("\n".join(table(pooled, args.against)))
+            if args.each:
+                print("\n" + "\n".join(each(pooled)))
     return 0
 
 

@@ -224,6 +224,10 @@ class Pooling(unittest.TestCase):
         self.assertEqual(p["paired"], [])
         self.assertEqual(pool.table({"500x16384": p}, "uWebSockets")[2:], [])
 
+    def test_each_lists_the_paired_ratios_in_repetition_order(self) -> None:
+        p = pool.pool([summary_run(3, [4.0, 6.0, 5.0], [5.0, 5.0, 5.0])], "throughput", "uWebSockets")
+        self.assertEqual(pool.each(p)[2:], ["| 500 × 16 KiB | 0.800, 1.200, 1.000 |"])
+
     def test_runs_without_the_other_server_are_left_out(self) -> None:
         run = summary_run(1, [4.0], [5.0])
         del run["throughput"][0]["servers"]["uWebSockets"]
@@ -282,10 +286,9 @@ class HistoryTable(unittest.TestCase):
                      re.MULTILINE)
 
     def assert_shown(self, shown: str, values: list[float], where: str) -> None:
-        numbers = re.findall(r"\d+\.(\d+)", shown)
-        figures = re.findall(r"\d+\.\d+", shown)
+        figures = re.findall(r"(\d+\.(\d+))", shown)
         self.assertEqual(len(figures), len(values), f"{where}: {shown!r}")
-        for figure, decimals, value in zip(figures, numbers, values):
+        for (figure, decimals), value in zip(figures, values):
             self.assertEqual(f"{value:.{len(decimals)}f}", figure, where)
 
     def test_every_run_row_is_its_results_json(self) -> None:
