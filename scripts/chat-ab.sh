@@ -26,6 +26,8 @@ for rep in $(seq "$reps"); do
         read -r peers rooms <<<"$case"
         for server in "$@"; do
             start_server "$server" "$PORT"
+            # A run that writes no JSON must stop the script, not print the run before it.
+            rm -f "$work/r.json"
             taskset -c "$CLIENT_CPU" target/release/wsecho-load "ws://127.0.0.1:$server_port/" \
                 --threads 1 --quiet --server-pid "$server_pid" --json "$work/r.json" \
                 --scenario chat -c "$peers" --rooms "$rooms" --warmup 2s -d 6s >/dev/null 2>&1 || true
