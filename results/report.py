@@ -625,6 +625,15 @@ def rate_flag(v: dict, rate: int) -> str:
             " ⚠ echo waited" if lat["p50"] > BEHIND_P50_US else "")
 
 
+def versus_ratio(row: dict, peer: str) -> float | None:
+    """wsecho's median CPU per message ÷ the peer's in one case; None when
+    either has no CPU figure."""
+    a, b = row["servers"].get("wsecho"), row["servers"].get(peer)
+    if not a or not b or not a["cpu_us_per_msg"] or not b["cpu_us_per_msg"]:
+        return None
+    return a["cpu_us_per_msg"] / b["cpu_us_per_msg"]
+
+
 def versus(s: dict, peer: str) -> list[str]:
     """wsecho's CPU per message ÷ the peer's, per case, generator and the
     fixed rate; and both idle figures: the issue's acceptance checks."""
@@ -632,10 +641,10 @@ def versus(s: dict, peer: str) -> list[str]:
     if not any(peer in row["servers"] for _, key in keys for row in s[key]):
         return []
     def ratio(row: dict, key: str) -> str:
-        a, b = row["servers"].get("wsecho"), row["servers"].get(peer)
-        if not a or not b or not a["cpu_us_per_msg"] or not b["cpu_us_per_msg"]:
+        r = versus_ratio(row, peer)
+        if r is None:
             return "–"
-        r = a["cpu_us_per_msg"] / b["cpu_us_per_msg"]
+        a, b = row["servers"]["wsecho"], row["servers"][peer]
         flag = " ⚠" if key == "rate" and (rate_flag(a, s["meta"]["rate"]) or rate_flag(b, s["meta"]["rate"])) else ""
         return f"{r:.2f}× {'✓' if r <= 1 else '✗'}{flag}"
     out = ["", f"## wsecho against {peer}", "",

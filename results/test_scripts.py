@@ -298,13 +298,9 @@ class HistoryTable(unittest.TestCase):
             run, by_load, by_load_test, fixed, count = row.groups()
             with self.subTest(run=run):
                 summary = json.loads((HERE / run / "results.json").read_text())
-                ratios = {}
-                for key in ("throughput", "throughput_load_test", "rate"):
-                    ratios[key] = []
-                    for case in summary.get(key) or []:
-                        ours, theirs = case["servers"].get("wsecho"), case["servers"].get("uWebSockets")
-                        if ours and theirs and ours["cpu_us_per_msg"] and theirs["cpu_us_per_msg"]:
-                            ratios[key].append(ours["cpu_us_per_msg"] / theirs["cpu_us_per_msg"])
+                ratios = {key: [r for case in summary.get(key) or []
+                                if (r := report.versus_ratio(case, "uWebSockets")) is not None]
+                          for key in ("throughput", "throughput_load_test", "rate")}
                 for shown, key in ((by_load, "throughput"), (by_load_test, "throughput_load_test")):
                     self.assert_shown(shown, [min(ratios[key]), max(ratios[key])], f"{run} {key}")
                 self.assert_shown(fixed, ratios["rate"], f"{run} rate")
