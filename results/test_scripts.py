@@ -275,6 +275,7 @@ class PooledTable(unittest.TestCase):
                 checked += 1
         return checked
 
+
 class HistoryTable(unittest.TestCase):
     """Each row of results/README.md's table of full runs is what that
     run's results.json says: wsecho's CPU per message ÷ uWebSockets' per
